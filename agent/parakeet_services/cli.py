@@ -1,0 +1,37 @@
+"""The ``parakeet-stream`` command.
+
+Each subcommand lives in its own module and registers itself through ``add_parser(subparsers)``; its
+``run(args)`` imports the heavy parts (NeMo, torch, frameworks) only when it is actually executed, so
+``parakeet-stream --help`` and ``parakeet-stream models`` answer instantly.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# module names under parakeet_services that contribute a subcommand, in --help order
+SUBCOMMAND_MODULES = (
+    "transcribe_cmd",
+    "models_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parakeet-stream",
+        description="Realtime speech-to-text with NVIDIA NeMo cache-aware streaming models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(f"parakeet_services.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
