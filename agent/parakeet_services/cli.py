@@ -14,6 +14,7 @@ import sys
 SUBCOMMAND_MODULES = (
     "transcribe_cmd",
     "models_cmd",
+    "serve_cmd",
 )
 
 
