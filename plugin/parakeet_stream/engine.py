@@ -1,0 +1,169 @@
+"""The engine: one model on one device, serving any number of live streams.
+
+``Engine.load`` is the blocking part (NeMo import and checkpoint restore); afterwards ``open_stream`` is
+cheap and every stream is stepped by the engine's single inference thread (``scheduler.ChunkScheduler``).
+``shared_engine`` gives adapters one engine per (model, device, dtype, chunk) per process, so many LiveKit jobs,
+WebSocket sessions or Pipecat pipelines share one copy of the weights.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import MODEL_SAMPLE_RATE, Resampler, check_sample_rate, to_float32
+from .endpointing import EndpointingOptions
+from .errors import CapacityError, ModelLoadError
+from .events import Word
+from .models import (DEFAULT_MODEL, ModelInfo, frame_seconds, is_cache_aware, load_nemo_model, resolve_device,
+                     resolve_dtype, select_chunk)
+from .scheduler import ChunkScheduler, EngineMetrics
+from .stream import Stream
+
+logger = logging.getLogger("parakeet_stream")
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    words: tuple[Word, ...]
+
+
+class Engine:
+    """Owns a cache-aware NeMo model and the thread that steps all of its streams in batches."""
+
+    def __init__(self, model, *, name: str, path: str | None = None, chunk_ms: int | None = None,
+                 max_streams: int = 64, num_threads: int | None = None) -> None:
+        import torch
+
+        if not is_cache_aware(model):
+            raise ModelLoadError(
+                f"model {name!r} is not a cache-aware streaming model (its encoder has att_context_style="
+                f"{getattr(model.encoder, 'att_context_style', None)!r}, not 'chunked_limited'); offline "
+                f"checkpoints are not supported by the streaming engine")
+        if max_streams < 1:
+            raise ValueError(f"max_streams must be at least 1, got {max_streams}")
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        chunk_ms, context = select_chunk(model, chunk_ms)
+        model.encoder.set_default_att_context_size(context)
+        param = next(model.parameters())
+        self.info = ModelInfo(
+            name=name, path=path, chunk_ms=chunk_ms,
+            chunk_sizes_ms=tuple(sorted((c[1] + 1) * round(frame_seconds(model) * 1000)
+                                        for c in model.encoder.att_context_size_all)),
+            device=str(param.device), dtype=str(param.dtype).replace("torch.", ""),
+            frame_seconds=frame_seconds(model),
+            has_eou=any(p.strip("▁").upper() == "<EOU>"
+                        for p in model.tokenizer.ids_to_tokens(list(range(model.tokenizer.vocab_size)))),
+            num_params=sum(p.numel() for p in model.parameters()),
+        )
+        self.capacity = max_streams
+        self._model = model
+        self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=self.info.frame_seconds)
+        self._open_lock = threading.Lock()
+        logger.info("engine ready", extra={"model": name, "chunk_ms": chunk_ms, "device": self.info.device,
+                                           "dtype": self.info.dtype, "max_streams": max_streams})
+
+    # -- construction ------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
+             chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None) -> Engine:
+        """Load a checkpoint and start the inference thread. Blocks for seconds: call it at start-up."""
+        import torch
+
+        dev = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, dev)
+        nemo_model = load_nemo_model(model, dev)
+        nemo_model = prepare_model(nemo_model, torch_dtype)
+        path = model if model.endswith(".nemo") else None
+        return cls(nemo_model, name=model, path=path, chunk_ms=chunk_ms, max_streams=max_streams,
+                   num_threads=num_threads)
+
+    @classmethod
+    def from_model(cls, model, *, name: str = "custom", chunk_ms: int | None = None, max_streams: int = 64,
+                   dtype=None) -> Engine:
+        """Wrap an already loaded NeMo model (tests, notebooks)."""
+        return cls(prepare_model(model, dtype), name=name, chunk_ms=chunk_ms, max_streams=max_streams)
+
+    # -- streams -----------------------------------------------------------------------------------------
+    def open_stream(self, *, sample_rate: int = MODEL_SAMPLE_RATE, endpointing: EndpointingOptions | None = None,
+                    stream_id: str | None = None) -> Stream:
+        check_sample_rate(sample_rate)
+        opts = endpointing or EndpointingOptions()
+        with self._open_lock:
+            if self._scheduler.live_streams >= self.capacity:
+                raise CapacityError(f"engine is full: {self.capacity} streams are open (max_streams={self.capacity})")
+            return self._scheduler.open(sample_rate, opts, stream_id)
+
+    @property
+    def active_streams(self) -> int:
+        return self._scheduler.live_streams
+
+    def metrics(self) -> EngineMetrics:
+        return self._scheduler.metrics.snapshot(self.active_streams)
+
+    # -- offline -----------------------------------------------------------------------------------------
+    def transcribe(self, audio: bytes | np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE) -> Transcript:
+        """Decode a whole buffer at once (same att_context as streaming). Runs on the inference thread."""
+        samples = to_float32(audio)
+        samples = Resampler(sample_rate).process(samples, last=True)
+        text, words = self._scheduler.call(lambda: self._scheduler.decode_offline(samples))
+        return Transcript(text, words)
+
+    def close(self) -> None:
+        self._scheduler.stop()
+
+    def __repr__(self) -> str:
+        return f"Engine({self.info.name!r}, chunk_ms={self.info.chunk_ms}, device={self.info.device})"
+
+
+def prepare_model(model, dtype=None):
+    """Eval mode, RNNT greedy batched decoding, and the weights in ``dtype`` (the preprocessor stays fp32 so
+    features match the offline preprocessor)."""
+    import torch
+
+    model.eval()
+    _use_greedy_rnnt_with_confidence(model)
+    if dtype is not None and dtype != torch.float32:
+        model.to(dtype)
+        model.preprocessor.to(torch.float32)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _use_greedy_rnnt_with_confidence(model) -> None:
+    """Batched greedy RNNT (label looping: accepts carried hypotheses and a mix of new and old streams) with
+    per-token confidence = the probability of the emitted token (``max_prob``, no blank frames)."""
+    import copy
+
+    from omegaconf import open_dict
+
+    cfg = copy.deepcopy(model.cfg.decoding)
+    with open_dict(cfg):
+        cfg.strategy = "greedy_batch"
+        cfg.greedy = cfg.get("greedy") or {}
+        cfg.greedy.loop_labels = True
+        cfg.confidence_cfg = dict(preserve_frame_confidence=True, preserve_token_confidence=True,
+                                  exclude_blank=True, method_cfg=dict(name="max_prob", alpha=1.0))
+    kwargs = {"decoder_type": "rnnt"} if hasattr(model, "cur_decoder") else {}
+    model.change_decoding_strategy(cfg, verbose=False, **kwargs)
+
+
+_shared: dict[tuple, Engine] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_engine(model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
+                  chunk_ms: int | None = None, max_streams: int = 64) -> Engine:
+    """The process-wide engine for these settings, loaded on first use (blocking) and reused after."""
+    key = (model, device, dtype, chunk_ms)
+    with _shared_lock:
+        engine = _shared.get(key)
+        if engine is None:
+            engine = Engine.load(model, device=device, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams)
+            _shared[key] = engine
+        return engine

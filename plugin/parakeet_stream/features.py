@@ -1,0 +1,74 @@
+"""Exact incremental log-mel features.
+
+Cache-aware NeMo models use no feature normalisation (``normalize: NA``), so every log-mel frame depends only
+on the audio under its STFT window. A frame is emitted as soon as that window is complete, computed by the
+model's *own* preprocessor on a short segment starting ``margin`` frames earlier, so streamed features equal
+the offline preprocessor on the whole signal (measured ≤ 2e-6; research/nemo-streaming.md §3a). NeMo's
+``CacheAwareStreamingAudioBuffer.append_audio`` is not exact (it keeps the STFT's masked trailing frame).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+class IncrementalFeaturizer:
+    """Feature frames for a growing 16 kHz signal, bit-for-bit what the offline preprocessor gives."""
+
+    def __init__(self, preprocessor: torch.nn.Module) -> None:
+        fb = preprocessor.featurizer
+        if getattr(fb, "stft_pad_amount", None) is not None:
+            raise ValueError("exact incremental features need a center=True STFT (preprocessor exact_pad=False)")
+        self._pre = preprocessor
+        self.hop = int(fb.hop_length)
+        self.half = int(fb.n_fft) // 2
+        self.n_mels = int(fb.nfilt)
+        self.margin = math.ceil(self.half / self.hop)  # frames of look-back a frame's window reaches
+        # virtual left zero padding: what center=True with constant padding does at the signal start
+        self._buf = np.zeros(self.margin * self.hop, dtype=np.float32)
+        self._buf_offset = -self.margin * self.hop  # signal sample index of _buf[0]
+        self.n_samples = 0
+        self.n_emitted = 0
+
+    def _compute(self, first: int, last_excl: int, real_len: int | None = None) -> torch.Tensor:
+        start = (first - self.margin) * self.hop - self._buf_offset
+        end = (last_excl - 1) * self.hop + self.half - self._buf_offset
+        seg = self._buf[start:end]
+        if seg.shape[0] < end - start:  # only at flush: zero tail, masked by the real length as offline does
+            seg = np.concatenate([seg, np.zeros(end - start - seg.shape[0], dtype=np.float32)])
+        length = end - start if real_len is None else real_len
+        with torch.inference_mode():
+            feats, _ = self._pre(input_signal=torch.from_numpy(seg)[None], length=torch.tensor([length]))
+        return feats[0, :, self.margin : self.margin + last_excl - first].float().clone()
+
+    def _empty(self) -> torch.Tensor:
+        return torch.zeros(self.n_mels, 0)
+
+    def push(self, samples: np.ndarray) -> torch.Tensor:
+        """Add 16 kHz float32 samples; return the frames [n_mels, k] that became final (k may be 0)."""
+        if samples.shape[0]:
+            self._buf = np.concatenate([self._buf, samples])
+            self.n_samples += samples.shape[0]
+        n_final = (self.n_samples - self.half) // self.hop + 1 if self.n_samples >= self.half else 0
+        if n_final <= self.n_emitted:
+            return self._empty()
+        out = self._compute(self.n_emitted, n_final)
+        self.n_emitted = n_final
+        keep_from = (self.n_emitted - self.margin) * self.hop  # where the next segment will start
+        cut = keep_from - self._buf_offset
+        if cut > 0:
+            self._buf = self._buf[cut:]
+            self._buf_offset = keep_from
+        return out
+
+    def flush(self) -> torch.Tensor:
+        """End of signal: the remaining frames, up to the offline count ``n_samples // hop``."""
+        total = self.n_samples // self.hop
+        if total <= self.n_emitted:
+            return self._empty()
+        start = (self.n_emitted - self.margin) * self.hop - self._buf_offset
+        out = self._compute(self.n_emitted, total, real_len=self._buf.shape[0] - start)
+        self.n_emitted = total
+        return out

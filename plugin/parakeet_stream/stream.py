@@ -1,0 +1,181 @@
+"""The handle a caller holds for one live audio stream.
+
+``push``/``flush``/``finish``/``close`` only validate, convert and enqueue: they never wait for inference,
+so a caller on an event loop is never blocked by the model and one slow consumer cannot stall another stream
+(events queue up per stream, unbounded). The inference thread owns everything else (``scheduler.py``).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import uuid
+from typing import TYPE_CHECKING, AsyncIterator
+
+import numpy as np
+
+from .audio import Resampler, to_float32
+from .errors import StreamClosedError
+from .events import Event, StreamEnded, StreamFailed
+
+if TYPE_CHECKING:
+    from .scheduler import ChunkScheduler
+
+_TERMINAL = (StreamEnded, StreamFailed)
+
+
+class EventChannel:
+    """Thread-safe, unbounded event queue with a blocking reader and an asyncio reader."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+
+    def put(self, event: Event | None) -> None:
+        """``None`` marks the end of the channel (after a terminal event or close)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._items.append(event)
+            if event is None:
+                self._closed = True
+            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_wake, fut)
+
+    def get(self, timeout: float | None) -> Event | None | bool:
+        """The next event, ``None`` at end of channel, ``False`` on timeout."""
+        with self._cond:
+            if not self._items and not self._cond.wait_for(lambda: self._items, timeout):
+                return False
+            item = self._items.popleft()
+            if item is None:
+                self._items.appendleft(None)  # stay ended for every later reader
+            return item
+
+    async def aget(self) -> Event | None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._cond:
+                if self._items:
+                    item = self._items.popleft()
+                    if item is None:
+                        self._items.appendleft(None)
+                    return item
+                fut = loop.create_future()
+                self._waiters.append((loop, fut))
+            await fut
+
+
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Stream:
+    """One live audio stream on an engine. Create with ``Engine.open_stream``."""
+
+    def __init__(self, scheduler: ChunkScheduler, state, sample_rate: int, stream_id: str | None) -> None:
+        self.id = stream_id or uuid.uuid4().hex[:12]
+        self.sample_rate = sample_rate
+        self._scheduler = scheduler
+        self._state = state
+        self._resampler = Resampler(sample_rate)
+        self._events = EventChannel()
+        self._lock = threading.Lock()  # serialises pushes: the resampler is stateful
+        self._input_samples = 0
+        self._finished = False
+        self._closed = False
+
+    # -- input -------------------------------------------------------------------------------------------
+    def push(self, pcm: bytes | bytearray | memoryview | np.ndarray) -> None:
+        """Queue audio at the stream's sample rate (see ``audio.ACCEPTED``). Raises AudioFormatError/StreamClosedError."""
+        samples = to_float32(pcm)
+        with self._lock:
+            self._check_open("push audio to")
+            if samples.shape[0] == 0:
+                return
+            self._input_samples += samples.shape[0]
+            resampled = self._resampler.process(samples)
+            if resampled.shape[0]:
+                self._scheduler.submit(self._state, ("audio", resampled))
+
+    def flush(self) -> None:
+        """Finalize the current segment now and keep the stream open for more audio."""
+        with self._lock:
+            self._check_open("flush")
+            self._drain_resampler()
+            self._scheduler.submit(self._state, ("flush", None))
+
+    def finish(self) -> None:
+        """No more audio: deliver the last Final, then StreamEnded. Calling it again does nothing."""
+        with self._lock:
+            if self._finished or self._closed:
+                return
+            self._finished = True
+            self._drain_resampler()
+            self._scheduler.submit(self._state, ("finish", None))
+
+    def close(self) -> None:
+        """Abandon the stream: its slot is freed and its event iterator ends. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._scheduler.submit(self._state, ("close", None))
+        self._events.put(None)
+
+    def _drain_resampler(self) -> None:
+        tail = self._resampler.process(np.zeros(0, np.float32), last=True)
+        if tail.shape[0]:
+            self._scheduler.submit(self._state, ("audio", tail))
+        self._resampler = Resampler(self.sample_rate)  # a flushed resampler cannot continue
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise StreamClosedError(f"cannot {what} stream {self.id}: it was closed")
+        if self._finished:
+            raise StreamClosedError(f"cannot {what} stream {self.id}: finish() was already called")
+
+    @property
+    def audio_seconds(self) -> float:
+        """Seconds of audio pushed so far: the stream clock."""
+        return self._input_samples / self.sample_rate
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    # -- output (called by the scheduler thread) ------------------------------------------------------------
+    def _emit(self, event: Event) -> None:
+        self._events.put(event)
+        if isinstance(event, _TERMINAL):
+            self._events.put(None)
+
+    # -- consumers -----------------------------------------------------------------------------------------
+    def next_event(self, timeout: float | None = None) -> Event | None:
+        """Blocking read for thread consumers: the next event, or None on timeout or once the stream has ended."""
+        item = self._events.get(timeout)
+        return None if item is False else item
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._aiter()
+
+    async def _aiter(self) -> AsyncIterator[Event]:
+        while True:
+            item = await self._events.aget()
+            if item is None:
+                return
+            yield item
+
+    def __repr__(self) -> str:
+        return f"Stream(id={self.id!r}, sample_rate={self.sample_rate}, audio_seconds={self.audio_seconds:.2f})"
+
+

@@ -1,0 +1,148 @@
+"""Cache-aware models with random weights, built from config in seconds (no download).
+
+The config follows NeMo's ``fastconformer_hybrid_transducer_ctc_bpe_streaming.yaml``; ``ARCHS`` holds the real
+layouts of the public checkpoints so benchmarks can measure true costs without their weights. Random weights
+make greedy RNNT emit nothing (or max_symbols every frame), so ``sharpen_joint`` rescales the joint's output
+layer until it emits about one token per frame: a demanding input for streamed == offline token checks.
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from typing import Any
+
+ARCHS: dict[str, dict[str, Any]] = {
+    "tiny": dict(d_model=128, n_layers=4, n_heads=4, sub_channels=64, pred_hidden=64, joint_hidden=64,
+                 features=80, hybrid=True, pred_rnn_layers=1, vocab=128),
+    # nvidia/stt_en_fastconformer_hybrid_large_streaming_multi (114.8 M)
+    "large": dict(d_model=512, n_layers=17, n_heads=8, sub_channels=256, pred_hidden=640, joint_hidden=640,
+                  features=80, hybrid=True, pred_rnn_layers=1, vocab=1024),
+    # nvidia/nemotron-speech-streaming-en-0.6b (618.5 M): 24 x 1024, 2-layer LSTM prediction net, 128 mels
+    "xl": dict(d_model=1024, n_layers=24, n_heads=8, sub_channels=256, pred_hidden=640, joint_hidden=640,
+               features=128, hybrid=False, pred_rnn_layers=2, vocab=1024),
+}
+ALL_CONTEXTS = ((70, 13), (70, 6), (70, 1), (70, 0))
+
+_WORDS = (
+    "the a one two three four five six seven eight nine ten hello world please call me at home office today "
+    "tomorrow morning evening night weather rain sun wind speech model stream audio voice text number meeting "
+    "project report system server client message quick brown fox jumps over lazy dog stop start open close "
+    "window door green red blue big small long short fast slow good new old first last next time day week"
+).split()
+
+
+def _cache_dir() -> str:
+    path = os.path.join(os.environ.get("PARAKEET_STREAM_CACHE", tempfile.gettempdir()), "parakeet-stream-tok")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def train_tokenizer(vocab_size: int) -> str:
+    """A SentencePiece BPE laid out as NeMo's ``process_asr_text_tokenizer.py`` does; cached per vocab size."""
+    import sentencepiece as spm
+
+    tok_dir = os.path.join(_cache_dir(), f"bpe{vocab_size}")
+    if os.path.exists(os.path.join(tok_dir, "vocab.txt")):
+        return tok_dir
+    os.makedirs(tok_dir, exist_ok=True)
+    rng = random.Random(vocab_size)
+    if vocab_size <= 256:
+        words = _WORDS
+    else:  # enough distinct words for a large vocabulary to be learnable
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        words = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(6000)]
+    text = os.path.join(tok_dir, "text.txt")
+    with open(text, "w") as f:
+        for _ in range(8000 if vocab_size > 256 else 600):
+            f.write(" ".join(rng.choice(words) for _ in range(rng.randint(4, 14))) + "\n")
+    spm.SentencePieceTrainer.train(input=text, model_prefix=os.path.join(tok_dir, "tokenizer"),
+                                   vocab_size=vocab_size, model_type="bpe", character_coverage=1.0,
+                                   bos_id=-1, eos_id=-1, unk_id=0, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(tok_dir, "tokenizer.model"))
+    tmp = os.path.join(tok_dir, "vocab.txt.tmp")
+    with open(tmp, "w") as f:
+        f.writelines(sp.id_to_piece(i) + "\n" for i in range(sp.get_piece_size()))
+    os.remove(text)
+    os.replace(tmp, os.path.join(tok_dir, "vocab.txt"))
+    return tok_dir
+
+
+def streaming_config(tok_dir: str, *, d_model: int, n_layers: int, n_heads: int, sub_channels: int,
+                     pred_hidden: int, joint_hidden: int, features: int, hybrid: bool, pred_rnn_layers: int,
+                     att_context_size=ALL_CONTEXTS):
+    from omegaconf import OmegaConf
+
+    encoder = dict(
+        _target_="nemo.collections.asr.modules.ConformerEncoder", feat_in=features, feat_out=-1,
+        n_layers=n_layers, d_model=d_model, use_bias=True, subsampling="dw_striding", subsampling_factor=8,
+        subsampling_conv_channels=sub_channels, causal_downsampling=True, ff_expansion_factor=4,
+        self_attention_model="rel_pos", n_heads=n_heads, att_context_size=[list(c) for c in att_context_size],
+        att_context_style="chunked_limited", xscaling=True, pos_emb_max_len=5000, conv_kernel_size=9,
+        conv_norm_type="layer_norm", conv_context_size="causal", dropout=0.1, dropout_pre_encoder=0.1,
+        dropout_emb=0.0, dropout_att=0.1,
+    )
+    cfg = dict(
+        sample_rate=16000, compute_eval_loss=False, log_prediction=False, skip_nan_grad=False,
+        model_defaults=dict(enc_hidden=d_model, pred_hidden=pred_hidden, joint_hidden=joint_hidden),
+        train_ds=None, validation_ds=None, test_ds=None,
+        tokenizer=dict(dir=tok_dir, type="bpe"),
+        preprocessor=dict(
+            _target_="nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor", sample_rate=16000,
+            normalize="NA", window_size=0.025, window_stride=0.01, window="hann", features=features,
+            n_fft=512, frame_splicing=1, dither=0.00001, pad_to=0,
+        ),
+        spec_augment=None,
+        encoder=encoder,
+        decoder=dict(_target_="nemo.collections.asr.modules.RNNTDecoder", normalization_mode=None,
+                     random_state_sampling=False, blank_as_pad=True,
+                     prednet=dict(pred_hidden=pred_hidden, pred_rnn_layers=pred_rnn_layers, t_max=None,
+                                  dropout=0.2)),
+        joint=dict(_target_="nemo.collections.asr.modules.RNNTJoint", log_softmax=None, preserve_memory=False,
+                   fuse_loss_wer=True, fused_batch_size=4,
+                   jointnet=dict(joint_hidden=joint_hidden, activation="relu", dropout=0.2)),
+        decoding=dict(strategy="greedy_batch", greedy=dict(max_symbols=10)),
+        loss=dict(loss_name="default", warprnnt_numba_kwargs=dict(fastemit_lambda=5e-3, clamp=-1.0)),
+        optim=dict(name="adamw", lr=1e-3),
+    )
+    if hybrid:
+        cfg["aux_ctc"] = dict(
+            ctc_loss_weight=0.3, use_cer=False, ctc_reduction="mean_batch",
+            decoder=dict(_target_="nemo.collections.asr.modules.ConvASRDecoder", feat_in=None, num_classes=-1,
+                         vocabulary=[]),
+            decoding=dict(strategy="greedy"),
+        )
+    return OmegaConf.create(cfg)
+
+
+def sharpen_joint(model, scale: float = 20.0, blank_bias: float = 9.0) -> None:
+    """Make random-weight greedy RNNT emit about one token per frame (blank is NeMo's last index)."""
+    import torch
+
+    with torch.no_grad():
+        last = model.joint.joint_net[-1]
+        last.weight.mul_(scale)
+        last.bias.mul_(scale)
+        last.bias[-1] += blank_bias
+
+
+def build_random_model(arch: str = "tiny", *, seed: int = 0, sharpen: bool = True,
+                       att_context_size=ALL_CONTEXTS, **overrides):
+    """A cache-aware FastConformer (hybrid RNNT/CTC or RNNT) with random weights, in eval mode on the CPU."""
+    import torch
+    from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel, EncDecRNNTBPEModel
+
+    from .models import quiet_nemo
+
+    quiet_nemo()
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; known: {', '.join(ARCHS)}")
+    layout = {**ARCHS[arch], **overrides}
+    vocab = layout.pop("vocab")
+    cfg = streaming_config(train_tokenizer(vocab), att_context_size=att_context_size, **layout)
+    torch.manual_seed(seed)
+    cls = EncDecHybridRNNTCTCBPEModel if layout["hybrid"] else EncDecRNNTBPEModel
+    model = cls(cfg=cfg).eval()
+    if sharpen:
+        sharpen_joint(model)
+    return model
