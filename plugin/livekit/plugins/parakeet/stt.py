@@ -1,0 +1,465 @@
+# Copyright 2026 The parakeet-stream authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""LiveKit ``stt.STT`` over the parakeet-stream engine.
+
+The engine does the work LiveKit plugins usually delegate to a server: it owns the model, runs inference
+on its own thread (batched across every live stream of the process) and resamples once with soxr. This
+module only translates: LiveKit frames and flushes in, engine events out as ``SpeechEvent``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+import parakeet_stream as ps
+from livekit import rtc
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectionError,
+    APIConnectOptions,
+    APIError,
+    stt,
+    utils,
+)
+from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
+from livekit.agents.utils import AudioBuffer, is_given
+
+from .log import logger
+from .models import ParakeetLanguages, ParakeetModels
+
+DEFAULT_MODEL = "nvidia/parakeet_realtime_eou_120m-v1"
+SUPPORTED_LANGUAGES = ("en",)
+# LiveKit's own streaming plugins report usage every 5 s (Deepgram's PeriodicCollector); same cadence here,
+# counted in audio seconds so the numbers add up to exactly what was pushed.
+USAGE_INTERVAL_S = 5.0
+
+
+@dataclass
+class STTOptions:
+    model: str
+    language: str
+    device: str
+    dtype: str
+    chunk_ms: int | None
+    max_streams: int
+    endpointing: ps.EndpointingOptions
+
+    def engine_key(self) -> tuple[str, str, str, int | None, int]:
+        return (self.model, self.device, self.dtype, self.chunk_ms, self.max_streams)
+
+
+def _check_language(language: str) -> str:
+    base = language.split("-")[0].lower()
+    if base not in SUPPORTED_LANGUAGES:
+        raise ValueError(
+            f"language {language!r} is not supported by Parakeet streaming models; accepted: "
+            f"{', '.join(SUPPORTED_LANGUAGES)} (or a regional variant such as 'en-US')"
+        )
+    return base
+
+
+class STT(stt.STT):
+    def __init__(
+        self,
+        *,
+        model: ParakeetModels | str = DEFAULT_MODEL,
+        language: ParakeetLanguages | str = "en",
+        chunk_ms: int | None = 160,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_streams: int = 64,
+        endpointing: ps.EndpointingOptions | None = None,
+    ) -> None:
+        """Streaming speech-to-text with a NeMo cache-aware (Parakeet) model, run in this process.
+
+        Args:
+            model: a known short name, a Hugging Face / NGC model name, or a path to a ``.nemo`` file.
+            language: only English models exist so far (``"en"``).
+            chunk_ms: the engine step: latency vs. accuracy; one of the model's trained chunk sizes
+                (``None`` = the model's default).
+            device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+            dtype: ``"auto"`` (fp32 on CPU, bf16 on CUDA), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+            max_streams: capacity of the shared engine (streams beyond it fail with a retryable error).
+            endpointing: how utterances are cut (model ``<EOU>`` token, trailing blank, Silero VAD).
+
+        Loading the model blocks for seconds: call ``prewarm()`` in the worker's setup function, otherwise
+        the first stream loads it in a thread executor.
+        """
+        super().__init__(
+            capabilities=stt.STTCapabilities(
+                streaming=True,
+                interim_results=True,
+                aligned_transcript="word",
+                manual_flush=True,
+                offline_recognize=True,
+            )
+        )
+        self._opts = STTOptions(
+            model=str(model),
+            language=_check_language(language),
+            device=device,
+            dtype=dtype,
+            chunk_ms=chunk_ms,
+            max_streams=max_streams,
+            endpointing=endpointing if endpointing is not None else ps.EndpointingOptions(),
+        )
+        self._engine: ps.Engine | None = None
+        self._engine_lock = threading.Lock()
+        self._prewarm_future: asyncio.Future[ps.Engine] | None = None
+        self._streams: weakref.WeakSet[SpeechStream] = weakref.WeakSet()
+
+    @property
+    def model(self) -> str:
+        return self._opts.model
+
+    @property
+    def provider(self) -> str:
+        return "parakeet-stream"
+
+    @property
+    def engine(self) -> ps.Engine | None:
+        """The shared engine once loaded (``None`` before): for capacity and metrics."""
+        return self._engine
+
+    def load(self) -> ps.Engine:
+        """Load (or reuse) the shared engine. Blocks for seconds the first time: never call it on a loop."""
+        with self._engine_lock:
+            if self._engine is None:
+                o = self._opts
+                self._engine = ps.shared_engine(
+                    o.model, device=o.device, dtype=o.dtype, chunk_ms=o.chunk_ms, max_streams=o.max_streams
+                )
+                logger.info(
+                    "parakeet engine ready",
+                    extra={"model": o.model, "device": self._engine.info.device,
+                           "chunk_ms": self._engine.info.chunk_ms, "capacity": self._engine.capacity},
+                )
+            return self._engine
+
+    def prewarm(self) -> None:
+        """Load the model: blocking in a worker's setup function, in a thread when called on an event loop.
+
+        ``AgentSession`` calls ``prewarm()`` from its event loop, so there it must not block.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.load()
+            return
+        if self._engine is None and self._prewarm_future is None:
+            self._prewarm_future = loop.run_in_executor(None, self.load)
+            # a failed background load is reported again (as an APIError) by the first stream
+            self._prewarm_future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _aload(self) -> ps.Engine:
+        if self._engine is not None:
+            return self._engine
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, self.load)
+        except (ps.errors.ModelLoadError, ps.errors.ChunkSizeError) as e:
+            raise APIError(f"parakeet: cannot load model {self._opts.model!r}: {e}", retryable=False) from e
+
+    def download_files(self) -> None:
+        """Fetch this STT's checkpoint into the local cache (no-op for bundled names and local files)."""
+        download_model(self._opts.model)
+
+    def update_options(
+        self,
+        *,
+        model: NotGivenOr[ParakeetModels | str] = NOT_GIVEN,
+        language: NotGivenOr[ParakeetLanguages | str] = NOT_GIVEN,
+        chunk_ms: NotGivenOr[int | None] = NOT_GIVEN,
+        device: NotGivenOr[str] = NOT_GIVEN,
+        dtype: NotGivenOr[str] = NOT_GIVEN,
+        max_streams: NotGivenOr[int] = NOT_GIVEN,
+        endpointing: NotGivenOr[ps.EndpointingOptions] = NOT_GIVEN,
+    ) -> None:
+        """Change options; live streams switch after finishing (finalizing) the segment in progress."""
+        old_key = self._opts.engine_key()
+        if is_given(model):
+            self._opts.model = str(model)
+        if is_given(language):
+            self._opts.language = _check_language(language)
+        if is_given(chunk_ms):
+            self._opts.chunk_ms = chunk_ms
+        if is_given(device):
+            self._opts.device = device
+        if is_given(dtype):
+            self._opts.dtype = dtype
+        if is_given(max_streams):
+            self._opts.max_streams = max_streams
+        if is_given(endpointing):
+            self._opts.endpointing = endpointing
+        if self._opts.engine_key() != old_key:
+            with self._engine_lock:
+                self._engine = None  # the next stream loads (or reuses) the engine for the new key
+                self._prewarm_future = None
+        for s in self._streams:
+            s.update_options(dataclasses.replace(self._opts))
+
+    async def _recognize_impl(
+        self,
+        buffer: AudioBuffer,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions,
+    ) -> stt.SpeechEvent:
+        lang = _check_language(language) if is_given(language) else self._opts.language
+        frame = rtc.combine_audio_frames(buffer)
+        audio = _mono(frame)
+        engine = await self._aload()
+        loop = asyncio.get_running_loop()
+        try:
+            transcript = await loop.run_in_executor(None, engine.transcribe, audio, frame.sample_rate)
+        except ps.errors.AudioFormatError as e:
+            raise APIError(f"parakeet: unusable audio: {e}", retryable=False) from e
+        words = [_timed(w, 0.0) for w in transcript.words]
+        return stt.SpeechEvent(
+            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+            request_id=utils.shortuuid("PK_"),
+            alternatives=[
+                stt.SpeechData(
+                    language=lang,
+                    text=transcript.text,
+                    start_time=transcript.words[0].start if transcript.words else 0.0,
+                    end_time=frame.duration,
+                    confidence=_confidence(transcript.words),
+                    words=words,
+                )
+            ],
+        )
+
+    def stream(
+        self,
+        *,
+        language: NotGivenOr[ParakeetLanguages | str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> SpeechStream:
+        opts = dataclasses.replace(self._opts)
+        if is_given(language):
+            opts.language = _check_language(language)
+        stream = SpeechStream(stt=self, opts=opts, conn_options=conn_options)
+        self._streams.add(stream)
+        return stream
+
+
+class SpeechStream(stt.SpeechStream):
+    """One LiveKit audio stream = one engine stream (re-opened on retry or after ``update_options``).
+
+    No ``sample_rate`` is passed to the base class: its resampler is built for mono only and would garble
+    stereo frames, and the engine resamples anyway. Frames are down-mixed here and pushed at their own rate.
+    """
+
+    def __init__(self, *, stt: STT, opts: STTOptions, conn_options: APIConnectOptions) -> None:
+        super().__init__(stt=stt, conn_options=conn_options)
+        self._stt: STT = stt
+        self._opts = opts
+        self._options_changed = False
+        self._speaking = False
+        self._usage_pending = 0.0
+
+    def update_options(self, opts: STTOptions) -> None:
+        self._opts = opts
+        self._options_changed = True
+
+    async def _run(self) -> None:
+        if self._speaking:  # a previous attempt died inside a segment: keep START/END paired
+            self._emit(stt.SpeechEventType.END_OF_SPEECH)
+        engine = await self._stt._aload()
+        opened: list[ps.Stream] = []
+        # engine streams in the order they were opened, each with its offset on this stream's clock
+        handoff: asyncio.Queue[tuple[ps.Stream, float, str] | None] = asyncio.Queue()
+        send = asyncio.create_task(self._send_audio(engine, opened, handoff), name="parakeet.send")
+        recv = asyncio.create_task(self._emit_events(handoff), name="parakeet.recv")
+        try:
+            done, _ = await asyncio.wait({send, recv}, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            await utils.aio.gracefully_cancel(send, recv)
+            for s in opened:
+                s.close()  # frees the engine slot at once; a no-op for finished streams
+
+    async def _send_audio(
+        self,
+        engine: ps.Engine,
+        opened: list[ps.Stream],
+        handoff: asyncio.Queue[tuple[ps.Stream, float, str] | None],
+    ) -> None:
+        current: ps.Stream | None = None
+        clock = self.start_time_offset  # stream-clock origin of the current engine stream
+        try:
+            async for item in self._input_ch:
+                if self._options_changed and current is not None:
+                    # endpointing and model are fixed per engine stream: close this one's segment properly
+                    clock += current.audio_seconds
+                    current.finish()
+                    current = None
+                    engine = await self._stt._aload()  # a new model/device was loaded if those changed
+                if isinstance(item, self._FlushSentinel):
+                    if current is not None:
+                        current.flush()
+                    continue
+                if current is None:
+                    self._options_changed = False
+                    request_id = utils.shortuuid("PK_")
+                    current = self._open(engine, item.sample_rate, request_id)
+                    opened.append(current)
+                    handoff.put_nowait((current, clock, request_id))
+                try:
+                    current.push(_mono(item))
+                except ps.errors.AudioFormatError as e:
+                    raise APIError(f"parakeet: unusable audio frame: {e}", retryable=False) from e
+                self._count_usage(item.duration)
+            if current is not None:
+                current.finish()
+        finally:
+            handoff.put_nowait(None)
+        if self._usage_pending > 0:
+            self._emit_usage()
+
+    def _open(self, engine: ps.Engine, sample_rate: int, request_id: str) -> ps.Stream:
+        try:
+            return engine.open_stream(
+                sample_rate=sample_rate, endpointing=self._opts.endpointing, stream_id=request_id
+            )
+        except ps.errors.CapacityError as e:
+            # another worker (or a later retry) may have room: let LiveKit retry and report it
+            raise APIConnectionError(f"parakeet: engine full: {e}", retryable=True) from e
+        except ps.errors.AudioFormatError as e:
+            raise APIError(f"parakeet: unusable audio: {e}", retryable=False) from e
+
+    async def _emit_events(self, handoff: asyncio.Queue[tuple[ps.Stream, float, str] | None]) -> None:
+        while (item := await handoff.get()) is not None:
+            engine_stream, offset, request_id = item
+            async for ev in engine_stream:
+                if isinstance(ev, ps.events.StreamFailed):
+                    raise APIConnectionError(f"parakeet engine failed: {ev.message}", retryable=True)
+                self._translate(ev, offset, request_id)
+            if self._speaking:  # closed mid-segment (options changed while speaking)
+                self._emit(stt.SpeechEventType.END_OF_SPEECH, request_id)
+
+    def _translate(self, ev: ps.events.Event, offset: float, request_id: str) -> None:
+        if isinstance(ev, ps.events.SpeechStarted):
+            self._speaking = True
+            self._emit(stt.SpeechEventType.START_OF_SPEECH, request_id)
+        elif isinstance(ev, ps.events.Partial):
+            if ev.text:
+                data = self._speech_data(ev.text, ev.words, offset, end=ev.audio_end)
+                self._emit(stt.SpeechEventType.INTERIM_TRANSCRIPT, request_id, data)
+        elif isinstance(ev, ps.events.Final):
+            # an endpoint that heard no words still closes its START/END pair, but carries no transcript
+            if ev.text:
+                data = self._speech_data(ev.text, ev.words, offset, start=ev.start, end=ev.end)
+                self._emit(stt.SpeechEventType.FINAL_TRANSCRIPT, request_id, data)
+        elif isinstance(ev, ps.events.SpeechEnded):
+            self._speaking = False
+            self._emit(stt.SpeechEventType.END_OF_SPEECH, request_id)
+
+    def _speech_data(
+        self,
+        text: str,
+        words: tuple[ps.events.Word, ...],
+        offset: float,
+        *,
+        end: float,
+        start: float | None = None,
+    ) -> stt.SpeechData:
+        if start is None:
+            start = words[0].start if words else end
+        return stt.SpeechData(
+            language=self._opts.language,
+            text=text,
+            start_time=start + offset,
+            end_time=end + offset,
+            confidence=_confidence(words),
+            words=[_timed(w, offset) for w in words],
+        )
+
+    def _emit(
+        self, kind: stt.SpeechEventType, request_id: str = "", data: stt.SpeechData | None = None
+    ) -> None:
+        self._event_ch.send_nowait(
+            stt.SpeechEvent(type=kind, request_id=request_id, alternatives=[data] if data else [])
+        )
+
+    def _count_usage(self, seconds: float) -> None:
+        self._usage_pending += seconds
+        if self._usage_pending >= USAGE_INTERVAL_S:
+            self._emit_usage()
+
+    def _emit_usage(self) -> None:
+        self._event_ch.send_nowait(
+            stt.SpeechEvent(
+                type=stt.SpeechEventType.RECOGNITION_USAGE,
+                recognition_usage=stt.RecognitionUsage(audio_duration=self._usage_pending),
+            )
+        )
+        self._usage_pending = 0.0
+
+
+def _mono(frame: rtc.AudioFrame) -> bytes | np.ndarray:
+    """int16 bytes for mono frames (no copy into float); the channel mean as float32 otherwise."""
+    if frame.num_channels == 1:
+        return frame.data.tobytes()
+    pcm = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, frame.num_channels)
+    return (pcm.astype(np.float32).mean(axis=1) / 32768.0).astype(np.float32)
+
+
+def _timed(word: ps.events.Word, offset: float) -> TimedString:
+    return TimedString(
+        word.text,
+        start_time=word.start + offset,
+        end_time=word.end + offset,
+        confidence=word.confidence,
+        start_time_offset=offset,
+    )
+
+
+def _confidence(words: tuple[ps.events.Word, ...] | list[ps.events.Word]) -> float:
+    return float(sum(w.confidence for w in words) / len(words)) if words else 0.0
+
+
+def download_model(model: str) -> None:
+    """Put ``model``'s checkpoint in the local cache the engine loads from.
+
+    Hugging Face names (``owner/name``) go to the hub cache exactly where NeMo's ``from_pretrained`` looks
+    first, so loading later needs no network. Local ``.nemo`` files and names bundled with the engine need
+    nothing; any other name is resolved by NeMo itself (NGC).
+    """
+    if os.path.exists(model):
+        logger.info("model is a local file, nothing to download", extra={"model": model})
+        return
+    if "/" in model:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(repo_id=model, filename=model.rsplit("/", 1)[1] + ".nemo", library_name="nemo")
+        logger.info("model downloaded", extra={"model": model, "path": path})
+        return
+    known = ps.KNOWN_MODELS.get(model)
+    if known is not None and known.local_path is not None:
+        logger.info("model is bundled with parakeet-stream, nothing to download", extra={"model": model})
+        return
+    from nemo.collections.asr.models import ASRModel
+
+    ASRModel.from_pretrained(model, map_location="cpu", return_config=True)
+    logger.info("model downloaded", extra={"model": model})
