@@ -60,7 +60,8 @@ class Session:
         import parakeet_stream as ps
 
         c = self.config
-        max_segment = c.max_utterance_duration or None
+        # 0 = unlimited (dalston); the engine's forced cut accepts 1 s and more
+        max_segment = max(1.0, c.max_utterance_duration) if c.max_utterance_duration else None
         if not c.enable_vad:
             # dalston HEAD: enable_vad=false means no endpointing at all, finals every max_utterance_duration
             return ps.EndpointingOptions(vad=False, eou=False, trailing_blank_ms=None, max_segment_s=max_segment)
