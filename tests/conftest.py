@@ -1,0 +1,25 @@
+"""Session-wide fixtures shared by every test package (helpers are in ``tests/support.py``).
+
+NeMo takes seconds to import and a model about a second to load, so engines are session-scoped; tests that
+need a private engine (chunk sizes, capacity) build their own from the session's tiny model.
+"""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def demo_engine():
+    import parakeet_stream as ps
+
+    engine = ps.Engine.load("espeak-demo-en", device="cpu", max_streams=32)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A random-weight cache-aware hybrid model with all four look-aheads, joint sharpened to emit tokens."""
+    from parakeet_stream.testing import build_random_model
+
+    return build_random_model("tiny", seed=0)
