@@ -102,14 +102,14 @@ class Session:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.stream is not None:
                 self.stream.close()
-            if code is not None:
-                await self.ws.close(code, reason)
             self.outcome = outcome
             self.stats.sessions_ended[outcome] += 1
             log.info("session.closed session_id=%s outcome=%s audio_s=%.2f segments=%d", self.config.session_id,
                      outcome, self.received_s, len(self._segments))
-            if self.on_end is not None:
+            if self.on_end is not None:  # the slot is free before the client sees the close
                 self.on_end(self, outcome)
+            if code is not None:
+                await self.ws.close(code, reason)
 
     @property
     def wall_seconds(self) -> float:
