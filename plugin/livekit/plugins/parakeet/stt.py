@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import threading
 import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +90,7 @@ class STT(stt.STT):
         dtype: str = "auto",
         max_streams: int = 64,
         endpointing: ps.EndpointingOptions | None = None,
+        engine: ps.Engine | None = None,
     ) -> None:
         """Streaming speech-to-text with a NeMo cache-aware (Parakeet) model, run in this process.
 
@@ -100,6 +103,8 @@ class STT(stt.STT):
             dtype: ``"auto"`` (fp32 on CPU, bf16 on CUDA), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
             max_streams: capacity of the shared engine (streams beyond it fail with a retryable error).
             endpointing: how utterances are cut (model ``<EOU>`` token, trailing blank, Silero VAD).
+            engine: an engine you built yourself (``ps.Engine.load``/``from_model``); then the model
+                options above are ignored and the process-wide shared engine is not used.
 
         Loading the model blocks for seconds: call ``prewarm()`` in the worker's setup function, otherwise
         the first stream loads it in a thread executor.
@@ -122,7 +127,9 @@ class STT(stt.STT):
             max_streams=max_streams,
             endpointing=endpointing if endpointing is not None else ps.EndpointingOptions(),
         )
-        self._engine: ps.Engine | None = None
+        if engine is not None:
+            self._opts.model = engine.info.name
+        self._engine: ps.Engine | None = engine
         self._engine_lock = threading.Lock()
         self._prewarm_future: asyncio.Future[ps.Engine] | None = None
         self._streams: weakref.WeakSet[SpeechStream] = weakref.WeakSet()
@@ -176,7 +183,7 @@ class STT(stt.STT):
         try:
             return await asyncio.get_running_loop().run_in_executor(None, self.load)
         except (ps.errors.ModelLoadError, ps.errors.ChunkSizeError) as e:
-            raise APIError(f"parakeet: cannot load model {self._opts.model!r}: {e}", retryable=False) from e
+            raise APIError(f"parakeet: cannot load model {self._opts.model!r}", retryable=False) from e
 
     def download_files(self) -> None:
         """Fetch this STT's checkpoint into the local cache (no-op for bundled names and local files)."""
@@ -231,7 +238,7 @@ class STT(stt.STT):
         try:
             transcript = await loop.run_in_executor(None, engine.transcribe, audio, frame.sample_rate)
         except ps.errors.AudioFormatError as e:
-            raise APIError(f"parakeet: unusable audio: {e}", retryable=False) from e
+            raise APIError("parakeet: unusable audio", retryable=False) from e
         words = [_timed(w, 0.0) for w in transcript.words]
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
@@ -275,7 +282,15 @@ class SpeechStream(stt.SpeechStream):
         self._opts = opts
         self._options_changed = False
         self._speaking = False
-        self._usage_pending = 0.0
+        self._usage_samples = 0  # counted in samples so the reported seconds add up exactly
+        self._usage_rate = 16000
+        self._unsent: list[rtc.AudioFrame] = []
+
+    async def _input(self) -> AsyncIterator[rtc.AudioFrame | stt.SpeechStream._FlushSentinel]:
+        while self._unsent:
+            yield self._unsent.pop(0)
+        async for item in self._input_ch:
+            yield item
 
     def update_options(self, opts: STTOptions) -> None:
         self._opts = opts
@@ -308,7 +323,7 @@ class SpeechStream(stt.SpeechStream):
         current: ps.Stream | None = None
         clock = self.start_time_offset  # stream-clock origin of the current engine stream
         try:
-            async for item in self._input_ch:
+            async for item in self._input():
                 if self._options_changed and current is not None:
                     # endpointing and model are fixed per engine stream: close this one's segment properly
                     clock += current.audio_seconds
@@ -322,38 +337,44 @@ class SpeechStream(stt.SpeechStream):
                 if current is None:
                     self._options_changed = False
                     request_id = utils.shortuuid("PK_")
-                    current = self._open(engine, item.sample_rate, request_id)
+                    try:
+                        current = await self._open(engine, item.sample_rate, request_id)
+                    except APIError:
+                        self._unsent.append(item)  # the retry starts with this frame: no audio is lost
+                        raise
                     opened.append(current)
                     handoff.put_nowait((current, clock, request_id))
                 try:
                     current.push(_mono(item))
                 except ps.errors.AudioFormatError as e:
-                    raise APIError(f"parakeet: unusable audio frame: {e}", retryable=False) from e
-                self._count_usage(item.duration)
+                    raise APIError("parakeet: unusable audio frame", retryable=False) from e
+                self._count_usage(item.samples_per_channel, item.sample_rate)
             if current is not None:
                 current.finish()
         finally:
             handoff.put_nowait(None)
-        if self._usage_pending > 0:
+        if self._usage_samples > 0:
             self._emit_usage()
 
-    def _open(self, engine: ps.Engine, sample_rate: int, request_id: str) -> ps.Stream:
+    async def _open(self, engine: ps.Engine, sample_rate: int, request_id: str) -> ps.Stream:
+        # open_stream waits for the inference thread to finish its current step: keep that off the loop
+        open_stream = functools.partial(
+            engine.open_stream, sample_rate=sample_rate, endpointing=self._opts.endpointing, stream_id=request_id
+        )
         try:
-            return engine.open_stream(
-                sample_rate=sample_rate, endpointing=self._opts.endpointing, stream_id=request_id
-            )
+            return await asyncio.get_running_loop().run_in_executor(None, open_stream)
         except ps.errors.CapacityError as e:
             # another worker (or a later retry) may have room: let LiveKit retry and report it
-            raise APIConnectionError(f"parakeet: engine full: {e}", retryable=True) from e
+            raise APIConnectionError("parakeet: no free stream on the engine", retryable=True) from e
         except ps.errors.AudioFormatError as e:
-            raise APIError(f"parakeet: unusable audio: {e}", retryable=False) from e
+            raise APIError("parakeet: unusable audio", retryable=False) from e
 
     async def _emit_events(self, handoff: asyncio.Queue[tuple[ps.Stream, float, str] | None]) -> None:
         while (item := await handoff.get()) is not None:
             engine_stream, offset, request_id = item
             async for ev in engine_stream:
                 if isinstance(ev, ps.events.StreamFailed):
-                    raise APIConnectionError(f"parakeet engine failed: {ev.message}", retryable=True)
+                    raise APIConnectionError(f"parakeet: engine stream failed: {ev.message}", retryable=True) from ev.error
                 self._translate(ev, offset, request_id)
             if self._speaking:  # closed mid-segment (options changed while speaking)
                 self._emit(stt.SpeechEventType.END_OF_SPEECH, request_id)
@@ -402,19 +423,21 @@ class SpeechStream(stt.SpeechStream):
             stt.SpeechEvent(type=kind, request_id=request_id, alternatives=[data] if data else [])
         )
 
-    def _count_usage(self, seconds: float) -> None:
-        self._usage_pending += seconds
-        if self._usage_pending >= USAGE_INTERVAL_S:
+    def _count_usage(self, samples: int, sample_rate: int) -> None:
+        self._usage_samples += samples
+        self._usage_rate = sample_rate
+        if self._usage_samples >= USAGE_INTERVAL_S * sample_rate:
             self._emit_usage()
 
     def _emit_usage(self) -> None:
+        seconds = self._usage_samples / self._usage_rate
+        self._usage_samples = 0
         self._event_ch.send_nowait(
             stt.SpeechEvent(
                 type=stt.SpeechEventType.RECOGNITION_USAGE,
-                recognition_usage=stt.RecognitionUsage(audio_duration=self._usage_pending),
+                recognition_usage=stt.RecognitionUsage(audio_duration=seconds),
             )
         )
-        self._usage_pending = 0.0
 
 
 def _mono(frame: rtc.AudioFrame) -> bytes | np.ndarray:
