@@ -40,27 +40,17 @@ def _check_range(name: str, value, lo, hi) -> None:
         raise ValueError(f"endpointing option {name}={value!r} is out of range; accepted: {lo}..{hi}")
 
 
-_silero_model = None
-
-
-def _silero():
-    """One TorchScript Silero model per process; each detector keeps its own recurrent state."""
-    global _silero_model
-    if _silero_model is None:
-        from silero_vad import load_silero_vad
-
-        _silero_model = load_silero_vad()
-    return _silero_model
-
-
 class VoiceActivity:
     """Streaming Silero VAD with hysteresis; reports confirmed speech starts and ends as sample positions."""
 
     def __init__(self, opts: EndpointingOptions, sample_rate: int = 16000) -> None:
         import torch
+        from silero_vad import load_silero_vad
 
         self._torch = torch
-        self._model = _silero()
+        # The TorchScript model keeps its recurrent state inside, so each stream gets its own copy
+        # (loading takes ~40 ms and ~2 MB).
+        self._model = load_silero_vad()
         self._sr = sample_rate
         self._threshold = opts.vad_threshold
         self._neg_threshold = max(opts.vad_threshold - 0.15, 0.01)
@@ -69,20 +59,13 @@ class VoiceActivity:
         self._pad = opts.speech_pad_ms * sample_rate // 1000
         self._buf = np.zeros(0, np.float32)
         self._pos = 0  # samples consumed by the model
-        self._state = torch.zeros(2, 1, 128)
-        self._context = torch.zeros(1, 64)
         self.in_speech = False
         self._candidate: int | None = None  # where possible speech began
         self._silence_from: int | None = None
 
     def _prob(self, window: np.ndarray) -> float:
-        torch = self._torch
-        x = torch.cat([self._context, torch.from_numpy(window)[None]], dim=1)
-        with torch.inference_mode():
-            out, self._state = self._model._model(x, self._state, self._sr) if hasattr(self._model, "_model") \
-                else self._model(x, self._state, self._sr)
-        self._context = x[:, -64:]
-        return float(out.reshape(-1)[0])
+        with self._torch.inference_mode():
+            return float(self._model(self._torch.from_numpy(window), self._sr))
 
     def process(self, samples: np.ndarray) -> list[tuple[str, int]]:
         """Feed 16 kHz samples; returns [("start", sample) | ("end", sample)] in order."""

@@ -97,9 +97,11 @@ class StreamState:
         self.handle: Stream | None = None
         self.tracker = TranscriptTracker(sched.vocab, sched.frame_s)
         self.vad = VoiceActivity(opts) if opts.vad else None
-        self.vad_ends: collections.deque = collections.deque()  # seconds at which VAD heard speech stop
+        # VAD transitions ("start"/"end", seconds), applied in stream-time order with the decoded tokens
+        self.vad_queue: collections.deque = collections.deque()
         self.total_samples = 0  # 16 kHz samples featurized, all epochs
         self.closed = False
+        self.counted = True  # counts against the engine's capacity
         self._preprocessor = sched.model.preprocessor
         self._n_mels = sched.n_mels
         self.new_epoch()
@@ -198,6 +200,8 @@ class ChunkScheduler:
 
     def submit(self, state: StreamState, command: tuple) -> None:
         with self._cond:
+            if command[0] == "close":
+                self._uncount(state)
             state.inbox.append(command)
             self._dirty[state] = None
             self._cond.notify()
@@ -235,10 +239,10 @@ class ChunkScheduler:
                     state.inbox.clear()
                 self._dirty.clear()
                 jobs, self._jobs = list(self._jobs), collections.deque()
+            for state in list(self._states):  # before jobs: a close frees its slot for the next open
+                self._guard(state, self._apply_backlog, state)
             for fn, fut in jobs:
                 self._run_job(fn, fut)
-            for state in list(self._states):
-                self._guard(state, self._apply_backlog, state)
             ready = [s for s in self._states if s.ready()]
             if ready:
                 self._step_all(ready)
@@ -280,12 +284,12 @@ class ChunkScheduler:
         state.total_samples += samples.shape[0]
         if state.vad is None:
             return
-        for kind, at in state.vad.process(samples):
-            seconds = at / 16000  # the detector counts samples from the stream start, across flushes
-            if kind == "start":
-                self._emit(state, state.tracker.start(seconds))
-            else:
-                state.vad_ends.append(seconds)
+        # the detector counts samples from the stream start, across flushes
+        state.vad_queue.extend((kind, at / 16000) for kind, at in state.vad.process(samples))
+        # VAD runs ahead of the model: a start may be announced at once, unless an end is still waiting for
+        # the model to decode up to it (the segment it closes is not finished yet)
+        while state.vad_queue and state.vad_queue[0][0] == "start":
+            self._emit(state, state.tracker.start(state.vad_queue.popleft()[1]))
 
     def _release(self, state: StreamState) -> None:
         if state.closed:
@@ -295,9 +299,15 @@ class ChunkScheduler:
         if state in self._states:
             self._states.remove(state)
         with self._cond:
-            self._live -= 1
+            self._uncount(state)
             self._dirty.pop(state, None)
         state.backlog.clear()
+
+    def _uncount(self, state: StreamState) -> None:
+        """A stream stops counting against capacity once closed by its owner or ended (caller holds _cond)."""
+        if state.counted:
+            state.counted = False
+            self._live -= 1
 
     def _emit(self, state: StreamState, events: list[Event]) -> None:
         if state.handle is not None and not state.handle.closed:
@@ -351,14 +361,36 @@ class ChunkScheduler:
         tokens = self._new_tokens(state, hyp)
         state.hyp = hyp
         state.n_enc += n_frames
-        events, eou = state.tracker.add(tokens, state.processed_time)
+        tr, now = state.tracker, state.processed_time
+        events: list[Event] = []
+        run: list[Token] = []
+
+        def add_run() -> None:
+            if run:
+                events.extend(tr.add(run, now))
+                run.clear()
+
+        for tok in tokens:  # VAD cuts and <EOU> split this step's tokens where they fall in time
+            at = tr.time_of_frame(tok.frame)
+            while state.vad_queue and state.vad_queue[0][1] <= at:
+                add_run()
+                events.extend(self._apply_vad(state, *state.vad_queue.popleft(), now))
+            if tok.id in self.vocab.eou_ids:
+                add_run()
+                if state.opts.eou:
+                    events.extend(tr.endpoint("eou", now))
+                continue
+            run.append(tok)
+        add_run()
+        while state.vad_queue and state.vad_queue[0][1] <= now:
+            events.extend(self._apply_vad(state, *state.vad_queue.popleft(), now))
         self._emit(state, events)
         if is_last:
             self._finalize(state)
             return
-        reason = self._endpoint_reason(state, eou)
+        reason = self._rule_endpoint(state)
         if reason:
-            self._emit(state, state.tracker.endpoint(reason, state.processed_time))
+            self._emit(state, tr.endpoint(reason, now))
 
     def _new_tokens(self, state: StreamState, hyp) -> list[Token]:
         """This step's tokens: the decoder continued from a carry that held no tokens (see ``_carry``), so
@@ -371,16 +403,15 @@ class ChunkScheduler:
             raise RuntimeError(f"decoder returned {len(conf)} confidences for {len(ids)} tokens")
         return [Token(int(i), int(t), float(c)) for i, t, c in zip(ids, stamps, conf)]
 
-    def _endpoint_reason(self, state: StreamState, eou: bool) -> str | None:
+    @staticmethod
+    def _apply_vad(state: StreamState, kind: str, at: float, now: float) -> list[Event]:
+        return state.tracker.start(at) if kind == "start" else state.tracker.endpoint("vad", now)
+
+    def _rule_endpoint(self, state: StreamState) -> str | None:
+        """Endpoints decided by time: a segment too long, or too long without a new token."""
         tr, opts, now = state.tracker, state.opts, state.processed_time
-        if state.vad_ends and now >= state.vad_ends[0]:
-            while state.vad_ends and now >= state.vad_ends[0]:
-                state.vad_ends.popleft()
-            return "vad" if tr.open else None
         if not tr.open:
             return None
-        if eou and opts.eou:
-            return "eou"
         if opts.max_segment_s is not None and now - tr.started_at >= opts.max_segment_s:
             return "max_duration"
         if opts.trailing_blank_ms is not None and not (state.vad is not None and state.vad.in_speech):
@@ -397,7 +428,6 @@ class ChunkScheduler:
             self._emit(state, [StreamEnded(round(state.total_samples / 16000, 3), state.tracker.segments_finalised)])
             self._release(state)
             return
-        state.vad_ends.clear()
         self.slots.reset(state.slot)
         state.new_epoch()
 
@@ -413,7 +443,8 @@ class ChunkScheduler:
         hyp = (hyps[0] if isinstance(hyps, tuple) else hyps)[0]
         tracker = TranscriptTracker(self.vocab, self.frame_s)
         ids, stamps, conf = _as_list(hyp.y_sequence), _as_list(hyp.timestamp), _as_list(hyp.token_confidence)
-        tracker.add([Token(int(i), int(t), float(c)) for i, t, c in zip(ids, stamps, conf)], 0.0)
+        tracker.add([Token(int(i), int(t), float(c)) for i, t, c in zip(ids, stamps, conf)
+                     if int(i) not in self.vocab.eou_ids], 0.0)
         return tracker.text, tracker.words()
 
 

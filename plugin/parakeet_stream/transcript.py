@@ -82,20 +82,18 @@ class TranscriptTracker:
         self.started_at = round(at, 3)
         return [SpeechStarted(self.segment_id, self.started_at)]
 
-    def add(self, tokens: list[Token], audio_end: float) -> tuple[list[Event], bool]:
-        """New tokens of one step → events; the flag says an <EOU> token asked for an endpoint."""
-        events: list[Event] = []
-        eou = any(t.id in self.vocab.eou_ids for t in tokens)
-        spoken = [t for t in tokens if t.id not in self.vocab.eou_ids]
-        if spoken:
-            events += self.start(self.time_of_frame(spoken[0].frame))
-            self._seg.tokens.extend(spoken)
-            self.last_token_frame = spoken[-1].frame
-            text = self.vocab.text([t.id for t in self._seg.tokens])
-            delta = text[len(self._text):] if text.startswith(self._text) else text
-            self._text = text
-            events.append(Partial(self.segment_id, text, delta, self.words(), round(audio_end, 3), time.monotonic()))
-        return events, eou
+    def add(self, tokens: list[Token], audio_end: float) -> list[Event]:
+        """Spoken tokens of one step (no <EOU>) → SpeechStarted if no segment is open, then a Partial."""
+        if not tokens:
+            return []
+        events = self.start(self.time_of_frame(tokens[0].frame))
+        self._seg.tokens.extend(tokens)
+        self.last_token_frame = tokens[-1].frame
+        text = self.vocab.text([t.id for t in self._seg.tokens])
+        delta = text[len(self._text):] if text.startswith(self._text) else text
+        self._text = text
+        events.append(Partial(self.segment_id, text, delta, self.words(), round(audio_end, 3), time.monotonic()))
+        return events
 
     @property
     def text(self) -> str:

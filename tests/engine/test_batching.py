@@ -1,0 +1,74 @@
+"""Streams stepped together in batches give exactly what each gives alone; slots are reused."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import parakeet_stream as ps
+from tests.support import collect, packets, speech
+
+NO_ENDPOINTS = ps.EndpointingOptions(trailing_blank_ms=None, eou=False)
+SENTENCES = ["one two three", "call me at seven thirty", "set a timer for ten minutes", "what time is it",
+             "the quick brown fox jumps over the lazy dog", "open the window please", "four five six",
+             "hello world this is a test of the stream model"]
+
+
+def final_text_and_words(events):
+    finals = [e for e in events if isinstance(e, ps.Final)]
+    return [(f.text, f.words) for f in finals]
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_model):
+    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=16)
+    yield engine
+    engine.close()
+
+
+def test_eight_staggered_streams_equal_their_solo_runs(tiny_engine):
+    audios = [speech(s, voice=v) for s, v in zip(SENTENCES, ["en-us", "en-gb", "en-us", "en"] * 2)]
+    solo = []
+    for audio in audios:
+        s = tiny_engine.open_stream(endpointing=NO_ENDPOINTS)
+        for p in packets(audio):
+            s.push(p)
+        s.finish()
+        solo.append(final_text_and_words(collect(s)))
+
+    before = tiny_engine.metrics()
+    streams = [tiny_engine.open_stream(endpointing=NO_ENDPOINTS) for _ in audios]
+    feeds = [list(packets(a)) for a in audios]
+    # stream i starts i*7 packets (140 ms) after stream i-1; all are pushed far faster than real time, so the
+    # inference thread finds several streams ready at each wake-up, at different step kinds
+    for tick in range(max(len(f) + 7 * i for i, f in enumerate(feeds)) + 1):
+        for i, (s, feed) in enumerate(zip(streams, feeds)):
+            k = tick - 7 * i
+            if 0 <= k < len(feed):
+                s.push(feed[k])
+            elif k == len(feed):
+                s.finish()
+    batched = [final_text_and_words(collect(s)) for s in streams]
+    after = tiny_engine.metrics()
+
+    assert batched == solo
+    assert all(len(r) == 1 and r[0][0] for r in solo)
+    assert after.max_batch_size >= 4
+    assert after.streams_stepped - before.streams_stepped > after.steps - before.steps  # real batches
+
+
+def test_five_hundred_streams_reuse_slots_without_growth(tiny_engine):
+    audio = speech("one two three")[:8000]
+    slots = tiny_engine._scheduler.slots
+    for wave in range(63):  # 504 streams, 8 open at a time, half finished and half abandoned
+        streams = [tiny_engine.open_stream() for _ in range(8)]
+        for i, s in enumerate(streams):
+            s.push(audio)
+            s.finish() if i % 2 else s.close()
+        for s in streams:
+            collect(s)
+    assert tiny_engine.active_streams == 0
+    assert tiny_engine._scheduler._states == []
+    assert slots.in_use == 0
+    assert slots.capacity == 8  # the peak number of concurrent streams in this module
+    assert slots.channel.shape[1] == 8
+    assert tiny_engine.metrics().streams_opened >= 504

@@ -1,0 +1,71 @@
+"""Automatic endpoints cut the transcript into segments without touching the model state."""
+from __future__ import annotations
+
+import numpy as np
+
+import parakeet_stream as ps
+from tests.support import collect, packets, silence, speech
+
+
+def run(engine, audio, opts):
+    s = engine.open_stream(endpointing=opts)
+    for p in packets(audio):
+        s.push(p)
+    s.finish()
+    return collect(s)
+
+
+def summary(events):
+    return [(type(e).__name__, getattr(e, "segment_id", None), getattr(e, "reason", None), getattr(e, "text", None))
+            for e in events if not isinstance(e, ps.Partial)]
+
+
+def test_trailing_blank_rule_splits_two_sentences(demo_engine):
+    audio = np.concatenate([speech("set a timer for ten minutes"), silence(1.5), speech("turn on the lights"),
+                            silence(0.2)])
+    events = run(demo_engine, audio, ps.EndpointingOptions(trailing_blank_ms=800))
+    assert summary(events) == [
+        ("SpeechStarted", 0, None, None), ("Final", 0, "blank", "set a timer for ten minutes"),
+        ("SpeechEnded", 0, None, None),
+        ("SpeechStarted", 1, None, None), ("Final", 1, "finish", "turn on the lights"),
+        ("SpeechEnded", 1, None, None), ("StreamEnded", None, None, None)]
+    # the cut only splits text: together the segments are the offline transcript of the whole stream
+    finals = [e for e in events if isinstance(e, ps.Final)]
+    offline = demo_engine.transcribe(audio)
+    assert " ".join(f.text for f in finals) == offline.text
+    assert sum((f.words for f in finals), ()) == offline.words
+    ended = [e for e in events if isinstance(e, ps.SpeechEnded)]
+    assert finals[0].end == finals[0].words[-1].end == ended[0].time
+
+
+def test_silero_vad_marks_speech_start_and_end(demo_engine):
+    first = speech("call me at seven thirty")
+    audio = np.concatenate([silence(0.5), first, silence(1.2), speech("four five six"), silence(1.0)])
+    opts = ps.EndpointingOptions(vad=True, min_silence_ms=500, trailing_blank_ms=None)
+    events = run(demo_engine, audio, opts)
+    assert summary(events) == [
+        ("SpeechStarted", 0, None, None), ("Final", 0, "vad", "call me at seven thirty"),
+        ("SpeechEnded", 0, None, None),
+        ("SpeechStarted", 1, None, None), ("Final", 1, "vad", "four five six"),
+        ("SpeechEnded", 1, None, None), ("StreamEnded", None, None, None)]
+    starts = [e.time for e in events if isinstance(e, ps.SpeechStarted)]
+    loud = np.flatnonzero(np.abs(audio) > 0.02) / 16000
+    onsets = [loud[0], loud[loud > 0.5 + len(first) / 16000][0]]
+    # Silero confirms speech after min_speech_ms and reports where it began, minus speech_pad_ms
+    for start, onset in zip(starts, onsets):
+        assert onset - 0.1 <= start <= onset + 0.1, (start, onset)
+
+
+def test_silence_produces_no_segment(demo_engine):
+    opts = ps.EndpointingOptions(vad=True)
+    assert summary(run(demo_engine, silence(2.0), opts)) == [("StreamEnded", None, None, None)]
+
+
+def test_max_segment_duration_forces_a_cut(demo_engine):
+    audio = np.concatenate([speech("call me at seven thirty tomorrow morning"), speech("set a timer for ten minutes")])
+    events = run(demo_engine, audio, ps.EndpointingOptions(trailing_blank_ms=None, max_segment_s=1.0))
+    reasons = [e.reason for e in events if isinstance(e, ps.Final)]
+    assert reasons[:-1] == ["max_duration"] * (len(reasons) - 1) and len(reasons) >= 3
+    finals = [e for e in events if isinstance(e, ps.Final)]
+    assert all(f.end - f.start <= 1.0 + 0.16 + 1e-6 for f in finals[:-1])  # cut within a step of the limit
+    assert all(a.end <= b.start for a, b in zip(finals, finals[1:]))
