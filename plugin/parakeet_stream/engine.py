@@ -35,7 +35,7 @@ class Engine:
     """Owns a cache-aware NeMo model and the thread that steps all of its streams in batches."""
 
     def __init__(self, model, *, name: str, path: str | None = None, chunk_ms: int | None = None,
-                 max_streams: int = 64, num_threads: int | None = None) -> None:
+                 max_streams: int = 64, num_threads: int | None = None, max_batch: int | None = None) -> None:
         import torch
 
         if not is_cache_aware(model):
@@ -62,7 +62,8 @@ class Engine:
         )
         self.capacity = max_streams
         self._model = model
-        self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=self.info.frame_seconds)
+        self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=self.info.frame_seconds,
+                                         max_batch=max_batch)
         self._open_lock = threading.Lock()
         logger.info("engine ready", extra={"model": name, "chunk_ms": chunk_ms, "device": self.info.device,
                                            "dtype": self.info.dtype, "max_streams": max_streams})
@@ -70,8 +71,11 @@ class Engine:
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
-             chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None) -> Engine:
-        """Load a checkpoint and start the inference thread. Blocks for seconds: call it at start-up."""
+             chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None,
+             max_batch: int | None = None) -> Engine:
+        """Load a checkpoint and start the inference thread. Blocks for seconds: call it at start-up.
+
+        ``max_batch`` caps streams per model call (None: all ready streams; 1 reproduces per-stream stepping)."""
         import torch
 
         dev = resolve_device(device)
@@ -80,13 +84,14 @@ class Engine:
         nemo_model = prepare_model(nemo_model, torch_dtype)
         path = model if model.endswith(".nemo") else None
         return cls(nemo_model, name=model, path=path, chunk_ms=chunk_ms, max_streams=max_streams,
-                   num_threads=num_threads)
+                   num_threads=num_threads, max_batch=max_batch)
 
     @classmethod
     def from_model(cls, model, *, name: str = "custom", chunk_ms: int | None = None, max_streams: int = 64,
-                   dtype=None) -> Engine:
-        """Wrap an already loaded NeMo model (tests, notebooks)."""
-        return cls(prepare_model(model, dtype), name=name, chunk_ms=chunk_ms, max_streams=max_streams)
+                   dtype=None, max_batch: int | None = None) -> Engine:
+        """Wrap an already loaded NeMo model (tests, notebooks, benchmarks with random weights)."""
+        return cls(prepare_model(model, dtype), name=name, chunk_ms=chunk_ms, max_streams=max_streams,
+                   max_batch=max_batch)
 
     # -- streams -----------------------------------------------------------------------------------------
     def open_stream(self, *, sample_rate: int = MODEL_SAMPLE_RATE, endpointing: EndpointingOptions | None = None,

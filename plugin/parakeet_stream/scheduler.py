@@ -153,8 +153,9 @@ class StreamState:
 class ChunkScheduler:
     """The inference thread and the streams it serves."""
 
-    def __init__(self, model, *, max_streams: int, frame_s: float) -> None:
+    def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None) -> None:
         self.model = model
+        self.max_batch = max_batch  # None: every ready stream in one call; 1 = per-stream stepping (baseline)
         self.frame_s = frame_s
         self.vocab = Vocabulary(model.tokenizer)
         self.n_mels = int(model.preprocessor.featurizer.nfilt)
@@ -323,7 +324,9 @@ class ChunkScheduler:
                 self._guard(state, self._finalize, state)
             else:
                 groups.setdefault((chunk.drop, chunk.is_last), []).append((state, chunk))
-        for (drop, is_last), items in groups.items():
+        size = self.max_batch or len(ready)
+        batches = [(key, items[i:i + size]) for key, items in groups.items() for i in range(0, len(items), size)]
+        for (drop, is_last), items in batches:
             try:
                 self._step_group(items, drop, is_last)
             except Exception as e:  # a failed batch fails its streams, never the thread
