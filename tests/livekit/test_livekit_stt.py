@@ -9,7 +9,7 @@ import pytest
 
 from livekit.agents import APIConnectOptions, stt as lkstt
 from livekit.plugins import parakeet
-from livekit_testkit import ALARM, CALL, CHUNK_MS, LIGHTS, MODEL, TIMER, collect, frames, silence
+from livekit_testkit import ALARM, CALL, CHUNK_MS, LIGHTS, MODEL, TIMER, collect, frames, silence, until
 
 T = lkstt.SpeechEventType
 
@@ -227,3 +227,51 @@ def test_capabilities_and_identity():
     assert (caps.streaming, caps.interim_results, caps.aligned_transcript, caps.manual_flush,
             caps.offline_recognize, caps.diarization) == (True, True, "word", True, True, False)
     assert (s.model, s.provider, s.label) == (MODEL, "parakeet-stream", "livekit.plugins.parakeet.stt.STT")
+
+
+class QueueInput:
+    """A ``voice.io.AudioInput`` fed by the test (a microphone that is quiet until frames are queued)."""
+
+    def __new__(cls):
+        from livekit.agents.voice import io
+
+        class _Input(io.AudioInput):
+            def __init__(self) -> None:
+                super().__init__(label="test-frames")
+                self.frames: asyncio.Queue = asyncio.Queue()
+
+            async def __anext__(self):
+                return await self.frames.get()
+
+        return _Input()
+
+
+async def test_agent_session_with_stt_turn_detection_gets_final_transcripts(speech):
+    from livekit.agents import Agent, AgentSession, StopResponse
+
+    class Transcriber(Agent):
+        async def on_user_turn_completed(self, turn_ctx, new_message) -> None:
+            turns.append(new_message.text_content)
+            raise StopResponse()  # captions only: no LLM reply
+
+    turns: list[str] = []
+    transcripts: list[tuple[str, bool]] = []
+    mic = QueueInput()
+    session = AgentSession(stt=parakeet.STT(model=MODEL), vad=None, turn_handling={"turn_detection": "stt"})
+    session.on("user_input_transcribed", lambda ev: transcripts.append((ev.transcript, ev.is_final)))
+    session.input.audio = mic
+    await session.start(agent=Transcriber(instructions="transcribe"))
+    try:
+        # the second utterance is spoken only after the first turn was committed (frames arrive faster than
+        # real time here, so without this both would fall into one turn)
+        for n, sentence in enumerate((TIMER, CALL), start=1):
+            for f in frames(np.concatenate([speech(sentence), silence(1.2)])):
+                mic.frames.put_nowait(f)
+            await until(lambda: len(turns) == n, what=f"user turn {n}")
+    finally:
+        await session.aclose()
+
+    assert [t for t, final in transcripts if final] == [TIMER, CALL]
+    assert turns == [TIMER, CALL]
+    interims = [t for t, final in transcripts if not final]
+    assert interims[-1] == CALL and TIMER in interims
