@@ -1,0 +1,74 @@
+"""The ``parakeet-stream`` command as a user runs it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "parakeet_services.cli"]
+
+
+def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def test_import_is_cheap():
+    out = subprocess.run([sys.executable, "-c", "import sys, parakeet_stream, parakeet_services.cli; "
+                          "print(sorted(m for m in ('torch', 'nemo') if m in sys.modules))"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_models_lists_known_checkpoints_without_loading_nemo():
+    out = run("models")
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:3] == ["name", "chunk", "sizes"]
+    rows = {line.split()[0]: line for line in lines[1:6]}
+    assert set(rows) == {"espeak-demo-en", "nvidia/nemotron-speech-streaming-en-0.6b",
+                         "nvidia/stt_en_fastconformer_hybrid_large_streaming_multi",
+                         "nvidia/parakeet_realtime_eou_120m-v1", "nvidia/parakeet-rnnt-0.6b"}
+    assert "(default)" in rows["espeak-demo-en"] and "80, 160, 560, 1120" in rows[
+        "nvidia/nemotron-speech-streaming-en-0.6b"]
+
+
+def test_transcribe_json_prints_one_object_per_event():
+    out = run("transcribe", "examples/sample.wav", "--json")
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    finals = [e for e in events if e["type"] == "Final"]
+    assert [(f["segment_id"], f["text"], f["reason"]) for f in finals] == [
+        (0, "set a timer for ten minutes", "blank"), (1, "call me at seven thirty tomorrow morning", "finish")]
+    assert [w["text"] for w in finals[0]["words"]] == ["set", "a", "timer", "for", "ten", "minutes"]
+    assert events[-1] == {"type": "StreamEnded", "audio_seconds": 6.8, "segments": 2}
+    assert {e["type"] for e in events} == {"SpeechStarted", "Partial", "Final", "SpeechEnded", "StreamEnded"}
+
+
+def test_transcribe_live_view_prints_timed_finals():
+    out = run("transcribe", "examples/sample.wav")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "[  0.56-  2.24] set a timer for ten minutes",
+        "    words: set[0.56-0.72] a[0.72-0.80] timer[0.88-1.28] for[1.28-1.36] ten[1.52-1.68] minutes[1.76-2.24]",
+        "[  3.84-  6.00] call me at seven thirty tomorrow morning",
+        "    words: call[3.84-4.08] me[4.16-4.24] at[4.24-4.32] seven[4.56-4.64] thirty[5.12-5.20] "
+        "tomorrow[5.36-5.60] morning[5.76-6.00]",
+    ]
+
+
+def test_transcribe_refuses_what_is_not_audio(tmp_path):
+    bogus = tmp_path / "notes.wav"
+    bogus.write_text("hello")
+    out = run("transcribe", str(bogus))
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"error: cannot read '{bogus}' as audio (")
+    assert out.stderr.rstrip().endswith("accepted: WAV or FLAC files")
+
+
+def test_transcribe_names_valid_chunk_sizes():
+    out = run("transcribe", "examples/sample.wav", "--chunk-ms", "560")
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1] == (
+        "error: chunk size 560 ms is not supported by this model; valid sizes: 160 ms")
