@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = (
     "transcribe_cmd",
     "models_cmd",
     "serve_cmd",
+    "bench_cmd",
 )
 
 
