@@ -20,6 +20,7 @@ LIVEKIT_SERVER_MODULE = "github.com/livekit/livekit-server/cmd/server@v1.13.5"
 API_KEY = "devkey"
 API_SECRET = "parakeet-stream-test-secret-0123456789"  # >= 32 chars, or the server logs an error
 
+
 @pytest.fixture(scope="session")
 def engine():
     """The process-wide demo engine, with the same key ``parakeet.STT(model=MODEL)`` uses."""
@@ -48,7 +49,13 @@ def speech(tmp_path_factory):
     return make
 
 
+# -- livekit-server ---------------------------------------------------------------------------------------
 
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _server_binary(build_dir: Path) -> str:
@@ -96,6 +103,7 @@ def livekit_server(tmp_path_factory):
         f"  tcp_port: {tcp}\n"
         f"  udp_port: {udp}\n"
         "  use_external_ip: false\n"
+        "  enable_loopback_candidate: true\n"  # without it the UDP mux skips 127.0.0.1 and ICE never connects
         "  node_ip: 127.0.0.1\n"
         "  interfaces:\n"
         "    includes: [lo]\n"

@@ -1,0 +1,210 @@
+"""Live captions for LiveKit rooms: every microphone track gets one engine stream, and its transcript is
+published on ``lk.transcription`` exactly as LiveKit Agents publishes user transcripts, so existing front
+ends (components-react ``useTranscriptions()``, the JS/Flutter/Android ``TranscriptionAttributes``) show it.
+
+Every job of a worker runs in a thread of the worker process (``JobExecutorType.THREAD``), so all rooms share
+the process's one engine (one model per device) and the worker's load is simply live streams / capacity.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from livekit import rtc
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, JobProcess, stt, utils
+from livekit.agents.types import (
+    ATTRIBUTE_TRANSCRIPTION_FINAL,
+    ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID,
+    ATTRIBUTE_TRANSCRIPTION_TRACK_ID,
+    TOPIC_TRANSCRIPTION,
+)
+from livekit.plugins import parakeet
+
+import parakeet_stream as ps
+
+logger = logging.getLogger("parakeet_services.captions")
+
+# participants whose microphones get captions (other agents, e.g. a TTS voice, publish their own)
+CAPTIONED_KINDS = (
+    rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+    rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
+    rtc.ParticipantKind.PARTICIPANT_KIND_CONNECTOR,
+    rtc.ParticipantKind.PARTICIPANT_KIND_INGRESS,
+)
+
+
+@dataclass
+class CaptionsConfig:
+    url: str | None = None  # None: LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET from the environment
+    api_key: str | None = None
+    api_secret: str | None = None
+    agent_name: str = ""  # "" = automatic dispatch to every new room; a name = explicit dispatch only
+    model: str = ps.DEFAULT_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    chunk_ms: int | None = None
+    max_streams: int = 64
+    endpointing: ps.EndpointingOptions = field(default_factory=ps.EndpointingOptions)
+    load_threshold: float = 0.9  # stop taking rooms above this share of the engine's streams
+    drain_timeout: int = 3600
+    http_host: str = ""
+    http_port: int = 8081  # health check (GET /) and worker info; 0 = any free port
+    http_proxy: str | None = None  # the worker talks to its LiveKit server directly unless told otherwise
+
+    def engine(self) -> ps.Engine:
+        """The process's shared engine for this config (blocking the first time)."""
+        return ps.shared_engine(self.model, device=self.device, dtype=self.dtype, chunk_ms=self.chunk_ms,
+                                max_streams=self.max_streams)
+
+    def stt(self) -> parakeet.STT:
+        return parakeet.STT(model=self.model, device=self.device, dtype=self.dtype, chunk_ms=self.chunk_ms,
+                            max_streams=self.max_streams, endpointing=self.endpointing)
+
+
+class TrackCaptions:
+    """One remote microphone track: its audio into an STT stream, the stream's transcripts into the room."""
+
+    def __init__(self, room: rtc.Room, speech_to_text: stt.STT, participant: rtc.RemoteParticipant,
+                 track: rtc.Track, track_sid: str) -> None:
+        self._room = room
+        self._identity = participant.identity
+        self._track_sid = track_sid
+        self._audio = rtc.AudioStream.from_track(track=track, sample_rate=16000, num_channels=1)
+        self._stream = speech_to_text.stream()
+        self._segment_id = utils.shortuuid("SG_")
+        self._tasks = [asyncio.create_task(self._forward_audio(), name=f"captions.audio.{track_sid}"),
+                       asyncio.create_task(self._publish(), name=f"captions.publish.{track_sid}")]
+        logger.info("captioning track", extra={"room": room.name, "participant": self._identity, "track": track_sid})
+
+    async def _forward_audio(self) -> None:
+        async for ev in self._audio:
+            self._stream.push_frame(ev.frame)
+        self._stream.end_input()  # the track ended: finalize what was said so far
+
+    async def _publish(self) -> None:
+        try:
+            async for ev in self._stream:
+                if ev.type == stt.SpeechEventType.INTERIM_TRANSCRIPT:
+                    await self._send(ev.alternatives[0].text, final=False)
+                elif ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+                    await self._send(ev.alternatives[0].text, final=True)
+                    self._segment_id = utils.shortuuid("SG_")
+        except Exception:
+            # the engine is full or failed after LiveKit's retries: this track goes uncaptioned, others continue
+            logger.exception("captioning stopped", extra={"participant": self._identity, "track": self._track_sid})
+
+    async def _send(self, text: str, *, final: bool) -> None:
+        """One text stream per update carrying the whole segment text, like agents' user transcripts."""
+        if not self._room.isconnected():
+            return
+        attributes = {
+            ATTRIBUTE_TRANSCRIPTION_FINAL: "true" if final else "false",
+            ATTRIBUTE_TRANSCRIPTION_TRACK_ID: self._track_sid,
+            ATTRIBUTE_TRANSCRIPTION_SEGMENT_ID: self._segment_id,
+        }
+        try:
+            writer = await self._room.local_participant.stream_text(
+                topic=TOPIC_TRANSCRIPTION, sender_identity=self._identity, attributes=attributes)
+            await writer.write(text)
+            await writer.aclose()
+        except Exception as e:  # a room going away mid-send must not end the other tracks' captions
+            logger.warning("caption not published: %s", e, extra={"participant": self._identity})
+
+    async def aclose(self) -> None:
+        """Stop now (track or participant gone): the engine slot is freed at once."""
+        await self._audio.aclose()
+        await self._stream.aclose()
+        await utils.aio.cancel_and_wait(*self._tasks)
+
+
+class RoomCaptions:
+    """Captions every captioned participant's microphone in one room, following tracks as they come and go."""
+
+    def __init__(self, room: rtc.Room, speech_to_text: stt.STT) -> None:
+        self._room = room
+        self._stt = speech_to_text
+        self._tracks: dict[str, TrackCaptions] = {}
+        self._closing: set[asyncio.Task] = set()
+
+    @property
+    def live_tracks(self) -> int:
+        return len(self._tracks)
+
+    def start(self) -> None:
+        self._room.on("track_subscribed", self._on_track_subscribed)
+        self._room.on("track_unsubscribed", self._on_track_unsubscribed)
+        self._room.on("participant_disconnected", self._on_participant_disconnected)
+        for participant in self._room.remote_participants.values():
+            for publication in participant.track_publications.values():
+                if publication.track is not None and publication.subscribed:
+                    self._on_track_subscribed(publication.track, publication, participant)
+
+    def _on_track_subscribed(self, track: rtc.Track, publication: rtc.RemoteTrackPublication,
+                             participant: rtc.RemoteParticipant) -> None:
+        if (track.kind != rtc.TrackKind.KIND_AUDIO or publication.source != rtc.TrackSource.SOURCE_MICROPHONE
+                or participant.kind not in CAPTIONED_KINDS or publication.sid in self._tracks):
+            return
+        self._tracks[publication.sid] = TrackCaptions(self._room, self._stt, participant, track, publication.sid)
+
+    def _on_track_unsubscribed(self, track: rtc.Track, publication: rtc.RemoteTrackPublication,
+                               participant: rtc.RemoteParticipant) -> None:
+        self._stop(publication.sid)
+
+    def _on_participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
+        for sid in list(participant.track_publications):
+            self._stop(sid)
+
+    def _stop(self, track_sid: str) -> None:
+        captions = self._tracks.pop(track_sid, None)
+        if captions is not None:
+            logger.info("track gone, caption stream closed", extra={"room": self._room.name, "track": track_sid})
+            task = asyncio.create_task(captions.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        self._room.off("track_subscribed", self._on_track_subscribed)
+        self._room.off("track_unsubscribed", self._on_track_unsubscribed)
+        self._room.off("participant_disconnected", self._on_participant_disconnected)
+        for sid in list(self._tracks):
+            self._stop(sid)
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def build_server(config: CaptionsConfig) -> AgentServer:
+    """A LiveKit worker that captions the rooms it is dispatched to, over this process's shared engine."""
+    server = AgentServer(
+        ws_url=config.url or "",
+        api_key=config.api_key or "",
+        api_secret=config.api_secret or "",
+        # threads, not processes: every room shares one model, and load_fnc sees the engine
+        job_executor_type=JobExecutorType.THREAD,
+        load_threshold=config.load_threshold,
+        num_idle_processes=1,
+        initialize_process_timeout=600.0,  # a first-time model load may download a checkpoint
+        drain_timeout=config.drain_timeout,
+        host=config.http_host,
+        port=config.http_port,
+        http_proxy=config.http_proxy,
+    )
+
+    def prewarm(proc: JobProcess) -> None:
+        config.engine()  # no-op once loaded; run_captions loads it before the worker registers
+
+    def load(_: AgentServer) -> float:
+        engine = config.engine()
+        return engine.active_streams / engine.capacity
+
+    server.setup_fnc = prewarm
+    server.load_fnc = load
+
+    @server.rtc_session(agent_name=config.agent_name)
+    async def captions(ctx: JobContext) -> None:
+        await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+        room_captions = RoomCaptions(ctx.room, config.stt())
+        room_captions.start()
+        ctx.add_shutdown_callback(room_captions.aclose)
+        logger.info("captioning room", extra={"room": ctx.room.name, "job": ctx.job.id})
+
+    return server

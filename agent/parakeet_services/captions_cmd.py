@@ -1,0 +1,90 @@
+"""``parakeet-stream captions``: a LiveKit worker that publishes live captions for the rooms it joins."""
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from parakeet_stream.models import DEFAULT_MODEL
+
+    from .transcribe_cmd import add_model_arguments
+
+    p = sub.add_parser(
+        "captions", help="LiveKit worker: live captions (lk.transcription) for every microphone in a room",
+        description="Registers with a LiveKit server as an agent worker. Each room it is dispatched to gets "
+                    "one engine stream per microphone track and captions on the lk.transcription topic, "
+                    "sent in the speaker's name. All rooms share one model; the worker reports live "
+                    "streams / --max-streams as its load, so LiveKit stops dispatching to it when full. "
+                    "SIGTERM drains: no new rooms, running ones finish.")
+    p.add_argument("--url", default=os.environ.get("LIVEKIT_URL"),
+                   help="LiveKit server URL, e.g. ws://127.0.0.1:7880 (default $LIVEKIT_URL)")
+    p.add_argument("--api-key", default=os.environ.get("LIVEKIT_API_KEY"), help="default $LIVEKIT_API_KEY")
+    p.add_argument("--api-secret", default=os.environ.get("LIVEKIT_API_SECRET"), help="default $LIVEKIT_API_SECRET")
+    p.add_argument("--agent-name", default=os.environ.get("LIVEKIT_AGENT_NAME", ""),
+                   help="explicit dispatch under this name; empty (default) joins every new room")
+    add_model_arguments(p, DEFAULT_MODEL)
+    p.add_argument("--max-streams", type=int, default=64, help="microphones captioned at once (default 64)")
+    p.add_argument("--load-threshold", type=float, default=0.9,
+                   help="share of --max-streams above which no new rooms are accepted (default 0.9)")
+    p.add_argument("--vad", action="store_true", help="segment with Silero VAD")
+    p.add_argument("--trailing-blank-ms", type=int, default=800,
+                   help="end a caption segment after this much audio with no new token (0 = off; default 800)")
+    p.add_argument("--drain-timeout", type=int, default=3600, help="seconds to wait for rooms on SIGTERM")
+    p.add_argument("--http-port", type=int, default=8081, help="health check port (GET /; 0 = any free port)")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    import parakeet_stream as ps
+
+    from .captions import CaptionsConfig, build_server
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log = logging.getLogger("parakeet_services.captions")
+    missing = [flag for flag, value in (("--url", args.url), ("--api-key", args.api_key),
+                                        ("--api-secret", args.api_secret)) if not value]
+    if missing:
+        log.error("missing %s (or LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET)", ", ".join(missing))
+        return 2
+    try:
+        endpointing = ps.EndpointingOptions(vad=args.vad, trailing_blank_ms=args.trailing_blank_ms or None)
+    except ValueError as e:
+        log.error("%s", e)
+        return 2
+    config = CaptionsConfig(url=args.url, api_key=args.api_key, api_secret=args.api_secret,
+                            agent_name=args.agent_name, model=args.model, device=args.device, dtype=args.dtype,
+                            chunk_ms=args.chunk_ms, max_streams=args.max_streams, endpointing=endpointing,
+                            load_threshold=args.load_threshold, drain_timeout=args.drain_timeout,
+                            http_port=args.http_port)
+    try:
+        engine = config.engine()  # before registering: never accept a room we cannot caption yet
+    except ps.ParakeetStreamError as e:
+        log.error("%s", e)
+        return 1
+    log.info("model loaded", extra={"model": engine.info.name, "device": engine.info.device,
+                                    "chunk_ms": engine.info.chunk_ms, "capacity": engine.capacity})
+
+    async def serve() -> None:
+        server = build_server(config)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runner = asyncio.create_task(server.run())
+        await asyncio.wait({runner, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        if not runner.done():
+            log.info("draining: no new rooms; waiting for running ones")
+            try:
+                await server.drain()
+            finally:
+                await server.aclose()
+        await runner
+
+    asyncio.run(serve())
+    return 0
