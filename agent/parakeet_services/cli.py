@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = (
     "models_cmd",
     "serve_cmd",
     "bench_cmd",
+    "captions_cmd",
 )
 
 
