@@ -19,7 +19,8 @@ from .errors import CapacityError, ModelLoadError
 from .events import Word
 from .models import (DEFAULT_MODEL, ModelInfo, frame_seconds, is_cache_aware, load_nemo_model, resolve_device,
                      resolve_dtype, select_chunk)
-from .scheduler import ChunkScheduler, EngineMetrics
+from .inference_loop import EngineMetrics
+from .scheduler import ChunkScheduler
 from .stream import Stream
 
 logger = logging.getLogger("parakeet_stream")

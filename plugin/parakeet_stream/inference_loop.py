@@ -1,0 +1,287 @@
+"""The engine's single inference thread, whatever the model kind.
+
+Callers on any thread only enqueue (``submit``) or hand over a function (``call``); the thread applies each
+stream's commands in order (audio, flush, finish, close), then lets the subclass step every stream that is
+ready. A flush or finish is a barrier: later commands of that stream wait until it has been decoded to the end.
+Subclasses: ``scheduler.ChunkScheduler`` (cache-aware streaming) and ``segmented.SegmentedScheduler``
+(offline-only checkpoints, one decode per VAD utterance).
+"""
+from __future__ import annotations
+
+import bisect
+import collections
+import concurrent.futures
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .endpointing import EndpointingOptions, VoiceActivity
+from .events import Event, StreamFailed, Word
+from .stream import Stream
+from .transcript import Token, TranscriptTracker, Vocabulary
+
+logger = logging.getLogger("parakeet_stream")
+
+STEP_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
+
+
+@dataclass
+class EngineMetrics:
+    """Counters since start; ``step_latency_buckets`` maps an upper bound in seconds to a cumulative count."""
+
+    active_streams: int = 0
+    streams_opened: int = 0
+    steps: int = 0
+    streams_stepped: int = 0
+    audio_seconds: float = 0.0
+    step_seconds_sum: float = 0.0
+    last_batch_size: int = 0
+    max_batch_size: int = 0
+    step_latency_buckets: dict[float, int] = field(default_factory=dict)
+
+    def snapshot(self, active: int) -> EngineMetrics:
+        with _metrics_lock:
+            return EngineMetrics(active, self.streams_opened, self.steps, self.streams_stepped,
+                                 round(self.audio_seconds, 3), self.step_seconds_sum, self.last_batch_size,
+                                 self.max_batch_size, dict(self.step_latency_buckets))
+
+    def record_step(self, batch: int, seconds: float, audio_seconds: float) -> None:
+        with _metrics_lock:
+            self.steps += 1
+            self.streams_stepped += batch
+            self.step_seconds_sum += seconds
+            self.audio_seconds += audio_seconds
+            self.last_batch_size = batch
+            self.max_batch_size = max(self.max_batch_size, batch)
+            i = bisect.bisect_left(STEP_LATENCY_BUCKETS, seconds)
+            for le in STEP_LATENCY_BUCKETS[i:]:
+                self.step_latency_buckets[le] = self.step_latency_buckets.get(le, 0) + 1
+            self.step_latency_buckets[float("inf")] = self.step_latency_buckets.get(float("inf"), 0) + 1
+
+
+_metrics_lock = threading.Lock()
+
+
+
+class BaseStreamState:
+    """What the inference thread keeps for every stream. Only that thread touches it (but ``inbox``)."""
+
+    def __init__(self, loop: InferenceLoop, opts: EndpointingOptions, vad: bool) -> None:
+        self.opts = opts
+        self.inbox: collections.deque = collections.deque()  # guarded by the loop's condition
+        self.backlog: collections.deque = collections.deque()
+        self.handle: Stream | None = None
+        self.tracker = TranscriptTracker(loop.vocab, loop.frame_s)
+        self.vad = VoiceActivity(opts) if vad else None
+        self.total_samples = 0  # 16 kHz samples received, all epochs
+        self.finalizing: str | None = None  # "flush" | "finish" once its barrier was reached
+        self.closed = False
+        self.counted = True  # counts against the engine's capacity
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+
+class InferenceLoop:
+    """The thread that owns the model, and the streams it serves."""
+
+    def __init__(self, model, *, max_streams: int, frame_s: float) -> None:
+        self.model = model
+        self.max_streams = max_streams
+        self.frame_s = frame_s
+        self.vocab = Vocabulary(model.tokenizer)
+        param = next(model.encoder.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self.metrics = EngineMetrics()
+        self._states: list[BaseStreamState] = []
+        self._cond = threading.Condition()
+        self._dirty: dict[BaseStreamState, None] = {}
+        self._jobs: collections.deque = collections.deque()
+        self._live = 0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="parakeet-inference", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- subclass hooks (all on the inference thread) ------------------------------------------------------
+    def _new_state(self, opts: EndpointingOptions) -> BaseStreamState:
+        raise NotImplementedError
+
+    def _add_audio(self, state, samples: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _begin_finalize(self, state, kind: str) -> None:
+        state.finalizing = kind
+
+    def _step_all(self, ready: list) -> None:
+        raise NotImplementedError
+
+    def _free(self, state) -> None:
+        """Release what the stream held (cache slot, buffers)."""
+
+    # -- called from any thread ------------------------------------------------------------------------------
+    @property
+    def live_streams(self) -> int:
+        return self._live
+
+    def open(self, sample_rate: int, opts: EndpointingOptions, stream_id: str | None) -> Stream:
+        def create() -> Stream:
+            state = self._new_state(opts)
+            handle = Stream(self, state, sample_rate, stream_id)
+            state.handle = handle
+            self._states.append(state)
+            return handle
+
+        with self._cond:
+            self._live += 1
+        try:
+            handle = self.call(create)
+        except BaseException:
+            with self._cond:
+                self._live -= 1
+            raise
+        with _metrics_lock:
+            self.metrics.streams_opened += 1
+        return handle
+
+    def submit(self, state: BaseStreamState, command: tuple) -> None:
+        with self._cond:
+            if command[0] == "close":
+                self._uncount(state)
+            state.inbox.append(command)
+            self._dirty[state] = None
+            self._cond.notify()
+
+    def call(self, fn: Callable):
+        """Run ``fn`` on the inference thread (the model is not thread-safe) and return its result."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("engine is closed")
+            self._jobs.append((fn, fut))
+            self._cond.notify()
+        return fut.result()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout=10)
+
+    # -- the inference thread --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        busy = False
+        while True:
+            with self._cond:
+                while not (self._dirty or self._jobs or busy or self._stopping):
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                for state in self._dirty:
+                    state.backlog.extend(state.inbox)
+                    state.inbox.clear()
+                self._dirty.clear()
+                jobs, self._jobs = list(self._jobs), collections.deque()
+            for state in list(self._states):  # before jobs: a close frees its slot for the next open
+                self._guard(state, self._apply_backlog, state)
+            for fn, fut in jobs:
+                self._run_job(fn, fut)
+            ready = [s for s in self._states if s.ready()]
+            if ready:
+                self._step_all(ready)
+            busy = any(s.ready() or (s.backlog and not s.finalizing) for s in self._states)
+        for fn, fut in self._jobs:
+            fut.set_exception(RuntimeError("engine is closed"))
+
+    @staticmethod
+    def _run_job(fn: Callable, fut: concurrent.futures.Future) -> None:
+        try:
+            fut.set_result(fn())
+        except BaseException as e:  # the caller re-raises it
+            fut.set_exception(e)
+
+    def _guard(self, state: BaseStreamState, fn: Callable, *args) -> None:
+        """Run per-stream work; an unexpected error fails that stream only."""
+        try:
+            fn(*args)
+        except Exception as e:
+            logger.exception("stream failed", extra={"stream_id": state.handle.id if state.handle else None})
+            self._emit(state, [StreamFailed(f"{type(e).__name__}: {e}", e)])
+            self._release(state)
+
+    def _apply_backlog(self, state: BaseStreamState) -> None:
+        while state.backlog and not state.finalizing and not state.closed:
+            kind, payload = state.backlog.popleft()
+            if kind == "audio":
+                self._add_audio(state, payload)
+            elif kind in ("flush", "finish"):
+                self._begin_finalize(state, kind)
+            elif kind == "close":
+                self._release(state)
+
+    def _release(self, state: BaseStreamState) -> None:
+        if state.closed:
+            return
+        state.closed = True
+        self._free(state)
+        if state in self._states:
+            self._states.remove(state)
+        with self._cond:
+            self._uncount(state)
+            self._dirty.pop(state, None)
+        state.backlog.clear()
+
+    def _uncount(self, state: BaseStreamState) -> None:
+        """A stream stops counting against capacity once closed by its owner or ended (caller holds _cond)."""
+        if state.counted:
+            state.counted = False
+            self._live -= 1
+
+    def _emit(self, state: BaseStreamState, events: list[Event]) -> None:
+        if state.handle is not None and not state.handle.closed:
+            for ev in events:
+                state.handle._emit(ev)
+
+    # -- offline decoding (Engine.transcribe, segmented mode) ------------------------------------------------
+    def decode_batch(self, audios: list[np.ndarray]) -> list[list[Token]]:
+        """Whole-buffer decoding of several 16 kHz signals in one batch: preprocessor, encoder, greedy RNNT."""
+        lengths = torch.tensor([len(a) for a in audios])
+        x = torch.zeros(len(audios), int(lengths.max()))
+        for i, a in enumerate(audios):
+            x[i, : len(a)] = torch.from_numpy(a)
+        with torch.inference_mode():
+            feats, flen = self.model.preprocessor(input_signal=x, length=lengths)
+            enc, enc_len = self.model.encoder(audio_signal=feats.to(self.device, self.dtype),
+                                              length=flen.to(self.device))
+            hyps = self.model.decoding.rnnt_decoder_predictions_tensor(
+                encoder_output=enc, encoded_lengths=enc_len, return_hypotheses=True)
+        hyps = hyps[0] if isinstance(hyps, tuple) else hyps
+        return [tokens_of(h) for h in hyps]
+
+    def decode_offline(self, samples: np.ndarray) -> tuple[str, tuple[Word, ...]]:
+        tracker = TranscriptTracker(self.vocab, self.frame_s)
+        tracker.add([t for t in self.decode_batch([samples])[0] if t.id not in self.vocab.eou_ids], 0.0)
+        return tracker.text, tracker.words()
+
+
+def tokens_of(hyp) -> list[Token]:
+    """A hypothesis' tokens with their frames and the decoder's probability for each."""
+    ids, stamps = _as_list(hyp.y_sequence), _as_list(hyp.timestamp)
+    conf = _as_list(hyp.token_confidence) if hyp.token_confidence is not None else []
+    if len(conf) != len(ids):
+        raise RuntimeError(f"decoder returned {len(conf)} confidences for {len(ids)} tokens")
+    return [Token(int(i), int(t), float(c)) for i, t, c in zip(ids, stamps, conf)]
+
+
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    return x.tolist() if torch.is_tensor(x) else list(x)
