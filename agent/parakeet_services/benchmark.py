@@ -123,7 +123,11 @@ def espeak(text: str, voice: str, rate: int = 160) -> np.ndarray:
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", f.name, text], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         audio, sr = sf.read(f.name, dtype="float32")
-    audio = soxr.resample(audio, sr, SAMPLE_RATE).astype(np.float32)
+    return trim_trailing_silence(soxr.resample(audio, sr, SAMPLE_RATE).astype(np.float32))
+
+
+def trim_trailing_silence(audio: np.ndarray) -> np.ndarray:
+    """Cut after the last sample above 1 % of the peak, so the clip's end is where its speech ends."""
     loud = np.flatnonzero(np.abs(audio) > 0.01 * max(float(np.abs(audio).max()), 1e-6))
     return audio[: loud[-1] + 1] if loud.size else audio
 
@@ -290,11 +294,12 @@ class Feeder:
 
 # -- measured systems ----------------------------------------------------------------------------------------
 def match_finals(ends: list[float], finals: list[tuple[float, float]], window_s: float) -> list[tuple[float, float]]:
-    """Pair each true speech end with the first unused final (audio time, emitted) within ``window_s`` after it."""
+    """Pair each true speech end with the first unused final (audio time, emitted) near it: the VAD may call the
+    end up to a few hundred ms early on a fading last phoneme, or up to ``window_s`` late."""
     pairs, used = [], set()
     for e in ends:
         for j, (at, emitted) in enumerate(finals):
-            if j not in used and e - 0.1 <= at <= e + window_s:
+            if j not in used and e - 0.5 <= at <= e + window_s:
                 used.add(j)
                 pairs.append((e, emitted))
                 break

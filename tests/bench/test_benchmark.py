@@ -1,0 +1,91 @@
+"""The benchmark at a tiny size: structure and internal consistency of its JSON (never timing thresholds)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support import silence, speech
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def workload():
+    import numpy as np
+
+    from parakeet_services.benchmark import Workload, compose, trim_trailing_silence
+
+    audios, ends = [], []
+    for sentences in (("four five six", "turn on the lights"), ("please open the window", "call me at seven thirty")):
+        utts = [trim_trailing_silence(speech(s)) for s in sentences]
+        audio, e = compose(utts, [0.3, 0.9])
+        audios.append(np.concatenate([audio, silence(0.2)]))
+        ends.append(e)
+    return Workload(audios, ends, "test speech")
+
+
+@pytest.fixture(scope="module")
+def result(tiny_model, workload, tmp_path_factory):
+    from parakeet_services.benchmark import BenchConfig, run_benchmark
+
+    out = tmp_path_factory.mktemp("bench") / "tiny.json"
+    cfg = BenchConfig(model="tiny", dtype="fp32", chunk_ms=160, levels=(2,), spread_s=0.5, out=str(out),
+                      threads=None)
+    run_benchmark(cfg, model=tiny_model, workload=workload, log=lambda s: None)
+    return json.loads(out.read_text())
+
+
+def test_every_system_ran_the_requested_level(result):
+    assert [lv["streams"] for lv in result["engine"]["levels"]] == [2]
+    for name in ("per_stream", "vad_offline"):
+        assert [lv["streams"] for lv in result["baselines"][name]["levels"]] == [2]
+    nemo = result["baselines"]["nemo_pipeline"]
+    assert nemo["levels"] or nemo["skipped"]  # ran, or says exactly why not
+
+
+def test_streamed_text_equals_offline_decode(result):
+    for lv in result["engine"]["levels"] + result["baselines"]["per_stream"]["levels"]:
+        assert lv["text_matches_offline"] == lv["streams"]
+        assert lv["failed_streams"] == 0
+
+
+def test_latency_counts_and_causality(result):
+    for lv in result["engine"]["levels"] + result["baselines"]["per_stream"]["levels"]:
+        lat = lv["latency_ms"]
+        assert lv["partials"] > 0
+        # a result is never emitted before the packet it depends on arrived: checks the dependency geometry
+        assert 0 <= lat["min"] <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        assert lv["steps"] > 0 and 1 <= lv["mean_batch"] <= lv["max_batch"] <= lv["streams"]
+
+
+def test_every_speech_end_gets_one_final(result, workload):
+    n_ends = sum(len(workload.speech_ends[i % 2]) for i in range(2))
+    for lv in result["engine"]["levels"] + result["baselines"]["vad_offline"]["levels"]:
+        assert lv["speech_ends"] == n_ends
+        assert lv["finals_matched"] == n_ends
+        assert lv["final_latency_ms"]["min"] >= 0
+
+
+def test_per_stream_baseline_steps_one_stream_per_call(result):
+    lv = result["baselines"]["per_stream"]["levels"][0]
+    assert lv["max_batch"] == 1
+
+
+def test_comparison_is_relative_to_the_engine(result):
+    comp = result["comparison"]
+    assert comp["per_stream"]["at_streams"] == 2
+    assert comp["per_stream"]["max_sustainable_streams"] == result["baselines"]["per_stream"]["max_sustainable_streams"]
+    eng = result["engine"]["levels"][0]
+    base = result["baselines"]["per_stream"]["levels"][0]
+    assert comp["per_stream"]["compute_rtf_ratio"] == pytest.approx(base["compute_rtf"] / eng["compute_rtf"], abs=0.01)
+    assert "final_latency_p95_ratio" in comp["vad_offline"]
+
+
+def test_markdown_has_a_row_per_level(result):
+    from parakeet_services.benchmark import markdown
+
+    table = markdown(result)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| system")]
+    levels = len(result["engine"]["levels"]) + sum(len(b["levels"]) for b in result["baselines"].values())
+    assert len(rows) == levels
