@@ -1,0 +1,223 @@
+"""ParakeetSTTService in a real Pipecat pipeline (Silero VAD processor, the demo engine, spoken audio)."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+
+import numpy as np
+import pytest
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.frames.frames import (InputAudioRawFrame, InterimTranscriptionFrame, MetricsFrame, ProposedUserStartedSpeakingFrame,
+                                   ProposedUserStoppedSpeakingFrame, STTMetadataFrame, TranscriptionFrame,
+                                   VADUserStoppedSpeakingFrame)
+from pipecat.metrics.metrics import ProcessingMetricsData, STTUsageMetricsData, TTFBMetricsData
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.transcriptions.language import Language
+from pipecat.turns.user_turn_strategies import ExternalUserTurnStrategies
+
+import parakeet_stream as ps
+from parakeet_stream.audio import ACCEPTED
+from parakeet_pipecat import ParakeetSTTService
+from tests.pipecat.pipeline_kit import audio_frames, build_worker, pcm16, run_pipeline
+from tests.support import silence, speech
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+# only Pipecat's VAD (or the end of the stream) ends a segment: the engine's own endpointers are off
+VAD_ONLY = ps.EndpointingOptions(eou=False, trailing_blank_ms=None)
+TRANSCRIPTS = (InterimTranscriptionFrame, TranscriptionFrame)
+PROPOSALS = (ProposedUserStartedSpeakingFrame, ProposedUserStoppedSpeakingFrame)
+
+
+def utterances(*sentences: str, gap: float = 1.0) -> np.ndarray:
+    parts = [silence(0.5)]
+    for s in sentences:
+        parts += [speech(s), silence(gap)]
+    return np.concatenate(parts)
+
+
+def by_segment(frames) -> list[tuple[list[str], TranscriptionFrame]]:
+    """[(interim texts, final)] per segment, asserting nothing is pushed after the last final."""
+    out, interims = [], []
+    for f in frames:
+        if isinstance(f, TranscriptionFrame):
+            out.append((interims, f))
+            interims = []
+        else:
+            interims.append(f.text)
+    assert interims == []
+    return out
+
+
+async def test_vad_stop_finalizes_each_utterance_with_interims_first(demo_engine):
+    stt = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY)
+    sentences = ("call me at seven thirty", "set a timer for ten minutes")
+    rec = await run_pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer()), stt],
+                             stt, audio_frames(utterances(*sentences), user_id="caller-7"))
+
+    segments = by_segment(rec.of(*TRANSCRIPTS))
+    assert [final.text for _, final in segments] == list(sentences)
+    for (interims, final), sentence in zip(segments, sentences):
+        assert interims[-1] == sentence  # interims grow to the final text...
+        assert all(b.startswith(a) for a, b in zip(interims, interims[1:]))  # ...never revising what was shown
+        assert final.finalized is True
+        assert final.result.reason == "flush"
+    for f in rec.of(*TRANSCRIPTS):
+        assert (f.user_id, f.language) == ("caller-7", Language.EN)
+        assert datetime.datetime.fromisoformat(f.timestamp).tzinfo is not None
+    # each final follows the VAD stop that flushed it (the service forwards the stop before flushing)
+    order = [type(f) for f in rec.of(VADUserStoppedSpeakingFrame, TranscriptionFrame)]
+    assert order.index(TranscriptionFrame) > order.index(VADUserStoppedSpeakingFrame)
+    assert order.count(VADUserStoppedSpeakingFrame) == 2
+    assert demo_engine.active_streams == 0
+
+
+async def test_end_frame_drains_the_tail_before_the_pipeline_ends(demo_engine):
+    stt = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY)
+    rec = await run_pipeline([stt], stt, audio_frames(speech("please open the window")))  # no VAD, no silence
+
+    [(interims, final)] = by_segment(rec.of(*TRANSCRIPTS))
+    assert (final.text, final.result.reason, final.finalized) == ("please open the window", "finish", True)
+    assert final.user_id == ""  # plain InputAudioRawFrames carry no user
+    assert demo_engine.active_streams == 0
+
+
+async def test_other_input_rates_are_resampled_by_the_engine(demo_engine):
+    stt = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY)
+    rec = await run_pipeline([stt], stt, audio_frames(speech("turn on the lights"), rate=48000), rate=48000)
+
+    assert [f.text for f in rec.of(TranscriptionFrame)] == ["turn on the lights"]
+
+
+async def test_metrics_ttfb_processing_and_usage(demo_engine):
+    audio = utterances("four five six")
+    stt = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY, stt_ttfb_timeout=600.0,
+                             ttfs_p99_latency=0.3)
+    rec = await run_pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer()), stt], stt, audio_frames(audio),
+                             metrics=True)
+
+    [meta] = rec.of(STTMetadataFrame)
+    assert (meta.ttfs_p99_latency, meta.user_turn_strategies) == (0.3, None)
+    [ttfb] = [m for m in rec.metrics(TTFBMetricsData) if m.model]  # the pipeline starts with an empty one
+    [processing] = [m for m in rec.metrics(ProcessingMetricsData) if m.model]
+    for m in (ttfb, processing):
+        assert (m.processor, m.model) == (stt.name, "espeak-demo-en")
+        assert m.value > 0
+    # processing, usage and speech end -> final are reported as the finalized transcript is pushed, before it
+    names = [type(f.data[0]).__name__ if isinstance(f, MetricsFrame) else type(f).__name__ for f in rec.down
+             if isinstance(f, TranscriptionFrame) or isinstance(f, MetricsFrame) and f.data[0].model]
+    at = names.index("TranscriptionFrame")
+    assert names[at - 3:at + 1] == ["ProcessingMetricsData", "STTUsageMetricsData", "TTFBMetricsData",
+                                    "TranscriptionFrame"]
+    # usage: every second pushed, counted once, whether reported at the final or at the stop
+    usage = sum(m.value.audio_seconds for m in rec.metrics(STTUsageMetricsData))
+    assert usage == pytest.approx(len(audio) / 16000, abs=1e-9)
+
+
+async def test_cancel_drops_the_stream_without_a_final(demo_engine):
+    stt = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY)
+    audio = speech("we have ten minutes left")
+
+    streams = []
+
+    async def cancel_once_pushed(worker):
+        while stt._stream is None or stt._stream.audio_seconds < len(audio) / 16000:
+            await asyncio.sleep(0.01)
+        streams.append(stt._stream)
+        await worker.cancel()
+        return True
+
+    rec = await run_pipeline([stt], stt, audio_frames(audio), before_end=cancel_once_pushed)
+    assert rec.of(TranscriptionFrame) == []
+    assert streams[0].closed and stt._stream is None
+    assert demo_engine.active_streams == 0
+
+
+async def test_pipelines_share_one_engine_loaded_off_the_loop():
+    a = ParakeetSTTService(model="espeak-demo-en", device="cpu", endpointing=VAD_ONLY)
+    b = ParakeetSTTService(model="espeak-demo-en", device="cpu", endpointing=VAD_ONLY)
+    ra, rb = await asyncio.gather(run_pipeline([a], a, audio_frames(speech("four five six"))),
+                                  run_pipeline([b], b, audio_frames(speech("can you call john for me"))))
+
+    assert a.engine is b.engine is ps.shared_engine("espeak-demo-en", device="cpu")
+    assert [f.text for f in ra.of(TranscriptionFrame)] == ["four five six"]
+    assert [f.text for f in rb.of(TranscriptionFrame)] == ["can you call john for me"]
+
+
+async def test_turn_detection_proposes_turns_from_engine_segments(demo_engine):
+    # forced on for the demo model (no <EOU>): the engine's trailing-blank endpoint ends each turn, and Pipecat's
+    # VAD stops must not cut it
+    stt = ParakeetSTTService(engine=demo_engine, turn_detection=True, should_interrupt=False)
+    sentences = ("call me at seven thirty", "four five six")
+    rec = await run_pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer()), stt], stt,
+                             audio_frames(utterances(*sentences, gap=1.5)))
+
+    [meta] = rec.of(STTMetadataFrame)
+    assert isinstance(meta.user_turn_strategies, ExternalUserTurnStrategies)
+    turn = [f for f in rec.of(*PROPOSALS, *TRANSCRIPTS)
+            if not isinstance(f, InterimTranscriptionFrame)]
+    assert [type(f) for f in turn] == [ProposedUserStartedSpeakingFrame, TranscriptionFrame,
+                                       ProposedUserStoppedSpeakingFrame] * 2
+    assert [(f.text, f.result.reason) for f in turn if isinstance(f, TranscriptionFrame)] == [
+        (sentences[0], "blank"), (sentences[1], "blank")]
+    # proposals are broadcast: the turn strategies live upstream in the user aggregator
+    assert [type(f) for f in rec.up if isinstance(f, PROPOSALS)] == [ProposedUserStartedSpeakingFrame,
+                                                                    ProposedUserStoppedSpeakingFrame] * 2
+
+
+class _EouEngine:
+    """The demo engine as if its vocabulary had <EOU> (no EOU checkpoint can be downloaded here)."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self.info = dataclasses.replace(engine.info, has_eou=True)
+
+    def open_stream(self, **kwargs):
+        return self._engine.open_stream(**kwargs)
+
+
+def test_turn_detection_defaults_to_the_models_eou_token(demo_engine):
+    eou, plain = ParakeetSTTService(engine=_EouEngine(demo_engine)), ParakeetSTTService(engine=demo_engine)
+
+    assert (eou.turn_detection, plain.turn_detection) == (True, False)
+    assert isinstance(eou.service_metadata_frame().user_turn_strategies, ExternalUserTurnStrategies)
+    assert plain.service_metadata_frame().user_turn_strategies is None
+    assert ParakeetSTTService(engine=_EouEngine(demo_engine), turn_detection=False).turn_detection is False
+
+
+async def test_bad_audio_frames_get_clear_errors_and_lose_nothing_else(demo_engine):
+    stt = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY)
+    frames = audio_frames(speech("call me at seven thirty"))
+    half = len(frames) // 2
+    odd = InputAudioRawFrame(audio=b"\x00" * 641, sample_rate=16000, num_channels=1)
+    stereo = InputAudioRawFrame(audio=pcm16(silence(0.02)) * 2, sample_rate=16000, num_channels=2)
+    rate = InputAudioRawFrame(audio=pcm16(silence(0.02)), sample_rate=8000, num_channels=1)
+    rec = await run_pipeline([stt], stt, frames[:half] + [odd, stereo, rate] + frames[half:])
+
+    assert [e.error for e in rec.errors] == [
+        f"{stt}: audio frame rejected, its 641 bytes dropped, the stream goes on: got 641 bytes, which is not a "
+        f"whole number of int16 samples; accepted: {ACCEPTED}",
+        f"{stt}: audio frame rejected (2 channel(s) at 16000 Hz); accepted: 1 channel at 16000 Hz "
+        f"(the pipeline's audio_in_sample_rate)",
+        f"{stt}: audio frame rejected (1 channel(s) at 8000 Hz); accepted: 1 channel at 16000 Hz "
+        f"(the pipeline's audio_in_sample_rate)",
+    ]
+    assert [f.text for f in rec.of(TranscriptionFrame)] == ["call me at seven thirty"]
+
+
+async def test_unsupported_pipeline_rate_fails_start_with_the_accepted_range(demo_engine):
+    stt = ParakeetSTTService(engine=demo_engine)
+    worker, rec, started = build_worker([stt], stt, frames_rate=96000)
+    from pipecat.workers.runner import WorkerRunner
+
+    async def end():
+        await asyncio.wait_for(started.wait(), timeout=120)
+        await worker.cancel()
+
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await asyncio.gather(runner.run(), end())
+    assert [e.error for e in rec.errors] == [
+        f"{stt}: could not open an engine stream: sample_rate 96000 Hz is not supported; accepted: 8000..48000 Hz"]
+    assert demo_engine.active_streams == 0
