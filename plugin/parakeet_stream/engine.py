@@ -15,12 +15,13 @@ import numpy as np
 
 from .audio import MODEL_SAMPLE_RATE, Resampler, check_sample_rate, to_float32
 from .endpointing import EndpointingOptions
-from .errors import CapacityError, ModelLoadError
+from .errors import CapacityError
 from .events import Word
-from .models import (DEFAULT_MODEL, ModelInfo, frame_seconds, is_cache_aware, load_nemo_model, resolve_device,
+from .models import (DEFAULT_MODEL, ModelInfo, chunk_sizes_ms, frame_seconds, is_cache_aware, load_nemo_model, resolve_device,
                      resolve_dtype, select_chunk)
 from .inference_loop import EngineMetrics
 from .scheduler import ChunkScheduler
+from .segmented import SegmentedScheduler, log_segmented_mode
 from .stream import Stream
 
 logger = logging.getLogger("parakeet_stream")
@@ -33,38 +34,40 @@ class Transcript:
 
 
 class Engine:
-    """Owns a cache-aware NeMo model and the thread that steps all of its streams in batches."""
+    """Owns a NeMo model and the thread that steps all of its streams in batches.
+
+    Cache-aware checkpoints are streamed (``scheduler.ChunkScheduler``); offline-only ones run in VAD-segmented
+    mode (``segmented.SegmentedScheduler``, with a log line saying so)."""
 
     def __init__(self, model, *, name: str, path: str | None = None, chunk_ms: int | None = None,
                  max_streams: int = 64, num_threads: int | None = None, max_batch: int | None = None) -> None:
         import torch
 
-        if not is_cache_aware(model):
-            raise ModelLoadError(
-                f"model {name!r} is not a cache-aware streaming model (its encoder has att_context_style="
-                f"{getattr(model.encoder, 'att_context_style', None)!r}, not 'chunked_limited'); offline "
-                f"checkpoints are not supported by the streaming engine")
         if max_streams < 1:
             raise ValueError(f"max_streams must be at least 1, got {max_streams}")
         if num_threads:
             torch.set_num_threads(num_threads)
-        chunk_ms, context = select_chunk(model, chunk_ms)
-        model.encoder.set_default_att_context_size(context)
+        streaming = is_cache_aware(model)
+        frame_s = frame_seconds(model)
+        if streaming:
+            chunk_ms, context = select_chunk(model, chunk_ms)
+            model.encoder.set_default_att_context_size(context)
+            self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=frame_s, max_batch=max_batch)
+        else:
+            chunk_ms = 0
+            log_segmented_mode(name)
+            self._scheduler = SegmentedScheduler(model, max_streams=max_streams, frame_s=frame_s,
+                                                 max_batch=max_batch)
         param = next(model.parameters())
         self.info = ModelInfo(
             name=name, path=path, chunk_ms=chunk_ms,
-            chunk_sizes_ms=tuple(sorted((c[1] + 1) * round(frame_seconds(model) * 1000)
-                                        for c in model.encoder.att_context_size_all)),
-            device=str(param.device), dtype=str(param.dtype).replace("torch.", ""),
-            frame_seconds=frame_seconds(model),
-            has_eou=any(p.strip("▁").upper() == "<EOU>"
-                        for p in model.tokenizer.ids_to_tokens(list(range(model.tokenizer.vocab_size)))),
-            num_params=sum(p.numel() for p in model.parameters()),
+            chunk_sizes_ms=tuple(sorted(chunk_sizes_ms(model))) if streaming else (),
+            device=str(param.device), dtype=str(param.dtype).replace("torch.", ""), frame_seconds=frame_s,
+            has_eou=bool(self._scheduler.vocab.eou_ids), num_params=sum(p.numel() for p in model.parameters()),
+            offline_only=not streaming,
         )
         self.capacity = max_streams
         self._model = model
-        self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=self.info.frame_seconds,
-                                         max_batch=max_batch)
         self._open_lock = threading.Lock()
         logger.info("engine ready", extra={"model": name, "chunk_ms": chunk_ms, "device": self.info.device,
                                            "dtype": self.info.dtype, "max_streams": max_streams})
@@ -77,8 +80,6 @@ class Engine:
         """Load a checkpoint and start the inference thread. Blocks for seconds: call it at start-up.
 
         ``max_batch`` caps streams per model call (None: all ready streams; 1 reproduces per-stream stepping)."""
-        import torch
-
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         nemo_model = load_nemo_model(model, dev)

@@ -70,7 +70,8 @@ def train_tokenizer(vocab_size: int) -> str:
 
 def streaming_config(tok_dir: str, *, d_model: int, n_layers: int, n_heads: int, sub_channels: int,
                      pred_hidden: int, joint_hidden: int, features: int, hybrid: bool, pred_rnn_layers: int,
-                     att_context_size=ALL_CONTEXTS):
+                     att_context_size=ALL_CONTEXTS, offline: bool = False):
+    """The model config; ``offline=True`` gives a full-context, non-causal model (like parakeet-rnnt-0.6b)."""
     from omegaconf import OmegaConf
 
     encoder = dict(
@@ -82,6 +83,9 @@ def streaming_config(tok_dir: str, *, d_model: int, n_layers: int, n_heads: int,
         conv_norm_type="layer_norm", conv_context_size="causal", dropout=0.1, dropout_pre_encoder=0.1,
         dropout_emb=0.0, dropout_att=0.1,
     )
+    if offline:
+        encoder.update(att_context_size=[-1, -1], att_context_style="regular", causal_downsampling=False,
+                       conv_context_size=None)
     cfg = dict(
         sample_rate=16000, compute_eval_loss=False, log_prediction=False, skip_nan_grad=False,
         model_defaults=dict(enc_hidden=d_model, pred_hidden=pred_hidden, joint_hidden=joint_hidden),
@@ -89,7 +93,7 @@ def streaming_config(tok_dir: str, *, d_model: int, n_layers: int, n_heads: int,
         tokenizer=dict(dir=tok_dir, type="bpe"),
         preprocessor=dict(
             _target_="nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor", sample_rate=16000,
-            normalize="NA", window_size=0.025, window_stride=0.01, window="hann", features=features,
+            normalize="per_feature" if offline else "NA", window_size=0.025, window_stride=0.01, window="hann", features=features,
             n_fft=512, frame_splicing=1, dither=0.00001, pad_to=0,
         ),
         spec_augment=None,
@@ -127,8 +131,8 @@ def sharpen_joint(model, scale: float = 20.0, blank_bias: float = 9.0) -> None:
 
 
 def build_random_model(arch: str = "tiny", *, seed: int = 0, sharpen: bool = True,
-                       att_context_size=ALL_CONTEXTS, **overrides):
-    """A cache-aware FastConformer (hybrid RNNT/CTC or RNNT) with random weights, in eval mode on the CPU."""
+                       att_context_size=ALL_CONTEXTS, offline: bool = False, **overrides):
+    """A cache-aware (or, with ``offline=True``, full-context) FastConformer with random weights, in eval mode."""
     import torch
     from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel, EncDecRNNTBPEModel
 
@@ -139,7 +143,7 @@ def build_random_model(arch: str = "tiny", *, seed: int = 0, sharpen: bool = Tru
         raise ValueError(f"unknown arch {arch!r}; known: {', '.join(ARCHS)}")
     layout = {**ARCHS[arch], **overrides}
     vocab = layout.pop("vocab")
-    cfg = streaming_config(train_tokenizer(vocab), att_context_size=att_context_size, **layout)
+    cfg = streaming_config(train_tokenizer(vocab), att_context_size=att_context_size, offline=offline, **layout)
     torch.manual_seed(seed)
     cls = EncDecHybridRNNTCTCBPEModel if layout["hybrid"] else EncDecRNNTBPEModel
     model = cls(cfg=cfg).eval()

@@ -1,0 +1,112 @@
+"""Offline-only checkpoints (full-context attention, e.g. nvidia/parakeet-rnnt-0.6b): one decode per utterance.
+
+Such a model cannot be stepped cache-aware, so, like dalston's original engine, Silero VAD cuts each stream
+into utterances and every finished utterance is decoded whole. Utterances that end at the same time in
+different streams are decoded in one batch. A stream gets SpeechStarted when VAD hears speech, no partials,
+and its Final once the utterance has ended (after ``min_silence_ms``), at a flush, or at ``max_segment_s``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .endpointing import EndpointingOptions
+from .events import StreamEnded
+from .inference_loop import BaseStreamState, InferenceLoop, logger
+
+SAMPLE_RATE = 16000
+PRE_ROLL_SECONDS = 1.0  # audio kept before a VAD start so the padding reaches back far enough
+
+
+class UtteranceState(BaseStreamState):
+    def __init__(self, loop: SegmentedScheduler, opts: EndpointingOptions) -> None:
+        super().__init__(loop, opts, vad=True)
+        self.buffer = np.zeros(0, np.float32)
+        self.buffer_start = 0  # stream sample index of buffer[0]
+        self.speech_from: int | None = None  # sample where the open utterance began
+        self.done: list[tuple[int, int, str]] = []  # (from, to, reason) utterances waiting to be decoded
+
+    def ready(self) -> bool:
+        return not self.closed and bool(self.done or self.finalizing)
+
+    def cut(self, to: int, reason: str) -> None:
+        if self.speech_from is not None and to > self.speech_from:
+            self.done.append((self.speech_from, to, reason))
+        self.speech_from = None
+
+
+class SegmentedScheduler(InferenceLoop):
+    def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None) -> None:
+        super().__init__(model, max_streams=max_streams, frame_s=frame_s)
+        self.max_batch = max_batch
+        self.start()
+
+    def _new_state(self, opts: EndpointingOptions) -> UtteranceState:
+        return UtteranceState(self, opts)
+
+    def _add_audio(self, state: UtteranceState, samples: np.ndarray) -> None:
+        state.buffer = np.concatenate([state.buffer, samples])
+        state.total_samples += samples.shape[0]
+        for kind, at in state.vad.process(samples):
+            if kind == "start":
+                state.speech_from = max(at, state.buffer_start)
+                self._emit(state, state.tracker.start(state.speech_from / SAMPLE_RATE))
+            else:
+                state.cut(at, "vad")
+        limit = state.opts.max_segment_s
+        if state.speech_from is not None and limit and state.total_samples - state.speech_from >= limit * SAMPLE_RATE:
+            state.cut(state.total_samples, "max_duration")
+            state.speech_from = state.total_samples  # the speech goes on in a new segment
+            self._emit(state, state.tracker.start(state.speech_from / SAMPLE_RATE))
+        self._trim(state)
+
+    def _trim(self, state: UtteranceState) -> None:
+        """Keep only audio an utterance may still need: the open or waiting ones, plus the pre-roll."""
+        keep_from = state.total_samples - int(PRE_ROLL_SECONDS * SAMPLE_RATE)
+        for start, _, _ in state.done:
+            keep_from = min(keep_from, start)
+        if state.speech_from is not None:
+            keep_from = min(keep_from, state.speech_from)
+        if keep_from > state.buffer_start:
+            state.buffer = state.buffer[keep_from - state.buffer_start:]
+            state.buffer_start = keep_from
+
+    def _begin_finalize(self, state: UtteranceState, kind: str) -> None:
+        state.cut(state.total_samples, kind)
+        state.finalizing = kind
+
+    def _step_all(self, ready: list[UtteranceState]) -> None:
+        jobs = [(s, u) for s in ready for u in s.done]
+        size = self.max_batch or max(len(jobs), 1)
+        for i in range(0, len(jobs), size):
+            batch = jobs[i:i + size]
+            audios = [s.buffer[a - s.buffer_start:b - s.buffer_start] for s, (a, b, _) in batch]
+            for (state, utterance), tokens in zip(batch, self.decode_batch(audios)):
+                self._guard(state, self._deliver, state, utterance, tokens)
+        for state in ready:
+            state.done.clear()
+            if state.finalizing and not state.closed:
+                self._guard(state, self._finish_barrier, state)
+            elif not state.closed:
+                self._trim(state)
+
+    def _deliver(self, state: UtteranceState, utterance: tuple[int, int, str], tokens) -> None:
+        start, end, reason = utterance
+        tr = state.tracker
+        tr.time_base = start / SAMPLE_RATE
+        self._emit(state, tr.start(tr.time_base))  # when VAD heard this one start before the last was decoded
+        tr.add([t for t in tokens if t.id not in self.vocab.eou_ids], end / SAMPLE_RATE)  # no partials here
+        self._emit(state, tr.endpoint(reason, end / SAMPLE_RATE))
+
+    def _finish_barrier(self, state: UtteranceState) -> None:
+        if state.finalizing == "finish":
+            self._emit(state, [StreamEnded(round(state.total_samples / SAMPLE_RATE, 3), state.tracker.segments_finalised)])
+            self._release(state)
+        else:
+            state.finalizing = None
+
+
+def log_segmented_mode(name: str) -> None:
+    logger.warning(
+        f"model {name!r} is not cache-aware (full-context attention): running in VAD-segmented mode — each "
+        f"utterance is transcribed once Silero VAD hears it end, so there are no partial results and finals "
+        f"arrive after the end of speech; use a cache-aware checkpoint for streaming latency")

@@ -1,0 +1,75 @@
+"""Offline-only checkpoints run in VAD-segmented mode: one whole-utterance decode per VAD segment."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+import parakeet_stream as ps
+from parakeet_stream.endpointing import VoiceActivity
+from tests.support import collect, packets, silence, speech
+
+
+@pytest.fixture(scope="module")
+def offline_engine():
+    from parakeet_stream.testing import build_random_model
+
+    engine = ps.Engine.from_model(build_random_model("tiny", offline=True, seed=1), name="tiny-offline")
+    yield engine
+    engine.close()
+
+
+def vad_segments(audio: np.ndarray, opts: ps.EndpointingOptions) -> list[tuple[int, int]]:
+    vad, marks = VoiceActivity(opts), []
+    for p in packets(audio):
+        marks += vad.process(p)
+    starts = [at for kind, at in marks if kind == "start"]
+    ends = [at for kind, at in marks if kind == "end"]
+    return list(zip(starts, ends))
+
+
+def test_offline_model_is_detected_and_says_so(caplog):
+    from parakeet_stream.testing import build_random_model
+
+    with caplog.at_level(logging.WARNING, logger="parakeet_stream"):
+        engine = ps.Engine.from_model(build_random_model("tiny", offline=True, seed=2), name="offline-x")
+    engine.close()
+    assert engine.info.offline_only and engine.info.chunk_sizes_ms == () and engine.info.chunk_ms == 0
+    assert any(r.getMessage().startswith("model 'offline-x' is not cache-aware (full-context attention): running "
+                                         "in VAD-segmented mode") for r in caplog.records)
+
+
+def test_each_vad_utterance_is_decoded_whole(offline_engine):
+    audio = np.concatenate([silence(0.4), speech("call me at seven thirty"), silence(1.0),
+                            speech("set a timer for ten minutes"), silence(1.0)])
+    opts = ps.EndpointingOptions(min_silence_ms=500)
+    s = offline_engine.open_stream(endpointing=opts)
+    for p in packets(audio):
+        s.push(p)
+    s.finish()
+    events = collect(s)
+    segments = vad_segments(audio, opts)
+    assert len(segments) == 2
+    assert [type(e).__name__ for e in events] == ["SpeechStarted", "Final", "SpeechEnded"] * 2 + ["StreamEnded"]
+    finals = [e for e in events if isinstance(e, ps.Final)]
+    for final, (a, b) in zip(finals, segments):
+        expected = offline_engine.transcribe(audio[a:b])
+        assert final.reason == "vad"
+        assert final.text == expected.text and final.text
+        assert final.words == tuple(ps.Word(w.text, round(w.start + a / 16000, 3), round(w.end + a / 16000, 3),
+                                            w.confidence) for w in expected.words)
+    assert [e.time for e in events if isinstance(e, ps.SpeechStarted)] == [round(a / 16000, 3) for a, _ in segments]
+
+
+def test_flush_decodes_the_open_utterance(offline_engine):
+    audio = np.concatenate([silence(0.3), speech("four five six")])
+    s = offline_engine.open_stream(endpointing=ps.EndpointingOptions(min_silence_ms=5000))
+    for p in packets(audio):
+        s.push(p)
+    s.flush()
+    s.finish()
+    events = collect(s)
+    finals = [e for e in events if isinstance(e, ps.Final)]
+    assert [f.reason for f in finals] == ["flush"]
+    assert events[-1] == ps.StreamEnded(audio_seconds=round(len(audio) / 16000, 3), segments=1)
