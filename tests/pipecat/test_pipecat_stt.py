@@ -221,3 +221,16 @@ async def test_unsupported_pipeline_rate_fails_start_with_the_accepted_range(dem
     assert [e.error for e in rec.errors] == [
         f"{stt}: could not open an engine stream: sample_rate 96000 Hz is not supported; accepted: 8000..48000 Hz"]
     assert demo_engine.active_streams == 0
+
+
+def test_example_pipeline_prints_interims_then_the_final():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(root / "examples" / "pipecat_pipeline.py"), "--text", "four five six",
+                          "--device", "cpu"], capture_output=True, text=True, timeout=600, check=True).stdout
+    lines = out.splitlines()
+    assert lines[-2:] == ["interim: four five six", "final:   four five six"]
+    assert all(line.startswith("interim: ") for line in lines[:-1])
