@@ -40,8 +40,6 @@ PACKET_MS = 20
 PACKET = SAMPLE_RATE * PACKET_MS // 1000
 RANDOM_ARCHS = ("tiny", "large", "xl")
 BASELINES = ("per_stream", "vad_offline", "nemo_pipeline")
-DEFAULT_LEVELS = (1, 2, 3, 4, 6, 8, 10, 12, 14, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768,
-                  1024, 1280, 1536, 2048)
 # Sentences the demo model transcribes word for word (tests/support.py RELIABLE_SENTENCES) plus a few more
 # from its closed vocabulary, so a run on the demo model also shows real text.
 SENTENCES = (
@@ -64,7 +62,7 @@ class BenchConfig:
     threads: int | None = 2
     seconds: float = 12.0  # audio per stream
     files: tuple[str, ...] = ()
-    levels: tuple[int, ...] | None = None  # fixed stream counts; None = ramp over DEFAULT_LEVELS
+    levels: tuple[int, ...] | None = None  # fixed stream counts; None = ramp (doubling, then bisection)
     max_level: int = 4096
     spread_s: float = 1.0  # stream i starts at i * spread_s / N
     baselines: tuple[str, ...] = BASELINES
@@ -479,28 +477,39 @@ class VadOfflineRun:
 
 
 # -- orchestration -------------------------------------------------------------------------------------------
-def ramp(run_level: Callable[[int], LevelResult], levels: tuple[int, ...], deadline: float,
-         fixed: bool) -> tuple[list[LevelResult], int]:
-    """Run levels in order until one is not sustainable (or time runs out), then bisect once between the last
-    pass and the first failure; returns the results and the largest sustainable N (0 if none)."""
-    results, best, failed_at = [], 0, None
-    for n in levels:
-        if time.monotonic() > deadline and results:
-            break
+def ramp(run_level: Callable[[int], LevelResult], levels: tuple[int, ...] | None, deadline: float,
+         max_level: int = 4096, refine: int = 3) -> tuple[list[LevelResult], int]:
+    """Find the largest sustainable N: fixed ``levels`` run as given; otherwise N doubles from 1 until a level
+    fails (or time runs out), then up to ``refine`` bisection steps narrow it to within ~1/8. Returns the
+    results in run order and the largest sustainable N (0 if none)."""
+    results: list[LevelResult] = []
+    best, failed_at = 0, None
+
+    def attempt(n: int) -> bool:
+        nonlocal best, failed_at
         r = run_level(n)
         results.append(r)
         if r.sustainable:
             best = max(best, n)
-        elif not fixed:
-            failed_at = n
+        else:
+            failed_at = n if failed_at is None else min(failed_at, n)
+        return r.sustainable
+
+    if levels:
+        for n in levels:
+            if results and time.monotonic() > deadline:
+                break
+            attempt(n)
+        return results, best
+    n = 1
+    while n <= max_level and (not results or time.monotonic() < deadline):
+        if not attempt(n):
             break
-    if failed_at and failed_at - best > 1 and time.monotonic() < deadline:
-        mid = (best + failed_at) // 2 if best else max(1, failed_at // 2)
-        if mid not in (best, failed_at):
-            r = run_level(mid)
-            results.append(r)
-            if r.sustainable:
-                best = max(best, mid)
+        n *= 2
+    for _ in range(refine):
+        if failed_at is None or failed_at - best <= max(1, best // 8) or time.monotonic() > deadline:
+            break
+        attempt((best + failed_at) // 2 if best else max(1, failed_at // 2))
     return results, best
 
 
@@ -608,8 +617,7 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
         log("bench: synthesizing speech ...")
         workload = file_workload(cfg.files) if cfg.files else speech_workload(cfg.seconds, seed=cfg.seed)
     offline = _offline_texts(model, cfg, workload)
-    levels = tuple(cfg.levels) if cfg.levels else tuple(n for n in DEFAULT_LEVELS if n <= cfg.max_level)
-    fixed = cfg.levels is not None
+    levels = tuple(cfg.levels) if cfg.levels else None
 
     def runner(run, label: str) -> Callable[[int], LevelResult]:
         def level(n: int) -> LevelResult:
@@ -623,12 +631,13 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
 
     _warm_up(model, cfg, workload, geometry, offline)
     engine_levels, engine_best = ramp(runner(EngineRun(model, geometry, cfg, offline, None), "engine"),
-                                      levels, deadline, fixed)
+                                      levels, deadline, cfg.max_level)
     baselines: dict[str, dict[str, Any]] = {}
     if "per_stream" in cfg.baselines:
-        res, best = ramp(runner(EngineRun(model, geometry, cfg, offline, 1), "per_stream"), levels, deadline, fixed)
+        res, best = ramp(runner(EngineRun(model, geometry, cfg, offline, 1), "per_stream"), levels, deadline,
+                         cfg.max_level)
         baselines["per_stream"] = {"levels": [dataclasses.asdict(r) for r in res], "max_sustainable_streams": best}
-    common = max(engine_best, 1) if not fixed else max(levels)
+    common = max(levels) if levels else max(engine_best, 1)
     if "vad_offline" in cfg.baselines:
         r = runner(VadOfflineRun(model, cfg), "vad_offline")(common)
         baselines["vad_offline"] = {"levels": [dataclasses.asdict(r)],
@@ -637,7 +646,7 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
     if "nemo_pipeline" in cfg.baselines:
         from . import nemo_pipeline
 
-        baselines["nemo_pipeline"] = nemo_pipeline.run(model, cfg, workload, geometry, levels, deadline, fixed, log)
+        baselines["nemo_pipeline"] = nemo_pipeline.run(model, cfg, workload, levels, deadline, log)
     result = {
         "config": dataclasses.asdict(cfg), "machine": machine, "workload": workload.source,
         "audio_seconds_per_stream": [round(a.shape[0] / SAMPLE_RATE, 2) for a in workload.audio],
