@@ -29,15 +29,28 @@ def vad_segments(audio: np.ndarray, opts: ps.EndpointingOptions) -> list[tuple[i
     return list(zip(starts, ends))
 
 
-def test_offline_model_is_detected_and_says_so(caplog):
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_offline_model_is_detected_and_says_so():
     from parakeet_stream.testing import build_random_model
 
-    with caplog.at_level(logging.WARNING, logger="parakeet_stream"):
+    handler, log = Records(), logging.getLogger("parakeet_stream")
+    log.addHandler(handler)
+    try:
         engine = ps.Engine.from_model(build_random_model("tiny", offline=True, seed=2), name="offline-x")
+    finally:
+        log.removeHandler(handler)
     engine.close()
     assert engine.info.offline_only and engine.info.chunk_sizes_ms == () and engine.info.chunk_ms == 0
     assert any(r.getMessage().startswith("model 'offline-x' is not cache-aware (full-context attention): running "
-                                         "in VAD-segmented mode") for r in caplog.records)
+                                         "in VAD-segmented mode") for r in handler.records)
 
 
 def test_each_vad_utterance_is_decoded_whole(offline_engine):
