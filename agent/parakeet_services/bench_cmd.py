@@ -58,3 +58,12 @@ def run(args: argparse.Namespace) -> int:
                       baselines=args.baselines, vad=not args.no_vad, time_budget_s=args.budget, seed=args.seed,
                       out=args.out)
     return main(cfg)
+
+
+if __name__ == "__main__":  # `python -m parakeet_services.bench_cmd ...` (bench/gpu.sh: no console script there)
+    import sys
+
+    parser = argparse.ArgumentParser(prog="parakeet-stream")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    ns = parser.parse_args(["bench", *sys.argv[1:]])
+    sys.exit(ns.run(ns))

@@ -40,6 +40,7 @@ PACKET_MS = 20
 PACKET = SAMPLE_RATE * PACKET_MS // 1000
 RANDOM_ARCHS = ("tiny", "large", "xl")
 BASELINES = ("per_stream", "vad_offline", "nemo_pipeline")
+LEVEL_GRACE_S = 30.0  # after the last packet, how long a level may take to deliver its results
 # Sentences the demo model transcribes word for word (tests/support.py RELIABLE_SENTENCES) plus a few more
 # from its closed vocabulary, so a run on the demo model also shows real text.
 SENTENCES = (
@@ -338,7 +339,8 @@ class EngineRun:
             cpu0, wall0 = time.process_time(), time.monotonic()
             feeder.run(lambda i, pcm: streams[i].push(pcm), lambda i: streams[i].finish(),
                        lambda t: log(f"    {system} N={n}: {t:.0f} s fed, {engine.metrics().steps} steps"))
-            events = [_drain(s) for s in streams]
+            deadline = time.monotonic() + LEVEL_GRACE_S
+            events = [_drain(s, deadline) for s in streams]
             wall = time.monotonic() - wall0
             cpu = time.process_time() - cpu0
             metrics = engine.metrics()
@@ -379,16 +381,25 @@ class EngineRun:
             mean_batch=round(metrics.streams_stepped / max(metrics.steps, 1), 2), max_batch=metrics.max_batch_size,
             feeder_lag_ms_p99=round(float(np.percentile(feeder.lags, 99)) * 1000, 1), text_matches_offline=texts_ok,
             failed_streams=failed, peak_rss_mb=round(_rss_mb(), 1), peak_gpu_mb=_gpu_peak_mb(self.cfg.device))
-        res.sustainable = bool(p) and p["p95"] <= chunk_s * 1000 and growth <= chunk_s / 2 and failed == 0
+        res.sustainable = bool(p) and p["p95"] <= chunk_s * 1000 and growth <= chunk_s / 2 and failed == 0 \
+            and res.feeder_lag_ms_p99 <= chunk_s * 500
+        if res.feeder_lag_ms_p99 > chunk_s * 500:
+            res.note = "the feeder thread fell behind real time: this N cannot be generated from one Python thread"
         return res
 
 
-def _drain(stream, timeout: float = 120.0) -> list:
-    """All events of a finished stream (the engine timestamps them, so reading late changes nothing)."""
+def _drain(stream, deadline: float) -> list:
+    """All events of a finished stream (the engine timestamps them, so reading late changes nothing). A stream
+    still running at ``deadline`` is closed and gets a StreamFailed marker: the level fell hopelessly behind."""
+    from parakeet_stream.events import StreamFailed
+
     events = []
     while True:
-        ev = stream.next_event(timeout=timeout)
+        ev = stream.next_event(timeout=max(0.01, deadline - time.monotonic()))
         if ev is None:
+            if time.monotonic() >= deadline and not stream.closed:
+                stream.close()
+                events.append(StreamFailed("benchmark: not finished within the grace period"))
             return events
         events.append(ev)
 
@@ -416,8 +427,10 @@ class VadOfflineRun:
         open_at = [None] * n
         fed = [0] * n
 
+        stop = threading.Event()
+
         def vad_worker() -> None:
-            while (item := vad_q.get()) is not None:
+            while (item := vad_q.get()) is not None and not stop.is_set():
                 i, pcm = item
                 if pcm is None:  # stream end: a segment still open is decoded to the end
                     if open_at[i] is not None:
@@ -433,7 +446,7 @@ class VadOfflineRun:
             seg_q.put(None)
 
         def decode_worker() -> None:
-            while (item := seg_q.get()) is not None:
+            while (item := seg_q.get()) is not None and not stop.is_set():
                 i, start, end = item
                 t = time.perf_counter()
                 engine.transcribe(audios[i][start:end])
@@ -448,8 +461,12 @@ class VadOfflineRun:
             feeder.run(lambda i, pcm: vad_q.put((i, pcm)), lambda i: vad_q.put((i, None)),
                        lambda t: log(f"    vad_offline N={n}: {t:.0f} s fed, {len(done)} segments decoded"))
             vad_q.put(None)
+            end = time.monotonic() + LEVEL_GRACE_S
             for w in workers:
-                w.join(timeout=600)
+                w.join(timeout=max(0.1, end - time.monotonic()))
+            stop.set()  # fell behind: abandon the rest (counted as unmatched speech ends)
+            for w in workers:
+                w.join(timeout=30)
         finally:
             engine.close()
         wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
@@ -630,42 +647,52 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
         return level
 
     _warm_up(model, cfg, workload, geometry, offline)
+    baselines: dict[str, dict[str, Any]] = {}
+    engine_levels: list[LevelResult] = []
+    engine_best = 0
+
+    def assemble() -> dict[str, Any]:
+        result = {
+            "config": dataclasses.asdict(cfg), "machine": machine, "workload": workload.source,
+            "audio_seconds_per_stream": [round(a.shape[0] / SAMPLE_RATE, 2) for a in workload.audio],
+            "model": {"name": cfg.model, "params": sum(p.numel() for p in model.parameters()),
+                      "frame_s": geometry.frame_s, "chunk_ms": cfg.chunk_ms},
+            "latency_definition": "per-result: Partial.emitted_at - arrival of the packet holding the last sample "
+                                  "its encoder frames depend on; final: Final.emitted_at - arrival of the packet "
+                                  "holding the last speech sample (includes the VAD silence wait)",
+            "engine": {"levels": [dataclasses.asdict(r) for r in engine_levels],
+                       "max_sustainable_streams": engine_best},
+            "baselines": baselines,
+            "comparison": compare(engine_levels, engine_best, baselines),
+            "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+            "wall_seconds": round(time.monotonic() - started, 1),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        if cfg.out:  # written after every phase, so a run cut short still leaves its numbers
+            Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(cfg.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
+        return result
+
     engine_levels, engine_best = ramp(runner(EngineRun(model, geometry, cfg, offline, None), "engine"),
                                       levels, deadline, cfg.max_level)
-    baselines: dict[str, dict[str, Any]] = {}
+    assemble()
     if "per_stream" in cfg.baselines:
         res, best = ramp(runner(EngineRun(model, geometry, cfg, offline, 1), "per_stream"), levels, deadline,
                          cfg.max_level)
         baselines["per_stream"] = {"levels": [dataclasses.asdict(r) for r in res], "max_sustainable_streams": best}
+        assemble()
     common = max(levels) if levels else max(engine_best, 1)
     if "vad_offline" in cfg.baselines:
         r = runner(VadOfflineRun(model, cfg), "vad_offline")(common)
         baselines["vad_offline"] = {"levels": [dataclasses.asdict(r)],
                                     "max_sustainable_streams": common if r.sustainable else None,
                                     "note": "run at the engine's max sustainable N only (not ramped)"}
+        assemble()
     if "nemo_pipeline" in cfg.baselines:
         from . import nemo_pipeline
 
         baselines["nemo_pipeline"] = nemo_pipeline.run(model, cfg, workload, levels, deadline, log)
-    result = {
-        "config": dataclasses.asdict(cfg), "machine": machine, "workload": workload.source,
-        "audio_seconds_per_stream": [round(a.shape[0] / SAMPLE_RATE, 2) for a in workload.audio],
-        "model": {"name": cfg.model, "params": sum(p.numel() for p in model.parameters()),
-                  "frame_s": geometry.frame_s, "chunk_ms": cfg.chunk_ms},
-        "latency_definition": "per-result: Partial.emitted_at - arrival of the packet holding the last sample "
-                              "its encoder frames depend on; final: Final.emitted_at - arrival of the packet "
-                              "holding the last speech sample (includes the VAD silence wait)",
-        "engine": {"levels": [dataclasses.asdict(r) for r in engine_levels], "max_sustainable_streams": engine_best},
-        "baselines": baselines,
-        "comparison": compare(engine_levels, engine_best, baselines),
-        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
-        "wall_seconds": round(time.monotonic() - started, 1),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    if cfg.out:
-        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
-    return result
+    return assemble()
 
 
 def _offline_texts(model, cfg: BenchConfig, workload: Workload) -> list[str]:

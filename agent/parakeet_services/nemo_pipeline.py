@@ -76,7 +76,7 @@ class PipelineRun:
         from nemo.collections.asr.inference.streaming.framing.request import Frame
         from nemo.collections.asr.inference.streaming.framing.request_options import ASRRequestOptions
 
-        from .benchmark import Feeder, LevelResult, _gpu_peak_mb, _rss_mb, latency_growth, match_finals, percentiles
+        from .benchmark import LEVEL_GRACE_S, Feeder, LevelResult, _gpu_peak_mb, _rss_mb, latency_growth, match_finals, percentiles
 
         cfg = self.cfg
         pipe = build_pipeline(self.model, cfg, batch_size=max(n, 1))
@@ -154,7 +154,14 @@ class PipelineRun:
         worker.start()
         cpu0, wall0 = time.process_time(), time.monotonic()
         feeder.run(push, finish, lambda t: log(f"    nemo_pipeline N={n}: {t:.0f} s fed, {step_s[1]} steps"))
-        worker.join(timeout=600)
+        worker.join(timeout=LEVEL_GRACE_S)
+        if worker.is_alive():  # fell hopelessly behind: stop stepping, count unfinished streams as failed
+            with cond:
+                errors.append("not finished within the grace period")
+                for i in range(n):
+                    done[i] = True
+                cond.notify()
+            worker.join(timeout=60)
         wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
         final_lat, n_ends, matched = [], 0, 0
         for i in range(n):
