@@ -39,10 +39,10 @@ async def collect(stream) -> list:
     return [ev async for ev in stream]
 
 
-async def until(predicate, timeout: float = 60.0, what: str = "condition") -> None:
+async def until(predicate, timeout: float = 60.0, what="condition") -> None:
     """Wait for ``predicate()`` (a safety net against hangs, not a performance assertion)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         await asyncio.sleep(0.05)

@@ -33,7 +33,8 @@ class Viewer:
 
     async def join(self, server, room: str) -> Viewer:
         self.room.register_text_stream_handler("lk.transcription", self._on_stream)
-        await self.room.connect(server.url, server.token("viewer", room))
+        # no audio subscription: only the captions agent subscribes to the speakers' microphones
+        await self.room.connect(server.url, server.token("viewer", room), rtc.RoomOptions(auto_subscribe=False))
         return self
 
     def _on_stream(self, reader: rtc.TextStreamReader, sender: str) -> None:
@@ -58,6 +59,8 @@ class Speaker:
         self.room = rtc.Room()
         self.source = rtc.AudioSource(48000, 1)
         self.track_sid = ""
+        self.heard = asyncio.Event()  # someone (the captions agent) subscribed to the microphone
+        self.room.on("local_track_subscribed", lambda track: self.heard.set())
 
     async def join(self, server, room: str) -> Speaker:
         await self.room.connect(server.url, server.token(self.identity, room))
@@ -101,6 +104,7 @@ async def test_speaker_gets_captions_with_identity_track_and_segments(livekit_se
     alice = await Speaker("alice").join(livekit_server, "room-one")
     try:
         await until(lambda: engine.active_streams >= 1, what="the worker subscribing to alice's microphone")
+        assert worker.load_fnc(worker) == 1 / 64  # live streams / capacity: what LiveKit dispatches on
         await alice.say(utterance(speech, TIMER))
         await until(lambda: viewer.finals("alice") == [TIMER], what="alice's final caption")
     finally:
@@ -128,7 +132,8 @@ async def test_two_speakers_in_one_room_and_two_rooms_at_once(livekit_server, wo
         await asyncio.gather(bob.say(utterance(speech, CALL)), carol.say(utterance(speech, LIGHTS)),
                              dave.say(utterance(speech, ALARM)))
         await until(lambda: (viewer_a.finals("bob"), viewer_a.finals("carol"), viewer_b.finals("dave"))
-                    == ([CALL], [LIGHTS], [ALARM]), what="each speaker's final caption")
+                    == ([CALL], [LIGHTS], [ALARM]),
+                    what=lambda: f"each speaker's final caption: {viewer_a.captions} {viewer_b.captions}")
     finally:
         for p in (*speakers, viewer_a, viewer_b):
             await p.room.disconnect()
@@ -158,3 +163,47 @@ async def test_speaker_leaving_mid_sentence_frees_the_stream_without_error(livek
     assert [r.getMessage() for r in caplog.records
             if r.levelname in ("ERROR", "CRITICAL") and r.name.startswith(("livekit", "parakeet"))] == []
     await until(lambda: engine.active_streams == 0, what="all engine streams to close")
+
+
+async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(livekit_server, speech, tmp_path):
+    """``parakeet-stream captions`` as an operator runs it: explicit dispatch, then a graceful stop."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from livekit import api
+
+    log_path = tmp_path / "captions.log"
+    env = {**os.environ, "LIVEKIT_URL": livekit_server.url, "LIVEKIT_API_KEY": livekit_server.api_key,
+           "LIVEKIT_API_SECRET": livekit_server.api_secret}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "parakeet_services.cli", "captions", "--model", MODEL,
+                                 "--agent-name", "cli-captions", "--http-port", "0", "--max-streams", "4"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        await until(lambda: b"registered worker" in log_path.read_bytes() or proc.poll() is not None,
+                    what="the captions command to register")
+        assert proc.poll() is None, log_path.read_text()
+        viewer = await Viewer().join(livekit_server, "room-cli")
+        gina = await Speaker("gina").join(livekit_server, "room-cli")
+        async with api.LiveKitAPI(livekit_server.url.replace("ws://", "http://"), livekit_server.api_key,
+                                  livekit_server.api_secret) as lkapi:
+            await lkapi.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(agent_name="cli-captions", room="room-cli"))
+        await until(lambda: any(p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+                                for p in viewer.room.remote_participants.values()), what="the dispatched agent")
+        await asyncio.wait_for(gina.heard.wait(), 60)  # the agent subscribed: nothing she says is lost
+        await gina.say(utterance(speech, MESSAGE))
+        await until(lambda: viewer.finals("gina") == [MESSAGE], what="gina's caption from the CLI worker")
+        await gina.room.disconnect()
+        await viewer.room.disconnect()
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = log_path.read_text()
+    assert rc == 0, out
+    assert "draining: no new rooms; waiting for running ones" in out
