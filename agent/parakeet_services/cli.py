@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "serve_cmd",
     "bench_cmd",
     "captions_cmd",
+    "download_cmd",
 )
 
 
