@@ -38,11 +38,12 @@ def _cache_dir() -> str:
     return path
 
 
-def train_tokenizer(vocab_size: int) -> str:
-    """A SentencePiece BPE laid out as NeMo's ``process_asr_text_tokenizer.py`` does; cached per vocab size."""
+def train_tokenizer(vocab_size: int, eou: bool = False) -> str:
+    """A SentencePiece BPE laid out as NeMo's ``process_asr_text_tokenizer.py`` does; cached per vocab size.
+    ``eou`` adds an ``<EOU>`` piece, as nvidia/parakeet_realtime_eou_120m-v1 has."""
     import sentencepiece as spm
 
-    tok_dir = os.path.join(_cache_dir(), f"bpe{vocab_size}")
+    tok_dir = os.path.join(_cache_dir(), f"bpe{vocab_size}" + ("-eou" if eou else ""))
     if os.path.exists(os.path.join(tok_dir, "vocab.txt")):
         return tok_dir
     os.makedirs(tok_dir, exist_ok=True)
@@ -58,7 +59,8 @@ def train_tokenizer(vocab_size: int) -> str:
             f.write(" ".join(rng.choice(words) for _ in range(rng.randint(4, 14))) + "\n")
     spm.SentencePieceTrainer.train(input=text, model_prefix=os.path.join(tok_dir, "tokenizer"),
                                    vocab_size=vocab_size, model_type="bpe", character_coverage=1.0,
-                                   bos_id=-1, eos_id=-1, unk_id=0, minloglevel=2)
+                                   bos_id=-1, eos_id=-1, unk_id=0, minloglevel=2,
+                                   user_defined_symbols=["<EOU>"] if eou else [])
     sp = spm.SentencePieceProcessor(model_file=os.path.join(tok_dir, "tokenizer.model"))
     tmp = os.path.join(tok_dir, "vocab.txt.tmp")
     with open(tmp, "w") as f:
@@ -131,7 +133,7 @@ def sharpen_joint(model, scale: float = 20.0, blank_bias: float = 9.0) -> None:
 
 
 def build_random_model(arch: str = "tiny", *, seed: int = 0, sharpen: bool = True,
-                       att_context_size=ALL_CONTEXTS, offline: bool = False, **overrides):
+                       att_context_size=ALL_CONTEXTS, offline: bool = False, eou: bool = False, **overrides):
     """A cache-aware (or, with ``offline=True``, full-context) FastConformer with random weights, in eval mode."""
     import torch
     from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel, EncDecRNNTBPEModel
@@ -143,10 +145,14 @@ def build_random_model(arch: str = "tiny", *, seed: int = 0, sharpen: bool = Tru
         raise ValueError(f"unknown arch {arch!r}; known: {', '.join(ARCHS)}")
     layout = {**ARCHS[arch], **overrides}
     vocab = layout.pop("vocab")
-    cfg = streaming_config(train_tokenizer(vocab), att_context_size=att_context_size, offline=offline, **layout)
+    cfg = streaming_config(train_tokenizer(vocab, eou=eou), att_context_size=att_context_size, offline=offline, **layout)
     torch.manual_seed(seed)
     cls = EncDecHybridRNNTCTCBPEModel if layout["hybrid"] else EncDecRNNTBPEModel
     model = cls(cfg=cfg).eval()
     if sharpen:
         sharpen_joint(model)
+        if eou:  # make the random decoder end utterances now and then
+            eou_id = model.tokenizer.token_to_id("<EOU>")
+            with torch.no_grad():
+                model.joint.joint_net[-1].bias[eou_id] += 1.0
     return model
