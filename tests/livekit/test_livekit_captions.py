@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from livekit import rtc
-from livekit_testkit import ALARM, CALL, LIGHTS, MESSAGE, MODEL, TIMER, frames, silence, until
+from livekit_testkit import CALL, LIGHTS, MESSAGE, MODEL, TIMER, frames, silence, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -130,9 +130,9 @@ async def test_two_speakers_in_one_room_and_two_rooms_at_once(livekit_server, wo
     try:
         await until(lambda: engine.active_streams == 3, what="three captioned microphones")
         await asyncio.gather(bob.say(utterance(speech, CALL)), carol.say(utterance(speech, LIGHTS)),
-                             dave.say(utterance(speech, ALARM)))
+                             dave.say(utterance(speech, TIMER)))
         await until(lambda: (viewer_a.finals("bob"), viewer_a.finals("carol"), viewer_b.finals("dave"))
-                    == ([CALL], [LIGHTS], [ALARM]),
+                    == ([CALL], [LIGHTS], [TIMER]),
                     what=lambda: f"each speaker's final caption: {viewer_a.captions} {viewer_b.captions}")
     finally:
         for p in (*speakers, viewer_a, viewer_b):
