@@ -21,8 +21,8 @@ class Word:
     """A recognised word with its place on the stream clock.
 
     ``start`` is the start of the encoder frame (80 ms on Parakeet) that emitted the word's first token and
-    ``end`` the end of the frame that emitted its last token; ``confidence`` is the mean probability the
-    greedy decoder gave the word's tokens (0..1).
+    ``end`` the end of the frame that emitted its last token; ``confidence`` is the geometric mean of the
+    probabilities the greedy decoder gave the word's tokens (0..1).
     """
 
     text: str

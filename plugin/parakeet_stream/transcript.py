@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .events import EndpointReason, Event, Final, Partial, SpeechEnded, SpeechStarted, Word
 
@@ -35,26 +35,52 @@ class Vocabulary:
         return self._tokenizer.ids_to_text(ids).strip() if ids else ""
 
 
-@dataclass
 class SegmentTranscript:
-    tokens: list[Token] = field(default_factory=list)
+    """One segment's tokens grouped into timed words as they arrive.
 
-    def words(self, vocab: Vocabulary, frame_s: float, time_base: float) -> tuple[Word, ...]:
-        groups: list[list[Token]] = []
-        for tok in self.tokens:
-            if not groups or vocab.starts_word[tok.id]:
-                groups.append([tok])
-            else:
-                groups[-1].append(tok)
-        words = []
-        for g in groups:
-            text = vocab.text([t.id for t in g])
-            if not text:
-                continue
-            conf = math.exp(sum(math.log(max(t.prob, 1e-12)) for t in g) / len(g))
-            words.append(Word(text, round(time_base + g[0].frame * frame_s, 3),
-                              round(time_base + (g[-1].frame + 1) * frame_s, 3), round(conf, 4)))
-        return tuple(words)
+    A word is a run of tokens from one that starts with ``▁`` to the next; words already finished are built
+    once, so each step costs the same however long the segment has grown. The text is the words joined by
+    single spaces (what SentencePiece decoding gives, without its doubled spaces around bare ``▁`` pieces).
+    """
+
+    def __init__(self, vocab: Vocabulary, frame_s: float, time_base: float) -> None:
+        self.vocab = vocab
+        self.frame_s = frame_s
+        self.time_base = time_base
+        self._done: list[Word] = []
+        self._done_text = ""
+        self._open: list[Token] = []
+
+    def extend(self, tokens: list[Token]) -> None:
+        for tok in tokens:
+            if self._open and self.vocab.starts_word[tok.id]:
+                self._close_word()
+            self._open.append(tok)
+
+    def _close_word(self) -> None:
+        word = self._word(self._open)
+        if word is not None:
+            self._done.append(word)
+            self._done_text = f"{self._done_text} {word.text}" if self._done_text else word.text
+        self._open = []
+
+    def _word(self, tokens: list[Token]) -> Word | None:
+        text = self.vocab.text([t.id for t in tokens])
+        if not text:
+            return None
+        conf = math.exp(sum(math.log(max(t.prob, 1e-12)) for t in tokens) / len(tokens))
+        return Word(text, round(self.time_base + tokens[0].frame * self.frame_s, 3),
+                    round(self.time_base + (tokens[-1].frame + 1) * self.frame_s, 3), round(conf, 4))
+
+    def words(self) -> tuple[Word, ...]:
+        last = self._word(self._open) if self._open else None
+        return tuple(self._done) + ((last,) if last else ())
+
+    def text(self) -> str:
+        last = self._word(self._open) if self._open else None
+        if last is None:
+            return self._done_text
+        return f"{self._done_text} {last.text}" if self._done_text else last.text
 
 
 class TranscriptTracker:
@@ -63,14 +89,28 @@ class TranscriptTracker:
     def __init__(self, vocab: Vocabulary, frame_s: float) -> None:
         self.vocab = vocab
         self.frame_s = frame_s
-        self.time_base = 0.0
+        self._time_base = 0.0
         self.segment_id = 0
         self.open = False
         self.started_at = 0.0
         self.last_token_frame: int | None = None
         self.segments_finalised = 0
-        self._seg = SegmentTranscript()
+        self._new_segment()
+
+    def _new_segment(self) -> None:
+        self._seg = SegmentTranscript(self.vocab, self.frame_s, self._time_base)
         self._text = ""
+
+    @property
+    def time_base(self) -> float:
+        """Stream time of encoder frame 0 (moves when a flush restarts the model, or per utterance when
+        segmented); the open segment's words follow it."""
+        return self._time_base
+
+    @time_base.setter
+    def time_base(self, value: float) -> None:
+        self._time_base = value
+        self._seg.time_base = value
 
     def time_of_frame(self, frame: int) -> float:
         return round(self.time_base + frame * self.frame_s, 3)
@@ -87,9 +127,9 @@ class TranscriptTracker:
         if not tokens:
             return []
         events = self.start(self.time_of_frame(tokens[0].frame))
-        self._seg.tokens.extend(tokens)
+        self._seg.extend(tokens)
         self.last_token_frame = tokens[-1].frame
-        text = self.vocab.text([t.id for t in self._seg.tokens])
+        text = self._seg.text()
         delta = text[len(self._text):] if text.startswith(self._text) else text
         self._text = text
         events.append(Partial(self.segment_id, text, delta, self.words(), round(audio_end, 3), time.monotonic()))
@@ -100,7 +140,7 @@ class TranscriptTracker:
         return self._text
 
     def words(self) -> tuple[Word, ...]:
-        return self._seg.words(self.vocab, self.frame_s, self.time_base)
+        return self._seg.words()
 
     def endpoint(self, reason: EndpointReason, audio_end: float) -> list[Event]:
         """Close the open segment (if any): its Final, then SpeechEnded."""
@@ -118,6 +158,5 @@ class TranscriptTracker:
         self.segments_finalised += 1
         self.open = False
         self.last_token_frame = None
-        self._seg = SegmentTranscript()
-        self._text = ""
+        self._new_segment()
         return events
