@@ -37,6 +37,16 @@ def utterances(*sentences: str, gap: float = 1.0) -> np.ndarray:
     return np.concatenate(parts)
 
 
+async def released(engine) -> bool:
+    """Whether the engine's open-stream count returns to 0: the scheduler thread frees a finished or closed
+    stream's slot just after delivering its last event, so the count may lag the pipeline's end briefly."""
+    for _ in range(1000):
+        if engine.active_streams == 0:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
 def by_segment(frames) -> list[tuple[list[str], TranscriptionFrame]]:
     """[(interim texts, final)] per segment, asserting nothing is pushed after the last final."""
     out, interims = [], []
@@ -70,7 +80,7 @@ async def test_vad_stop_finalizes_each_utterance_with_interims_first(demo_engine
     order = [type(f) for f in rec.of(VADUserStoppedSpeakingFrame, TranscriptionFrame)]
     assert order.index(TranscriptionFrame) > order.index(VADUserStoppedSpeakingFrame)
     assert order.count(VADUserStoppedSpeakingFrame) == 2
-    assert demo_engine.active_streams == 0
+    assert await released(demo_engine)
 
 
 async def test_end_frame_drains_the_tail_before_the_pipeline_ends(demo_engine):
@@ -80,7 +90,7 @@ async def test_end_frame_drains_the_tail_before_the_pipeline_ends(demo_engine):
     [(interims, final)] = by_segment(rec.of(*TRANSCRIPTS))
     assert (final.text, final.result.reason, final.finalized) == ("please open the window", "finish", True)
     assert final.user_id == ""  # plain InputAudioRawFrames carry no user
-    assert demo_engine.active_streams == 0
+    assert await released(demo_engine)
 
 
 async def test_other_input_rates_are_resampled_by_the_engine(demo_engine):
@@ -131,7 +141,7 @@ async def test_cancel_drops_the_stream_without_a_final(demo_engine):
     rec = await run_pipeline([stt], stt, audio_frames(audio), before_end=cancel_once_pushed)
     assert rec.of(TranscriptionFrame) == []
     assert streams[0].closed and stt._stream is None
-    assert demo_engine.active_streams == 0
+    assert await released(demo_engine)
 
 
 async def test_pipelines_share_one_engine_loaded_off_the_loop():
@@ -220,7 +230,7 @@ async def test_unsupported_pipeline_rate_fails_start_with_the_accepted_range(dem
     await asyncio.gather(runner.run(), end())
     assert [e.error for e in rec.errors] == [
         f"{stt}: could not open an engine stream: sample_rate 96000 Hz is not supported; accepted: 8000..48000 Hz"]
-    assert demo_engine.active_streams == 0
+    assert await released(demo_engine)
 
 
 def test_example_pipeline_prints_interims_then_the_final():
