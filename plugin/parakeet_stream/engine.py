@@ -105,6 +105,14 @@ class Engine:
                 raise CapacityError(f"engine is full: {self.capacity} streams are open (max_streams={self.capacity})")
             return self._scheduler.open(sample_rate, opts, stream_id)
 
+    def ensure_capacity(self, max_streams: int) -> None:
+        """Raise the stream limit (never lowers it): a shared engine serves its most demanding user."""
+        with self._open_lock:
+            if max_streams > self.capacity:
+                self.capacity = max_streams
+                if isinstance(self._scheduler, ChunkScheduler):
+                    self._scheduler.slots.max_slots = max_streams
+
     @property
     def active_streams(self) -> int:
         return self._scheduler.live_streams
@@ -166,11 +174,14 @@ _shared_lock = threading.Lock()
 
 def shared_engine(model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
                   chunk_ms: int | None = None, max_streams: int = 64) -> Engine:
-    """The process-wide engine for these settings, loaded on first use (blocking) and reused after."""
+    """The process-wide engine for these settings, loaded on first use (blocking) and reused after.
+
+    Callers asking for more ``max_streams`` than the engine has raise its limit; the weights stay shared."""
     key = (model, device, dtype, chunk_ms)
     with _shared_lock:
         engine = _shared.get(key)
         if engine is None:
             engine = Engine.load(model, device=device, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams)
             _shared[key] = engine
+        engine.ensure_capacity(max_streams)
         return engine

@@ -89,9 +89,8 @@ class BaseStreamState:
 class InferenceLoop:
     """The thread that owns the model, and the streams it serves."""
 
-    def __init__(self, model, *, max_streams: int, frame_s: float) -> None:
+    def __init__(self, model, *, frame_s: float) -> None:
         self.model = model
-        self.max_streams = max_streams
         self.frame_s = frame_s
         self.vocab = Vocabulary(model.tokenizer)
         param = next(model.encoder.parameters())
@@ -101,6 +100,7 @@ class InferenceLoop:
         self._cond = threading.Condition()
         self._dirty: dict[BaseStreamState, None] = {}
         self._jobs: collections.deque = collections.deque()
+        self._arrivals: list[BaseStreamState] = []  # opened, not yet attached by the inference thread
         self._live = 0
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="parakeet-inference", daemon=True)
@@ -110,7 +110,11 @@ class InferenceLoop:
 
     # -- subclass hooks (all on the inference thread) ------------------------------------------------------
     def _new_state(self, opts: EndpointingOptions) -> BaseStreamState:
+        """Plain per-stream state (built on the caller's thread: it must not touch the model or slots)."""
         raise NotImplementedError
+
+    def _attach(self, state) -> None:
+        """Give a new stream what only the inference thread may hand out (a cache slot)."""
 
     def _add_audio(self, state, samples: np.ndarray) -> None:
         raise NotImplementedError
@@ -130,21 +134,16 @@ class InferenceLoop:
         return self._live
 
     def open(self, sample_rate: int, opts: EndpointingOptions, stream_id: str | None) -> Stream:
-        def create() -> Stream:
-            state = self._new_state(opts)
-            handle = Stream(self, state, sample_rate, stream_id)
-            state.handle = handle
-            self._states.append(state)
-            return handle
-
+        """A new stream, returned at once: the inference thread attaches it (cache slot) before its first command."""
+        state = self._new_state(opts)
+        handle = Stream(self, state, sample_rate, stream_id)
+        state.handle = handle
         with self._cond:
+            if self._stopping:
+                raise RuntimeError("engine is closed")
             self._live += 1
-        try:
-            handle = self.call(create)
-        except BaseException:
-            with self._cond:
-                self._live -= 1
-            raise
+            self._arrivals.append(state)
+            self._cond.notify()
         with _metrics_lock:
             self.metrics.streams_opened += 1
         return handle
@@ -181,7 +180,7 @@ class InferenceLoop:
         busy = False
         while True:
             with self._cond:
-                while not (self._dirty or self._jobs or busy or self._stopping):
+                while not (self._dirty or self._jobs or self._arrivals or busy or self._stopping):
                     self._cond.wait()
                 if self._stopping:
                     break
@@ -190,8 +189,12 @@ class InferenceLoop:
                     state.inbox.clear()
                 self._dirty.clear()
                 jobs, self._jobs = list(self._jobs), collections.deque()
-            for state in list(self._states):  # before jobs: a close frees its slot for the next open
+                arrivals, self._arrivals = self._arrivals, []
+            for state in list(self._states):  # closes first: they free slots for the arrivals
                 self._guard(state, self._apply_backlog, state)
+            for state in arrivals:
+                if not state.closed:
+                    self._guard(state, self._attach_and_apply, state)
             for fn, fut in jobs:
                 self._run_job(fn, fut)
             ready = [s for s in self._states if s.ready()]
@@ -200,6 +203,11 @@ class InferenceLoop:
             busy = any(s.ready() or (s.backlog and not s.finalizing) for s in self._states)
         for fn, fut in self._jobs:
             fut.set_exception(RuntimeError("engine is closed"))
+
+    def _attach_and_apply(self, state: BaseStreamState) -> None:
+        self._attach(state)
+        self._states.append(state)
+        self._apply_backlog(state)
 
     @staticmethod
     def _run_job(fn: Callable, fut: concurrent.futures.Future) -> None:

@@ -39,13 +39,13 @@ class Chunk:
 class StreamState(BaseStreamState):
     """A cache-aware stream: pending features, its cache slot, and its decoder state."""
 
-    def __init__(self, sched: ChunkScheduler, opts: EndpointingOptions, slot: int) -> None:
+    def __init__(self, sched: ChunkScheduler, opts: EndpointingOptions) -> None:
         super().__init__(sched, opts, vad=opts.vad)
         cfg = sched.model.encoder.streaming_cfg
         self.first_chunk, self.chunk = int(cfg.chunk_size[0]), int(cfg.chunk_size[1])
         self.pre_cache = int(cfg.pre_encode_cache_size[1])
         self.drop_extra = int(cfg.drop_extra_pre_encoded)
-        self.slot = slot
+        self.slot = -1  # assigned by ChunkScheduler._attach on the inference thread
         # VAD transitions ("start"/"end", seconds), applied in stream-time order with the decoded tokens
         self.vad_queue: collections.deque = collections.deque()
         self._preprocessor = sched.model.preprocessor
@@ -100,17 +100,21 @@ class ChunkScheduler(InferenceLoop):
     """Steps every cache-aware stream that holds a full chunk, in batches."""
 
     def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None) -> None:
-        super().__init__(model, max_streams=max_streams, frame_s=frame_s)
+        super().__init__(model, frame_s=frame_s)
         self.max_batch = max_batch  # None: every ready stream in one call; 1 = per-stream stepping (baseline)
         self.n_mels = int(model.preprocessor.featurizer.nfilt)
         self.slots = CacheSlots(model.encoder, max_streams, self.dtype, str(self.device))
         self.start()
 
     def _new_state(self, opts: EndpointingOptions) -> StreamState:
-        return StreamState(self, opts, self.slots.acquire())
+        return StreamState(self, opts)
+
+    def _attach(self, state: StreamState) -> None:
+        state.slot = self.slots.acquire()
 
     def _free(self, state: StreamState) -> None:
-        self.slots.release(state.slot)
+        if state.slot >= 0:
+            self.slots.release(state.slot)
 
     def _begin_finalize(self, state: StreamState, kind: str) -> None:
         state.pending = torch.cat([state.pending, state.featurizer.flush()], dim=1)

@@ -36,7 +36,7 @@ class UtteranceState(BaseStreamState):
 
 class SegmentedScheduler(InferenceLoop):
     def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None) -> None:
-        super().__init__(model, max_streams=max_streams, frame_s=frame_s)
+        super().__init__(model, frame_s=frame_s)
         self.max_batch = max_batch
         self.start()
 

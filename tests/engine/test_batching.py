@@ -1,7 +1,6 @@
 """Streams stepped together in batches give exactly what each gives alone; slots are reused."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import parakeet_stream as ps
@@ -72,3 +71,21 @@ def test_five_hundred_streams_reuse_slots_without_growth(tiny_engine):
     assert slots.capacity == 8  # the peak number of concurrent streams in this module
     assert slots.channel.shape[1] == 8
     assert tiny_engine.metrics().streams_opened >= 504
+
+
+def test_open_stream_does_not_wait_for_the_inference_thread(tiny_engine):
+    """open_stream returns before the inference thread has attached the stream (it may be mid-step)."""
+    scheduler = tiny_engine._scheduler
+    with scheduler._cond:  # hold the loop: it cannot take new arrivals while we hold its lock
+        s = tiny_engine.open_stream()
+        assert s in [state.handle for state in scheduler._arrivals]
+    s.push(speech("four five six"))
+    s.finish()
+    assert isinstance(collect(s)[-1], ps.StreamEnded)
+
+
+def test_shared_engine_raises_capacity_for_a_later_caller():
+    first = ps.shared_engine("espeak-demo-en", device="cpu", max_streams=2)
+    again = ps.shared_engine("espeak-demo-en", device="cpu", max_streams=5)
+    assert again is first and first.capacity == 5
+    assert ps.shared_engine("espeak-demo-en", device="cpu", max_streams=3).capacity == 5
