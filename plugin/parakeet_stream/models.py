@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import tarfile
 from dataclasses import dataclass, field
@@ -107,7 +106,8 @@ def resolve_dtype(dtype: str, device: str):
 
 
 def _looks_like_path(name: str) -> bool:
-    return name.endswith(".nemo") or name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1
+    """A local file rather than a hub id (hub ids look like ``org/name``)."""
+    return name.endswith(".nemo") or name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
 
 
 def _restore_file(path: Path, device: str):
@@ -143,7 +143,7 @@ def load_nemo_model(name: str, device: str):
     known = KNOWN_MODELS.get(name)
     if known is not None and known.local_path is not None:
         model = _restore_file(known.local_path, device)
-    elif known is None and (_looks_like_path(name) or Path(name).expanduser().exists()):
+    elif known is None and _looks_like_path(name):
         model = _restore_file(Path(name).expanduser(), device)
     else:
         model = _fetch_pretrained(name, device)
