@@ -1,0 +1,188 @@
+"""espeak-ng speech for training and testing: 16 kHz mono WAVs plus NeMo manifests.
+
+Layout of a data directory (portable: manifests hold paths relative to it, so data synthesized on one host can
+be carried to another that has no espeak-ng)::
+
+    DATA/train/000000.wav ...       DATA/train_manifest.json   one JSON object per line
+    DATA/test/000000.wav ...        DATA/test_manifest.json    (+ "group": which voice group spoke it)
+    DATA/data.json                  what was made: counts, hours, voices, seconds taken
+
+Augmentation follows the research run that reached 7.45 % WER: 50-400 ms silence at each end, random peak
+gain 0.1-0.9, white or brownish noise at 15-45 dB SNR.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import sentences as sentences_mod
+from . import voices as voices_mod
+
+SAMPLE_RATE = 16000
+TEST_SEED_BASE = 10_000_000  # per-utterance seeds of test and train never collide
+
+
+@dataclass(frozen=True)
+class SynthJob:
+    index: int
+    text: str
+    seed: int
+    wav_path: str  # absolute
+    voices: tuple[str, ...]
+
+
+class EspeakMissingError(RuntimeError):
+    pass
+
+
+def espeak_binary() -> str:
+    path = shutil.which("espeak-ng")
+    if path is None:
+        raise EspeakMissingError("espeak-ng is not on PATH: install it (apt-get install espeak-ng), or synthesize "
+                                 "the data on another host and pass --data DIR")
+    return path
+
+
+def speak(text: str, delivery: voices_mod.Delivery) -> np.ndarray:
+    """espeak-ng's raw output (22.05 kHz int16 WAV on stdout) as 16 kHz float32."""
+    import soxr
+
+    raw = subprocess.run(["espeak-ng", "--stdout", *delivery.espeak_args(), text], capture_output=True,
+                         check=True).stdout
+    rate = int.from_bytes(raw[24:28], "little")  # the header's data size is bogus when streaming to stdout
+    x = np.frombuffer(raw[44:], dtype=np.int16).astype(np.float32) / 32768.0
+    return soxr.resample(x, rate, SAMPLE_RATE).astype(np.float32)
+
+
+def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    sr = SAMPLE_RATE
+    x = np.concatenate([np.zeros(int(rng.uniform(0.05, 0.4) * sr), np.float32), x,
+                        np.zeros(int(rng.uniform(0.05, 0.4) * sr), np.float32)])
+    x = x / (np.abs(x).max() + 1e-6) * rng.uniform(0.1, 0.9)
+    snr_db = rng.uniform(15, 45)
+    p_sig = np.mean(x ** 2) + 1e-9
+    noise = rng.standard_normal(len(x)).astype(np.float32)
+    if rng.random() < 0.5:  # brownish: integrated white noise with its slow drift removed
+        noise = np.cumsum(noise)
+        noise -= np.convolve(noise, np.ones(400) / 400, mode="same")
+        noise /= noise.std() + 1e-6
+    return np.clip(x + noise * np.sqrt(p_sig / 10 ** (snr_db / 10)), -1, 1).astype(np.float32)
+
+
+def _synth_one(job: SynthJob) -> dict:
+    import soundfile as sf
+
+    rng = random.Random(job.seed)
+    delivery = voices_mod.draw_delivery(rng, job.voices)
+    x = augment(speak(job.text, delivery), np.random.default_rng(job.seed))
+    sf.write(job.wav_path, x, SAMPLE_RATE, subtype="PCM_16")
+    return dict(index=job.index, duration=round(len(x) / SAMPLE_RATE, 3), text=job.text, **asdict(delivery))
+
+
+def _run_jobs(jobs: list[SynthJob], procs: int, label: str, log: Callable[[str], None]) -> list[dict]:
+    t0 = time.time()
+    rows: list[dict] = []
+    step = max(1, len(jobs) // 20)
+    with Pool(procs) as pool:
+        for row in pool.imap_unordered(_synth_one, jobs, chunksize=max(1, min(32, len(jobs) // (procs * 8)))):
+            rows.append(row)
+            n = len(rows)
+            if n % step == 0 or n == len(jobs):
+                el = time.time() - t0
+                log(f"synth {label}: {n}/{len(jobs)} ({100 * n // len(jobs)} %), "
+                    f"{sum(r['duration'] for r in rows) / 3600:.2f} h audio, {el:.0f} s, "
+                    f"eta {el / n * (len(jobs) - n):.0f} s")
+    rows.sort(key=lambda r: r["index"])
+    return rows
+
+
+def _write_manifest(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    os.replace(tmp, path)
+
+
+def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: int = 2, seed: int = 1234,
+               log: Callable[[str], None] | None = None) -> dict:
+    """Make (or keep, when ``data.json`` says it was made with the same numbers) the data set in ``data_dir``.
+
+    ``n_test`` held-out sentences are each spoken once per voice group (``voices.GROUPS``), so the groups' WERs
+    differ only by who speaks; training utterances are spoken by ``voices.TRAINING_VOICES`` only."""
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    data = Path(data_dir)
+    stats_path = data / "data.json"
+    wanted = dict(n_train=n_train, n_test=n_test, seed=seed)
+    if stats_path.exists():
+        stats = json.loads(stats_path.read_text())
+        if {k: stats.get(k) for k in wanted} == wanted:
+            log(f"data: reusing {data} ({stats['train']['utterances']} train, {stats['test']['utterances']} test)")
+            return stats
+    espeak_binary()
+    t0 = time.time()
+    train_texts, test_texts = sentences_mod.split_sentences(n_train, n_test, seed=seed)
+    stats: dict = dict(wanted)
+    for split in ("train", "test"):
+        (data / split).mkdir(parents=True, exist_ok=True)
+    test_jobs, groups = [], []
+    for g, group in enumerate(voices_mod.GROUPS):
+        pool = voices_mod.voices_of_group(group)
+        for i, text in enumerate(test_texts):
+            k = len(test_jobs)
+            # round-robin over the group's voices so each held-out voice speaks its share
+            voices = pool if group == voices_mod.SEEN_GROUP else (pool[i % len(pool)],)
+            test_jobs.append(SynthJob(k, text, TEST_SEED_BASE + k, str((data / "test" / f"{k:06d}.wav").resolve()),
+                                      voices))
+            groups.append(group)
+    train_jobs = [SynthJob(i, t, seed * 1_000_003 + i, str((data / "train" / f"{i:06d}.wav").resolve()),
+                           voices_mod.TRAINING_VOICES) for i, t in enumerate(train_texts)]
+    for split, jobs in (("test", test_jobs), ("train", train_jobs)):
+        t = time.time()
+        rows = _run_jobs(jobs, procs, split, log)
+        for r in rows:
+            r["audio_filepath"] = f"{split}/{r['index']:06d}.wav"
+            if split == "test":
+                r["group"] = groups[r["index"]]
+            del r["index"]
+        _write_manifest(data / f"{split}_manifest.json", rows)
+        stats[split] = dict(utterances=len(rows), hours=round(sum(r["duration"] for r in rows) / 3600, 3),
+                            seconds=round(time.time() - t, 1), voices=sorted({r["voice"] for r in rows}))
+    stats["test"]["sentences"] = len(test_texts)
+    stats["test"]["groups"] = {g: list(voices_mod.voices_of_group(g)) for g in voices_mod.HELD_OUT_VOICES}
+    stats["words"] = len({w for t in train_texts for w in t.split()})
+    stats["synth_seconds"] = round(time.time() - t0, 1)
+    stats["procs"] = procs
+    stats_path.write_text(json.dumps(stats, indent=1) + "\n")
+    log(f"data: {stats['train']['utterances']} train utterances ({stats['train']['hours']} h), "
+        f"{stats['test']['utterances']} test, {stats['words']} distinct training words, {stats['synth_seconds']} s")
+    return stats
+
+
+def load_manifest(data_dir: str | os.PathLike, split: str) -> list[dict]:
+    """Rows of ``split`` with ``audio_filepath`` made absolute (manifests store them relative to the data dir)."""
+    data = Path(data_dir).resolve()
+    rows = []
+    with open(data / f"{split}_manifest.json") as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                r["audio_filepath"] = str(data / r["audio_filepath"])
+                rows.append(r)
+    return rows
+
+
+def has_data(data_dir: str | os.PathLike) -> bool:
+    d = Path(data_dir)
+    return all((d / f).is_file() for f in ("train_manifest.json", "test_manifest.json"))
