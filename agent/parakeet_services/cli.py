@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "bench_cmd",
     "captions_cmd",
     "download_cmd",
+    "train_demo_cmd",
 )
 
 

@@ -1,0 +1,95 @@
+"""The model card: what was trained, on what, on which machine, for how long, and how well it hears."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from .recipe import Recipe
+from .voices import HELD_OUT_VOICES, SEEN_GROUP, TRAIN_ACCENTS, TRAIN_VARIANTS
+
+TARGET_WER = 10.0  # issue 8: held-out sentences by held-out voices, streamed at 160 ms
+
+
+def meets_target(report: dict) -> bool:
+    h = report.get("held_out")
+    return bool(h) and h["wer_stream"] <= TARGET_WER and h["identical"] == h["utterances"]
+
+
+def _fmt_minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict | None, command: str) -> str:
+    size_mb = model_path.stat().st_size / 1e6 if model_path.exists() else float("nan")
+    recipe = state.get("recipe") or Recipe().as_dict()
+    sessions = state.get("sessions", [])
+    lines = [
+        f"# Model card: {name}",
+        "",
+        f"A {state.get('num_params', 0) / 1e6:.2f} M-parameter cache-aware streaming FastConformer (hybrid "
+        f"RNNT/CTC, NeMo `EncDecHybridRNNTCTCBPEModel`) trained from scratch on espeak-ng speech by "
+        f"`parakeet-stream train-demo`. It hears a closed English vocabulary (numbers, times, dates, weekdays, "
+        f"months, commands, first names) spoken by espeak-ng voices; it is a demo, not a general recognizer.",
+        "",
+        f"- file: `{model_path.name}`, {size_mb:.1f} MB; written {dt.date.today().isoformat()}",
+        f"- streaming: {report['chunk_ms'] if report else 160} ms chunks (look-ahead "
+        f"{recipe['att_context_size']}), greedy RNNT",
+        f"- recipe: d_model {recipe['d_model']} x {recipe['n_layers']} layers, BPE {recipe['vocab_size']}, CTC "
+        f"weight {recipe['ctc_weight']}, AdamW {recipe['lr']} ({recipe['warmup_steps']} warm-up steps, cosine over "
+        f"{recipe['schedule_steps']}), batch {state.get('batch_size', recipe['batch_size'])}",
+        f"- reproduce: `{command}`",
+        "",
+        "## Data (synthetic, espeak-ng)",
+        f"- train: {data['train']['utterances']} utterances, {data['train']['hours']} h, {data['words']} distinct "
+        f"words; accents {', '.join(TRAIN_ACCENTS)} x variants "
+        f"{', '.join(v or '(default)' for v in TRAIN_VARIANTS)}; speed 130-200 wpm, pitch 30-70, word gap 0-40 ms; "
+        f"50-400 ms silence at each end, peak gain 0.1-0.9, white or brown noise at 15-45 dB SNR",
+        f"- test: {data['test']['sentences']} held-out sentences (none in training), each spoken once per voice "
+        f"group ({data['test']['utterances']} utterances)",
+    ]
+    for group, voices in HELD_OUT_VOICES.items():
+        lines.append(f"  - {group}: {', '.join(voices)} (never heard in training)")
+    lines.append(f"  - {SEEN_GROUP}: training voices (only the sentences are new)")
+    lines.append(f"- synthesis: {data.get('synth_seconds', '?')} s with {data.get('procs', '?')} processes")
+    lines += ["", "## Training"]
+    for s in sessions:
+        lines.append(f"- {s['started']}: steps {s['from_step']} -> {s['to_step']} in {_fmt_minutes(s['seconds'])} "
+                     f"(+{s['setup_seconds']} s setup) on {s['machine']} [{s['accelerator']}], "
+                     f"{s['audio_hours']} h of audio seen, stopped by {s['stopped_by']}")
+    lines.append(f"- total: {state.get('global_step', 0)} steps, {_fmt_minutes(state.get('train_seconds', 0))} "
+                 f"of training")
+    lines += ["", "## Word error rate (held-out sentences, through `parakeet_stream.Engine`)"]
+    if report is None:
+        lines.append("Not evaluated.")
+    else:
+        lines += [f"Streamed: 20 ms packets, {report['chunk_ms']} ms chunks, one segment per utterance. Offline: "
+                  f"`Engine.transcribe` with the same look-ahead. {report['device']}, {report['dtype']}.", "",
+                  "| voice group | utterances | words | WER streamed % | WER offline % | streamed == offline |",
+                  "|---|---|---|---|---|---|"]
+        rows = [(g, s) for g, s in report["groups"].items()]
+        if report.get("held_out"):
+            rows.append(("**all held-out voices**", report["held_out"]))
+        for g, s in rows:
+            lines.append(f"| {g} | {s['utterances']} | {s['words']} | {s['wer_stream']} | {s['wer_offline']} | "
+                         f"{s['identical']}/{s['utterances']} |")
+        if report.get("per_voice"):
+            lines += ["", "Per held-out voice (streamed WER %): " + ", ".join(
+                f"{v} {s['wer_stream']}" for v, s in report["per_voice"].items())]
+        verdict = "meets" if meets_target(report) else "does NOT meet"
+        lines += ["", f"Target (issue 8): streamed WER <= {TARGET_WER} % on held-out voices and streamed == "
+                      f"offline for every utterance: this checkpoint **{verdict}** it."]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(out_dir: str | Path, data_dir: str | Path, *, name: str = "espeak-demo-en",
+               command: str = "parakeet-stream train-demo") -> Path:
+    out, data_dir = Path(out_dir), Path(data_dir)
+    data = json.loads((data_dir / "data.json").read_text())
+    state = json.loads((out / "train_state.json").read_text())
+    report_path = out / "eval.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else None
+    path = out / "MODEL_CARD.md"
+    path.write_text(render(name=name, model_path=out / "model.nemo", data=data, state=state, report=report,
+                           command=command))
+    return path

@@ -1,0 +1,325 @@
+"""Train the recipe with NeMo's model class and a Lightning Trainer: GPU when there is one, progress lines,
+periodic checkpoints, and resume.
+
+Everything lives in one ``--out`` directory; running the same command again continues where it stopped::
+
+    OUT/tokenizer/               BPE trained on the training transcripts (kept: token ids must not change)
+    OUT/train_bucketed.json      training manifest, duration-sorted groups of one batch, groups shuffled
+    OUT/checkpoints/last.ckpt    Lightning checkpoint (weights, optimizer, scheduler, global step)
+    OUT/train_state.json         recipe, options and one entry per training session (device, steps, seconds)
+    OUT/curve.csv                step, loss, lr and (when enabled) offline WER on held-out voices
+    OUT/model.nemo               the trained model, exported after each session
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import sentences as sentences_mod
+from .recipe import Recipe, build_config, train_tokenizer
+from .synth import load_manifest
+
+TOKENIZER_MIN_LINES = 2000  # BPE 128 needs more text than a smoke run's handful of transcripts
+
+
+@dataclass
+class TrainOptions:
+    out: str
+    data: str
+    max_steps: int = 5000  # stop when the global step reaches this (the schedule is the recipe's)
+    minutes: float | None = None  # wall-clock budget of this session (training loop only)
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int | None = None  # None: the recipe's
+    num_workers: int = 1
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    checkpoint_every_steps: int = 500
+    checkpoint_every_min: float = 10.0
+    log_every_steps: int = 25
+    eval_every_min: float = 0.0  # offline WER of a few held-out-voice utterances during training; 0: off
+    eval_utterances: int = 60
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    start_step: int
+    global_step: int
+    resumed: bool
+    seconds: float
+    device: str
+    model_path: str | None
+    stopped_by: str  # "max_steps" | "minutes" | "already_done" | "interrupted"
+
+
+def _log_default(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def resolve_accelerator(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"--device {device}: CUDA is not available")
+        return "gpu"
+    if device != "cpu":
+        raise ValueError(f"unknown device {device!r}; accepted: auto, cpu, cuda")
+    return "cpu"
+
+
+def machine_description(accelerator: str) -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(Exception):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    desc = f"{os.cpu_count()} CPU cores ({cpu})"
+    if accelerator == "gpu":
+        desc = f"1 x {torch.cuda.get_device_name(0)}, " + desc
+    return desc + f", torch {torch.__version__}"
+
+
+def bucketed_manifest(rows: list[dict], batch_size: int, path: Path, seed: int) -> None:
+    """Rows sorted by duration, cut into batch-size groups, groups shuffled: little padding per batch."""
+    rows = sorted(rows, key=lambda r: r["duration"])
+    groups = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    random.Random(seed).shuffle(groups)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        for g in groups:
+            for r in g:
+                f.write(json.dumps(dict(audio_filepath=r["audio_filepath"], duration=r["duration"],
+                                        text=r["text"])) + "\n")
+    os.replace(tmp, path)
+
+
+def tokenizer_texts(train_texts: list[str], test_texts: set[str], seed: int) -> list[str]:
+    texts = list(train_texts)
+    rng = random.Random(seed)
+    while len(texts) < TOKENIZER_MIN_LINES:
+        s = sentences_mod.sentence(rng)
+        if s not in test_texts:
+            texts.append(s)
+    return texts
+
+
+def last_checkpoint(out: str | os.PathLike) -> Path | None:
+    p = Path(out) / "checkpoints" / "last.ckpt"
+    return p if p.is_file() else None
+
+
+def checkpoint_step(path: Path) -> int:
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+
+
+def read_state(out: str | os.PathLike) -> dict:
+    p = Path(out) / "train_state.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def evaluate_offline(model, rows: list[dict], batch: int = 32) -> float:
+    """Greedy RNNT WER (%) of ``rows`` decoded offline at the recipe's look-ahead; the model's mode is kept."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from .evaluate import word_error_rate
+
+    was_training = model.training
+    model.eval()
+    hyps: dict[int, str] = {}
+    audio = [sf.read(r["audio_filepath"], dtype="float32")[0] for r in rows]
+    order = np.argsort([len(a) for a in audio])
+    dev = next(model.parameters()).device
+    with torch.inference_mode():
+        for i in range(0, len(order), batch):
+            idx = order[i:i + batch]
+            lens = torch.tensor([len(audio[j]) for j in idx])
+            x = torch.zeros(len(idx), int(lens.max()))
+            for k, j in enumerate(idx):
+                x[k, :lens[k]] = torch.from_numpy(audio[j])
+            f, fl = model.preprocessor(input_signal=x.to(dev), length=lens.to(dev))
+            enc, el = model.encoder(audio_signal=f, length=fl)
+            out = model.decoding.rnnt_decoder_predictions_tensor(encoder_output=enc, encoded_lengths=el,
+                                                                 return_hypotheses=False)
+            out = out[0] if isinstance(out, tuple) else out
+            for k, j in enumerate(idx):
+                h = out[k]
+                hyps[int(j)] = h.text if hasattr(h, "text") else h
+    if was_training:
+        model.train()
+    return 100.0 * word_error_rate([r["text"] for r in rows], [hyps[i] for i in range(len(rows))])
+
+
+def _progress_callback(opts: TrainOptions, start_step: int, eval_rows: list[dict], log: Callable[[str], None]):
+    import lightning.pytorch as pl
+
+    class TrainProgress(pl.Callback):
+        """Progress lines, periodic checkpoints, the step/time budget, and a checkpoint on interruption."""
+
+        def __init__(self):
+            self.t0 = self.last_ckpt_t = self.last_eval_t = time.time()
+            self.losses: list[float] = []
+            self.audio_s = 0.0
+            self.stopped_by = "max_steps"
+            self.curve_path = Path(opts.out) / "curve.csv"
+            new = not self.curve_path.exists()
+            self.curve = open(self.curve_path, "a", newline="")
+            self.writer = csv.writer(self.curve)
+            if new:
+                self.writer.writerow(["step", "session_seconds", "loss", "lr", "wer_offline"])
+
+        def save(self, trainer):
+            ckpt = Path(opts.out) / "checkpoints" / "last.ckpt"
+            tmp = ckpt.with_name("last.ckpt.tmp")
+            trainer.save_checkpoint(str(tmp))
+            os.replace(tmp, ckpt)
+            self.last_ckpt_t = time.time()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            step = trainer.global_step
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self.losses.append(float(loss))
+            self.audio_s += float(batch[1].sum()) / 16000.0
+            now = time.time()
+            done_steps = step - start_step
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
+            if step % opts.log_every_steps == 0 or step >= opts.max_steps:
+                per_step = (now - self.t0) / max(done_steps, 1)
+                recent = self.losses[-opts.log_every_steps:]
+                log(f"step {step}/{opts.max_steps} loss {sum(recent) / len(recent):.3f} lr {lr:.2e} "
+                    f"{per_step:.2f} s/step, {self.audio_s / max(now - self.t0, 1e-9):.0f}x real time, "
+                    f"eta {per_step * (opts.max_steps - step) / 60:.1f} min")
+            wer = ""
+            if opts.eval_every_min > 0 and (now - self.last_eval_t) / 60 >= opts.eval_every_min and eval_rows:
+                wer = round(evaluate_offline(pl_module, eval_rows), 2)
+                self.last_eval_t = time.time()
+                log(f"step {step}: offline WER {wer} % on {len(eval_rows)} held-out-voice utterances")
+            self.writer.writerow([step, round(now - self.t0, 1), round(float(loss), 4), f"{lr:.3e}", wer])
+            if step >= opts.max_steps:
+                self.stopped_by = "max_steps"
+                trainer.should_stop = True
+            elif opts.minutes is not None and (now - self.t0) / 60 >= opts.minutes:
+                self.stopped_by = "minutes"
+                trainer.should_stop = True
+            elif (step % opts.checkpoint_every_steps == 0
+                  or (now - self.last_ckpt_t) / 60 >= opts.checkpoint_every_min):
+                self.save(trainer)
+                log(f"step {step}: checkpoint saved")
+
+        def on_exception(self, trainer, pl_module, exception):
+            self.stopped_by = "interrupted"
+            if trainer.global_step <= start_step:  # never replace a good checkpoint with an unrestored model
+                return
+            with contextlib.suppress(Exception):
+                self.save(trainer)
+                log(f"interrupted at step {trainer.global_step}: checkpoint saved; re-run the same command "
+                    f"to resume")
+
+        def on_train_end(self, trainer, pl_module):
+            self.curve.close()
+
+    return TrainProgress()
+
+
+def train(opts: TrainOptions, recipe: Recipe = Recipe(), log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train (or continue training) the recipe on ``opts.data`` into ``opts.out``; blocks for the whole run."""
+    log = log or _log_default
+    out = Path(opts.out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    import torch
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    accelerator = resolve_accelerator(opts.device)
+    ckpt = last_checkpoint(out)
+    start_step = checkpoint_step(ckpt) if ckpt else 0
+    state = read_state(out)
+    if ckpt and start_step >= opts.max_steps:
+        log(f"train: {ckpt} is at step {start_step} >= --max-steps {opts.max_steps}; nothing to train")
+        model_path = out / "model.nemo"
+        return TrainResult(start_step, start_step, True, 0.0, accelerator, str(model_path) if model_path.exists()
+                           else None, "already_done")
+
+    train_rows = load_manifest(opts.data, "train")
+    test_rows = load_manifest(opts.data, "test")
+    bs = opts.batch_size or recipe.batch_size
+    tok_dir = train_tokenizer(tokenizer_texts([r["text"] for r in train_rows], {r["text"] for r in test_rows},
+                                              opts.seed), str(out / "tokenizer"), recipe.vocab_size)
+    manifest = out / "train_bucketed.json"
+    if not manifest.exists() or not ckpt:
+        bucketed_manifest(train_rows, bs, manifest, opts.seed)
+    cfg = build_config(recipe, tok_dir, str(manifest.resolve()), batch_size=bs, num_workers=opts.num_workers)
+    eval_rows = [r for r in test_rows if r.get("group") != "seen-voices"][:opts.eval_utterances]
+
+    import lightning.pytorch as pl
+    from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel
+    from parakeet_stream.models import quiet_nemo
+
+    quiet_nemo()
+    torch.manual_seed(opts.seed + start_step)  # a resumed session does not replay the first session's dropout
+    random.seed(opts.seed)
+    progress = _progress_callback(opts, start_step, eval_rows, log)
+    trainer = pl.Trainer(accelerator=accelerator, devices=1, max_steps=recipe.schedule_steps, max_epochs=-1,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                         gradient_clip_val=recipe.grad_clip, precision="32-true", callbacks=[progress],
+                         log_every_n_steps=max(opts.log_every_steps, 1))
+    with contextlib.redirect_stdout(sys.stderr):  # NeMo prints dataset summaries to stdout
+        model = EncDecHybridRNNTCTCBPEModel(cfg=cfg, trainer=trainer)
+    n_params = sum(p.numel() for p in model.parameters())
+    machine = machine_description(accelerator)
+    log(f"train: {n_params / 1e6:.2f} M params, {len(train_rows)} utterances "
+        f"({sum(r['duration'] for r in train_rows) / 3600:.2f} h), batch {bs}, {accelerator} ({machine}); "
+        + (f"resuming from step {start_step}" if ckpt else "from scratch") + f", target step {opts.max_steps}")
+    state.setdefault("recipe", recipe.as_dict())
+    state.setdefault("sessions", [])
+    state.update(num_params=n_params, train_utterances=len(train_rows), data=str(Path(opts.data).resolve()),
+                 train_hours=round(sum(r["duration"] for r in train_rows) / 3600, 3), batch_size=bs)
+    t_fit = time.time()
+    try:
+        trainer.fit(model, ckpt_path=str(ckpt) if ckpt else None)
+    finally:
+        seconds = time.time() - t_fit
+        if progress.stopped_by != "interrupted" and trainer.global_step > start_step:
+            progress.save(trainer)
+        state["sessions"].append(dict(started=dt.datetime.fromtimestamp(t_start).isoformat(timespec="seconds"),
+                                      accelerator=accelerator, machine=machine, from_step=start_step,
+                                      to_step=int(trainer.global_step), seconds=round(seconds, 1),
+                                      setup_seconds=round(t_fit - t_start, 1),
+                                      audio_hours=round(progress.audio_s / 3600, 3), stopped_by=progress.stopped_by,
+                                      options=asdict(opts)))
+        state["global_step"] = int(trainer.global_step)
+        state["train_seconds"] = round(sum(s["seconds"] for s in state["sessions"]), 1)
+        _write_json(out / "train_state.json", state)
+    model_path = out / "model.nemo"
+    model.cpu()
+    model.save_to(str(model_path))
+    log(f"train: step {trainer.global_step} after {seconds / 60:.1f} min ({progress.stopped_by}); "
+        f"saved {model_path} ({model_path.stat().st_size / 1e6:.1f} MB)")
+    return TrainResult(start_step, int(trainer.global_step), ckpt is not None, seconds, accelerator,
+                       str(model_path), progress.stopped_by)
