@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -145,7 +146,9 @@ def _docker_compose() -> list[str] | None:
 def test_docker_compose_config_accepts_the_file(tmp_path):
     result = subprocess.run(_docker_compose() + ["-f", str(COMPOSE), "--project-directory", str(ROOT),
                                                  "config", "--format", "json"],
-                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+                            capture_output=True, text=True, cwd=tmp_path,
+                            # defaults only: none of the file's variables leak in from the caller's environment
+                            env={k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ})
     assert result.returncode == 0, result.stderr
     spec = json.loads(result.stdout)
     check_structure(spec)
