@@ -22,6 +22,18 @@ def _stages(text: str) -> tuple[str, ...]:
     return names
 
 
+def _reproduce_command(args: argparse.Namespace) -> str:
+    """The options that decide what a run produces (device, threads and logging only change how fast)."""
+    parts = ["parakeet-stream", "train-demo", "--out", args.out]
+    if args.data:
+        parts += ["--data", args.data]
+    parts += ["--n-train", str(args.n_train), "--n-test", str(args.n_test), "--seed", str(args.seed),
+              "--max-steps", str(args.max_steps)]
+    if args.batch_size:
+        parts += ["--batch-size", str(args.batch_size)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "train-demo", help="train the bundled espeak-ng demo model (synthesize, train, evaluate, model card)",
@@ -63,10 +75,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = Path(args.data) if args.data else out / "data"
-    argv = getattr(args, "argv", None)
-    if argv is None:  # via parakeet_services.cli: what follows the subcommand's name
-        argv = sys.argv[sys.argv.index("train-demo") + 1:] if "train-demo" in sys.argv else []
-    command = " ".join(["parakeet-stream", "train-demo", *(shlex.quote(a) for a in argv)])
+    command = _reproduce_command(args)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -120,5 +129,4 @@ if __name__ == "__main__":  # `python -m parakeet_services.train_demo_cmd ...` (
     parser = argparse.ArgumentParser(prog="parakeet-stream")
     add_parser(parser.add_subparsers(dest="command", required=True))
     ns = parser.parse_args(["train-demo", *sys.argv[1:]])
-    ns.argv = sys.argv[1:]
     sys.exit(ns.run(ns))
