@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import sys
 
-    from parakeet_stream.models import KNOWN_MODELS
+    from parakeet_stream.models import KNOWN_MODELS, is_local_path
 
     log = logging.getLogger("parakeet_services.download")
     name = args.model
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if known is not None and known.local_path is not None:
         print(f"{name} is bundled with parakeet-stream ({known.local_path}): nothing to download")
         return 0
-    if known is None and (name.endswith(".nemo") or name.startswith((".", "/", "~")) or Path(name).exists()):
+    if known is None and is_local_path(name):
         path = Path(name).expanduser()
         if not path.is_file():
             print(f"error: {name} is neither a known model, a hub id (org/name) nor an existing .nemo file; "

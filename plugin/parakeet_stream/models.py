@@ -105,7 +105,7 @@ def resolve_dtype(dtype: str, device: str):
     return table[dtype]
 
 
-def _looks_like_path(name: str) -> bool:
+def is_local_path(name: str) -> bool:
     """A local file rather than a hub id (hub ids look like ``org/name``)."""
     return name.endswith(".nemo") or name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
 
@@ -143,7 +143,7 @@ def load_nemo_model(name: str, device: str):
     known = KNOWN_MODELS.get(name)
     if known is not None and known.local_path is not None:
         model = _restore_file(known.local_path, device)
-    elif known is None and _looks_like_path(name):
+    elif known is None and is_local_path(name):
         model = _restore_file(Path(name).expanduser(), device)
     else:
         model = _fetch_pretrained(name, device)

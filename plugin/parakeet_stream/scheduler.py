@@ -238,8 +238,8 @@ class ChunkScheduler(InferenceLoop):
         reason = state.finalizing
         self._emit(state, state.tracker.endpoint(reason, state.processed_time))
         if reason == "finish":
+            self._release(state)  # before StreamEnded: a consumer that sees the end finds the capacity back
             self._emit(state, [StreamEnded(round(state.total_samples / 16000, 3), state.tracker.segments_finalised)])
-            self._release(state)
             return
         self.slots.reset(state.slot)
         state.new_epoch()

@@ -99,8 +99,8 @@ class SegmentedScheduler(InferenceLoop):
 
     def _finish_barrier(self, state: UtteranceState) -> None:
         if state.finalizing == "finish":
+            self._release(state)  # before StreamEnded, as in ChunkScheduler._finalize
             self._emit(state, [StreamEnded(round(state.total_samples / SAMPLE_RATE, 3), state.tracker.segments_finalised)])
-            self._release(state)
         else:
             state.finalizing = None
 
