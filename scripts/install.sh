@@ -31,6 +31,16 @@ if ! command -v livekit-server >/dev/null && [ ! -x /usr/local/bin/server ] && [
   fi
 fi
 
+# `docker compose config` validates docker-compose.yml in the tests. The docker CLI may come without the Compose
+# v2 plugin, and no engine is needed to check a file: build the plugin from the Go module proxy when missing.
+COMPOSE_MODULE="github.com/docker/compose/v2@v2.40.3"
+if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 && command -v go >/dev/null; then
+  echo "==> building the Docker Compose v2 CLI plugin ($COMPOSE_MODULE) to check docker-compose.yml"
+  src=$(go mod download -json "$COMPOSE_MODULE" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  mkdir -p "$HOME/.docker/cli-plugins"
+  (cd "$src" && go build -o "$HOME/.docker/cli-plugins/docker-compose" ./cmd)
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $($PYTHON --version)"
