@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(dict(stage="train", start_step=result.start_step, global_step=result.global_step,
                               resumed=result.resumed, seconds=round(result.seconds, 1), device=result.device,
                               stopped_by=result.stopped_by, model=result.model_path)), flush=True)
+        if result.stopped_by == "interrupted":  # checkpoint saved; evaluating a half-run would only mislead
+            return 1
     model_path = out / "model.nemo"
     if "eval" in args.stages:
         if not model_path.exists():
