@@ -227,6 +227,7 @@ class Registration:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._registered = False
+        self._stopping = False
         self._session_events: deque[tuple[str, Any]] = deque()
         layout.worker.add_listener(self._on_worker_event)
 
@@ -258,11 +259,13 @@ class Registration:
 
     async def _run(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self._beat()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # RedisError/OSError when Redis is away; anything else must not stop beats
+                if not isinstance(exc, (RedisError, OSError)):
+                    log.exception("registry.beat_failed layout=%s", self.layout.name)
                 self._set_connected(False, exc)
                 self._registered = False
                 delay = min(backoff, MAX_BACKOFF_S, self.interval_s)
@@ -271,13 +274,16 @@ class Registration:
                 self._set_connected(True)
                 backoff = 0.5
                 delay = self.interval_s
+            # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that races with the wake-up
+            waiter = asyncio.ensure_future(self._wake.wait())
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait({waiter}, timeout=delay)
+            finally:
+                waiter.cancel()
 
     async def stop(self, *, deregister: bool = True) -> None:
         """Stop beating and remove the record (best effort: Redis may be gone)."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -70,6 +70,7 @@ class DalstonWorker:
         self.draining = False
         self.started_at = time.time()
         self._server: Server | None = None
+        self._port: int | None = None  # kept: the listening socket is gone while draining
         self._listeners: list[Callable[[str, Session | None], None]] = []
 
     # --- state the registry and metrics read ------------------------------------------------------------
@@ -94,8 +95,8 @@ class DalstonWorker:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "start() first"
-        return self._server.sockets[0].getsockname()[1]
+        assert self._port is not None, "start() first"
+        return self._port
 
     @property
     def endpoint(self) -> str:
@@ -136,6 +137,7 @@ class DalstonWorker:
         self._server = await serve(self._handle, self.options.host, self.options.port,
                                    process_request=self._process_request, ping_interval=WS_PING_INTERVAL_S,
                                    ping_timeout=WS_PING_TIMEOUT_S)
+        self._port = self._server.sockets[0].getsockname()[1]
         log.info("worker.listening host=%s port=%d capacity=%d model=%s", self.options.host, self.port,
                  self.capacity, self.engine.info.name)
 
