@@ -17,8 +17,11 @@ SMOKE_ARGS = ["--n-train", "8", "--n-test", "2", "--procs", "2", "--batch-size",
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> dict:
+    import torch
+
     from parakeet_services.cli import main
 
+    threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp("train-demo") / "run"
     assert main(["train-demo", "--out", str(out), *SMOKE_ARGS, "--max-steps", "2"]) == 0
     first_state = json.loads((out / "train_state.json").read_text())
@@ -35,5 +38,5 @@ def demo_run(tmp_path_factory) -> dict:
     return dict(out=out, data=out / "data", first_state=first_state, first_ckpt=first_ckpt,
                 state=json.loads((out / "train_state.json").read_text()),
                 report=json.loads((out / "eval.json").read_text()),
-                card=(out / "MODEL_CARD.md").read_text())
+                card=(out / "MODEL_CARD.md").read_text(), threads=(threads, torch.get_num_threads()))
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from pathlib import Path
@@ -62,9 +63,11 @@ def test_second_run_resumes_from_the_last_checkpoint(demo_run):
     assert [(s["from_step"], s["to_step"], s["stopped_by"]) for s in state["sessions"]] == [
         (0, 2, "max_steps"), (2, 3, "max_steps")]
     assert state["global_step"] == 3
+    before, after = demo_run["threads"]
+    assert after == before  # --threads 1 applied to training only
     ckpt = torch.load(demo_run["out"] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 3
-    first = torch.load(__import__("io").BytesIO(demo_run["first_ckpt"]), map_location="cpu", weights_only=False)
+    first = torch.load(io.BytesIO(demo_run["first_ckpt"]), map_location="cpu", weights_only=False)
     assert first["global_step"] == 2
     # the scheduler continued the warm-up instead of restarting it
     assert ckpt["lr_schedulers"][0]["last_epoch"] == 3

@@ -253,9 +253,19 @@ def train(opts: TrainOptions, recipe: Recipe = Recipe(), log: Callable[[str], No
     t_start = time.time()
     import torch
 
+    threads_before = torch.get_num_threads()
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    accelerator = resolve_accelerator(opts.device)
+    try:
+        return _train(opts, recipe, log, out, t_start, accelerator=resolve_accelerator(opts.device))
+    finally:  # the caller's process (a test session, an engine) keeps its own thread count
+        torch.set_num_threads(threads_before)
+
+
+def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: Path, t_start: float, *,
+           accelerator: str) -> TrainResult:
+    import torch
+
     ckpt = last_checkpoint(out)
     start_step = checkpoint_step(ckpt) if ckpt else 0
     state = read_state(out)
