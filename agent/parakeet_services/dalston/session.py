@@ -65,8 +65,11 @@ class Session:
         if not c.enable_vad:
             # dalston HEAD: enable_vad=false means no endpointing at all, finals every max_utterance_duration
             return ps.EndpointingOptions(vad=False, eou=False, trailing_blank_ms=None, max_segment_s=max_segment)
+        # prefix_padding_ms is dalston's VAD lookback; as the engine's speech pad it also keeps the decoder's last
+        # tokens (emitted a frame or two after the acoustic end) inside the utterance the VAD closes.
         return ps.EndpointingOptions(vad=True, vad_threshold=c.vad_threshold, min_speech_ms=c.min_speech_duration_ms,
-                                     min_silence_ms=c.min_silence_duration_ms, max_segment_s=max_segment)
+                                     min_silence_ms=c.min_silence_duration_ms,
+                                     speech_pad_ms=min(c.prefix_padding_ms, 2000), max_segment_s=max_segment)
 
     def open_stream(self) -> None:
         """Open the engine stream; raises the engine's ``CapacityError`` when it is full."""
@@ -77,9 +80,11 @@ class Session:
         """Session audio the engine has consumed, counting audio that `clear` discarded as done."""
         if self.stream is None:
             return self._offset
-        consumed = getattr(self.stream, "consumed_seconds", None)
-        if consumed is None:  # engine without a consumption counter: count what was handed to it
-            consumed = self.stream.audio_seconds
+        consumed = getattr(self.stream, "processed_seconds", None)
+        if consumed is None:
+            # The engine API has no public "decoded up to" clock yet; its stream state has one. Fall back to the
+            # audio handed over (which only sees adapter-side lag) if that private name ever changes.
+            consumed = getattr(getattr(self.stream, "_state", None), "processed_time", self.stream.audio_seconds)
         return self._offset + float(consumed)
 
     # --- lifecycle -------------------------------------------------------------------------------------
