@@ -5,14 +5,18 @@
 # espeak-ng, when the host lacks it, is taken from tmp/train-gpu/espeak/ (both made by
 # scripts/fetch-train-gpu-deps.sh). A host with neither espeak-ng nor that folder can train from data synthesized
 # elsewhere: pass --data DIR (a directory written by `parakeet-stream train-demo --stages synth`).
-# Output: train-runs/espeak-demo-en/{model.nemo,MODEL_CARD.md,eval.json}; re-running resumes from its checkpoint.
+# Output: $RUN_DIR (default tmp/train-gpu/run, git-ignored) holds data, checkpoints, model.nemo, MODEL_CARD.md and
+# eval.json; re-running resumes from its checkpoint. COPY_TO=DIR also copies the small results (model, card,
+# eval, curve, state: ~10 MB) there, e.g. COPY_TO=$OUT on a lent device machine, where only $OUT comes back.
+# Training stops at --max-steps or after --minutes (default 6, so that evaluation and the card fit in 10 min).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PY=${PYTHON:-python3}
 WHEELS=${WHEELS:-$ROOT/bench/wheels}
 ESPEAK_ROOT=${ESPEAK_ROOT:-$ROOT/tmp/train-gpu/espeak}
-OUT=${OUT:-train-runs/espeak-demo-en}
+RUN_DIR=${RUN_DIR:-tmp/train-gpu/run}
+COPY_TO=${COPY_TO:-}
 
 "$PY" -c 'import torch, sys; assert torch.cuda.is_available(), "no CUDA device"; print("torch", torch.__version__, torch.cuda.get_device_name(0), file=sys.stderr)'
 if ! "$PY" -c 'import nemo.collections.asr, silero_vad, lightning' 2>/dev/null; then
@@ -39,6 +43,15 @@ export PYTHONPATH="$ROOT/plugin:$ROOT/agent${PYTHONPATH:+:$PYTHONPATH}"
 NPROC=$(nproc)
 # The research run: 12 000 utterances (11 h) reached 7.45 % WER in 2 938 steps, 2.4 min on an H200. The vocabulary
 # here is wider (~700 words) and four voices are held out, so: more data, more steps; still a few minutes.
-exec "$PY" -m parakeet_services.train_demo_cmd --out "$OUT" --device cuda --procs "$NPROC" \
-    --workers $(( NPROC > 12 ? 12 : NPROC - 1 )) --threads 4 --n-train 16000 --max-steps 5000 --eval-every-min 0.5 \
-    --checkpoint-every-steps 1000 "$@"
+rc=0
+"$PY" -m parakeet_services.train_demo_cmd --out "$RUN_DIR" --device cuda --procs "$NPROC" \
+    --workers $(( NPROC > 12 ? 12 : NPROC - 1 )) --threads 4 --n-train 16000 --max-steps 5000 --minutes 6 \
+    --eval-every-min 0.5 --checkpoint-every-steps 1000 "$@" || rc=$?
+if [ -n "$COPY_TO" ]; then
+    mkdir -p "$COPY_TO"
+    for f in model.nemo MODEL_CARD.md eval.json curve.csv train_state.json data/data.json; do
+        if [ -f "$RUN_DIR/$f" ]; then cp "$RUN_DIR/$f" "$COPY_TO/"; fi
+    done
+    nvidia-smi --query-gpu=name,memory.total --format=csv > "$COPY_TO/gpu.txt" 2>/dev/null || true
+fi
+exit $rc
