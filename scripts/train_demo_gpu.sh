@@ -5,7 +5,7 @@
 # espeak-ng, when the host lacks it, is taken from tmp/train-gpu/espeak/ (both made by
 # scripts/fetch-train-gpu-deps.sh). A host with neither espeak-ng nor that folder can train from data synthesized
 # elsewhere: pass --data DIR (a directory written by `parakeet-stream train-demo --stages synth`).
-# Output: $RUN_DIR (default tmp/train-gpu/run, git-ignored) holds data, checkpoints, model.nemo, MODEL_CARD.md and
+# Output: $RUN_DIR (default tmp/train-demo-run, git-ignored) holds data, checkpoints, model.nemo, MODEL_CARD.md and
 # eval.json; re-running resumes from its checkpoint. COPY_TO=DIR also copies the small results (model, card,
 # eval, curve, state: ~10 MB) there, e.g. COPY_TO=$OUT on a lent device machine, where only $OUT comes back.
 # Training stops at --max-steps or after --minutes (default 6, so that evaluation and the card fit in 10 min).
@@ -15,7 +15,7 @@ cd "$ROOT"
 PY=${PYTHON:-python3}
 WHEELS=${WHEELS:-$ROOT/bench/wheels}
 ESPEAK_ROOT=${ESPEAK_ROOT:-$ROOT/tmp/train-gpu/espeak}
-RUN_DIR=${RUN_DIR:-tmp/train-gpu/run}
+RUN_DIR=${RUN_DIR:-tmp/train-demo-run}  # not under tmp/train-gpu: carrying that folder replaces it
 COPY_TO=${COPY_TO:-}
 
 "$PY" -c 'import torch, sys; assert torch.cuda.is_available(), "no CUDA device"; print("torch", torch.__version__, torch.cuda.get_device_name(0), file=sys.stderr)'
