@@ -245,3 +245,21 @@ async def test_redis_restart_mid_session(worker, speech, tmp_path) -> None:
         await registration.stop()
         client.close()
         redis.stop()
+
+
+async def test_redis_down_at_start_then_up(worker, speech, tmp_path) -> None:
+    redis = RedisServer(tmp_path)  # port chosen, server not started yet
+    registration = await register(worker, redis.url)
+    try:
+        await eventually(lambda: registration.connected is False, "outage noticed")
+        t = await run_session(session_url(worker, enable_vad=False), frames(pcm16(speech(TIMER)), 3200))
+        assert t.final_text == TIMER  # standalone serving meanwhile
+        redis.start()
+        client = redis.client()
+        await eventually(lambda: client.hget(f"dalston:engine:instance:{worker.options.instance}", "status") == "ready",
+                         "registered once Redis is up")
+        assert registration.connected is True
+        client.close()
+    finally:
+        await registration.stop()
+        redis.stop()
