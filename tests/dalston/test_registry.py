@@ -232,9 +232,9 @@ async def test_redis_restart_mid_session(worker, speech, tmp_path) -> None:
             for chunk in chunks[len(chunks) // 2:]:
                 await ws.send(chunk)
             redis.start()  # same port, empty: the record must come back by itself
-            await eventually(lambda: client.hget(key, "active_realtime") == "1", "re-registered")
+            await eventually(lambda: client.hget(key, "active_realtime") == "1" and registration.connected,
+                             "re-registered")
             assert client.smembers("dalston:engine:instances") == {"test-worker"}
-            assert registration.connected is True
             await ws.send(json.dumps({"type": "end"}))
             t = await reader
         assert t.final_text == TIMER and t.types[-1] == "session.end"
@@ -256,9 +256,9 @@ async def test_redis_down_at_start_then_up(worker, speech, tmp_path) -> None:
         assert t.final_text == TIMER  # standalone serving meanwhile
         redis.start()
         client = redis.client()
-        await eventually(lambda: client.hget(f"dalston:engine:instance:{worker.options.instance}", "status") == "ready",
+        key = f"dalston:engine:instance:{worker.options.instance}"
+        await eventually(lambda: client.hget(key, "status") == "ready" and registration.connected,
                          "registered once Redis is up")
-        assert registration.connected is True
         client.close()
     finally:
         await registration.stop()
