@@ -176,10 +176,9 @@ class LegacyLayout:
         worker = self.worker
         used, total = gpu_memory(worker.engine.info.device)
         caps = dict(self.identity.capabilities, max_concurrency=worker.capacity, model_variants=worker.models)
-        # the router treats only ready/busy as routable; draining maps to "offline" in this layout's vocabulary
-        status = "offline" if worker.draining else worker.status
+        # the M22 router routes only ready/busy, so "draining" (which its WorkerState also names) excludes us
         return {
-            "endpoint": worker.endpoint, "status": status, "capacity": str(worker.capacity),
+            "endpoint": worker.endpoint, "status": worker.status, "capacity": str(worker.capacity),
             "active_sessions": str(worker.active_sessions), "gpu_memory_used": used, "gpu_memory_total": total,
             "models_loaded": json.dumps(worker.models), "languages_supported": json.dumps(self.languages),
             "last_heartbeat": now_iso(), "started_at": self.started_at, "engine": self.identity.engine_id,

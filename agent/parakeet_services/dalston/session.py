@@ -216,6 +216,11 @@ class Session:
                 await self._send(proto.error(proto.ERR_INVALID_AUDIO, str(exc), recoverable=True))
             except ps.StreamClosedError:
                 return
+            except Exception as exc:  # an engine fault must end this session cleanly, not hang it
+                log.exception("session.op_failed session_id=%s op=%s", self.config.session_id, kind)
+                await self._send(proto.error(proto.ERR_INTERNAL, f"{type(exc).__name__}: {exc}", recoverable=False))
+                self._finish("error", proto.CLOSE_INTERNAL_ERROR, "Internal error")
+                return
 
     async def _debug_sleep(self) -> None:
         c = self.config
