@@ -1,9 +1,8 @@
 """``parakeet-stream bench``: how many live streams one engine sustains, at what latency, against baselines.
 
 N streams are fed at real-time pace (20 ms packets, staggered starts) from speech with pauses. Latency is
-measured from the engine's own timestamps: a Partial carries ``audio_end`` (encoder frames decoded) and
-``emitted_at``; the packet it depends on follows from the model's geometry (``dependency_samples``), and its
-arrival time is recorded by the feeder. The same audio runs through the baselines in the same process:
+measured from the engine's own timestamps: a Partial carries ``audio_end`` (the stream audio its result depends
+on) and ``emitted_at``; the feeder records when the packet holding sample ``audio_end`` arrived. The same audio runs through the baselines in the same process:
 
 * ``per_stream``  — the engine with ``max_batch=1`` (one stream per model call: NVIDIA's Pipecat service,
   dalston's nemotron path);
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from parakeet_stream.models import frame_seconds
 
 SAMPLE_RATE = 16000
 PACKET_MS = 20
@@ -197,31 +198,9 @@ def file_workload(paths: tuple[str, ...]) -> Workload:
     return Workload(audios, ends, "files: " + ", ".join(os.path.basename(p) for p in paths))
 
 
-# -- latency geometry ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Geometry:
-    """How many input samples the encoder frames behind a result depend on.
-
-    ``audio_end`` counts whole encoder frames (``frame_s``), but with causal subsampling encoder frame j only
-    sees mel frames up to ``sub*j``, and mel frame m is final once sample ``m*hop + n_fft/2`` arrived. So the
-    results up to ``audio_end`` depend on ``(sub*n - sub)*hop + n_fft/2`` samples (n = encoder frames): for
-    Parakeet 64 ms *before* ``audio_end``. Using ``audio_end`` itself would understate latency by that much.
-    """
-
-    sub: int
-    hop: int
-    half_window: int
-    frame_s: float
-
-    @classmethod
-    def of(cls, model) -> Geometry:
-        fb = model.preprocessor.featurizer
-        sub = int(model.encoder.subsampling_factor)
-        return cls(sub, int(fb.hop_length), int(fb.n_fft) // 2, round(sub * int(fb.hop_length) / SAMPLE_RATE, 6))
-
-    def dependency_samples(self, audio_end: float, total: int) -> int:
-        n = math.ceil(audio_end / self.frame_s - 1e-6)
-        return min(max((self.sub * n - self.sub) * self.hop + self.half_window, 1), total)
+def dependency_samples(audio_end: float, total: int) -> int:
+    """The input samples a result depends on (``Partial.audio_end`` is that point on the stream clock)."""
+    return min(max(round(audio_end * SAMPLE_RATE), 1), total)
 
 
 def percentiles(values: list[float] | np.ndarray) -> dict[str, float]:
@@ -320,8 +299,8 @@ def _gpu_peak_mb(device: str) -> float | None:
 class EngineRun:
     """One level of the streaming engine (batched, or ``max_batch=1`` for the per-stream baseline)."""
 
-    def __init__(self, model, geometry: Geometry, cfg: BenchConfig, offline: list[str], max_batch: int | None):
-        self.model, self.geometry, self.cfg, self.offline, self.max_batch = model, geometry, cfg, offline, max_batch
+    def __init__(self, model, cfg: BenchConfig, offline: list[str], max_batch: int | None):
+        self.model, self.cfg, self.offline, self.max_batch = model, cfg, offline, max_batch
 
     def __call__(self, workload: Workload, n: int, log: Callable[[str], None]) -> LevelResult:
         import parakeet_stream as ps
@@ -357,7 +336,7 @@ class EngineRun:
             total = feeder.audios[i].shape[0]
             for ev in evs:
                 if isinstance(ev, Partial):
-                    dep = feeder.arrival_of_sample(i, self.geometry.dependency_samples(ev.audio_end, total))
+                    dep = feeder.arrival_of_sample(i, dependency_samples(ev.audio_end, total))
                     lat.append(ev.emitted_at - dep)
                     points.append((dep, ev.emitted_at - dep))
             failed += any(isinstance(ev, StreamFailed) for ev in evs)
@@ -479,7 +458,6 @@ class VadOfflineRun:
             matched += len(pairs)
             final_lat += [emitted - feeder.arrival_of_sample(i, round(e * SAMPLE_RATE)) for e, emitted in pairs]
         audio_s = sum(a.shape[0] for a in audios) / SAMPLE_RATE
-        growth = latency_growth([(e, lat) for e, lat in zip(range(len(final_lat)), final_lat)])
         p = percentiles(final_lat)
         res = LevelResult(
             system="vad_offline", streams=n, final_latency_ms=p, speech_ends=n_ends, finals_matched=matched,
@@ -532,10 +510,7 @@ def ramp(run_level: Callable[[int], LevelResult], levels: tuple[int, ...] | None
 
 def load_model(cfg: BenchConfig):
     """The NeMo model for ``cfg.model``: random weights at a real layout, or a checkpoint; on the device in
-    the requested dtype. The preprocessor stays on the CPU: the engine's incremental featurizer feeds it CPU
-    tensors (see the report: on CUDA the engine would otherwise pass CPU audio to a CUDA preprocessor)."""
-    import torch
-
+    the requested dtype (``prepare_model`` keeps the preprocessor on the CPU, where features are computed)."""
     from parakeet_stream.engine import prepare_model
     from parakeet_stream.models import load_nemo_model, resolve_device, resolve_dtype
 
@@ -549,7 +524,7 @@ def load_model(cfg: BenchConfig):
     model = prepare_model(model, resolve_dtype(cfg.dtype, device))
     if device != "cpu":
         model.to(device)
-        model.preprocessor.to("cpu")
+        model.preprocessor.to("cpu")  # where prepare_model keeps it: features are computed on the CPU
     return model
 
 
@@ -629,7 +604,6 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
     if model is None:
         log("bench: building/loading the model ...")
         model = load_model(cfg)
-    geometry = Geometry.of(model)
     if workload is None:
         log("bench: synthesizing speech ...")
         workload = file_workload(cfg.files) if cfg.files else speech_workload(cfg.seconds, seed=cfg.seed)
@@ -646,7 +620,7 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
             return r
         return level
 
-    _warm_up(model, cfg, workload, geometry, offline)
+    _warm_up(model, cfg, workload, offline)
     baselines: dict[str, dict[str, Any]] = {}
     engine_levels: list[LevelResult] = []
     engine_best = 0
@@ -656,7 +630,7 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
             "config": dataclasses.asdict(cfg), "machine": machine, "workload": workload.source,
             "audio_seconds_per_stream": [round(a.shape[0] / SAMPLE_RATE, 2) for a in workload.audio],
             "model": {"name": cfg.model, "params": sum(p.numel() for p in model.parameters()),
-                      "frame_s": geometry.frame_s, "chunk_ms": cfg.chunk_ms},
+                      "frame_s": frame_seconds(model), "chunk_ms": cfg.chunk_ms},
             "latency_definition": "per-result: Partial.emitted_at - arrival of the packet holding the last sample "
                                   "its encoder frames depend on; final: Final.emitted_at - arrival of the packet "
                                   "holding the last speech sample (includes the VAD silence wait)",
@@ -673,11 +647,11 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
             Path(cfg.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
         return result
 
-    engine_levels, engine_best = ramp(runner(EngineRun(model, geometry, cfg, offline, None), "engine"),
+    engine_levels, engine_best = ramp(runner(EngineRun(model, cfg, offline, None), "engine"),
                                       levels, deadline, cfg.max_level)
     assemble()
     if "per_stream" in cfg.baselines:
-        res, best = ramp(runner(EngineRun(model, geometry, cfg, offline, 1), "per_stream"), levels, deadline,
+        res, best = ramp(runner(EngineRun(model, cfg, offline, 1), "per_stream"), levels, deadline,
                          cfg.max_level)
         baselines["per_stream"] = {"levels": [dataclasses.asdict(r) for r in res], "max_sustainable_streams": best}
         assemble()
@@ -706,11 +680,11 @@ def _offline_texts(model, cfg: BenchConfig, workload: Workload) -> list[str]:
         engine.close()
 
 
-def _warm_up(model, cfg: BenchConfig, workload: Workload, geometry: Geometry, offline: list[str]) -> None:
+def _warm_up(model, cfg: BenchConfig, workload: Workload, offline: list[str]) -> None:
     """One short stream first, so one-off costs (allocator, kernels, VAD load) do not land in level 1."""
     short = Workload([a[: 3 * SAMPLE_RATE] for a in workload.audio[:1]], [[]], "warm-up")
     warm_cfg = dataclasses.replace(cfg, spread_s=0.0)
-    EngineRun(model, geometry, warm_cfg, [""], None)(short, 1, lambda s: None)
+    EngineRun(model, warm_cfg, [""], None)(short, 1, lambda s: None)
 
 
 # -- report --------------------------------------------------------------------------------------------------

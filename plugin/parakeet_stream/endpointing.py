@@ -104,7 +104,9 @@ class VoiceActivity:
                     if self._pos - self._silence_from >= self._min_silence:
                         self.in_speech = False
                         self._candidate = None
-                        changes.append(("end", self._silence_from + self._pad))
+                        # halfway into the confirmed silence (at least the pad): RNNT emits a word's last tokens
+                        # a frame or two after its audio, and they must stay in this utterance
+                        changes.append(("end", self._silence_from + max(self._pad, self._min_silence // 2)))
                 elif p >= self._threshold:
                     self._silence_from = None
         return changes

@@ -136,15 +136,16 @@ class Engine:
 
 
 def prepare_model(model, dtype=None):
-    """Eval mode, RNNT greedy batched decoding, and the weights in ``dtype`` (the preprocessor stays fp32 so
-    features match the offline preprocessor)."""
+    """Eval mode, RNNT greedy batched decoding, and the weights in ``dtype`` (the preprocessor stays fp32 on
+    the CPU so features match the offline preprocessor wherever the encoder runs)."""
     import torch
 
     model.eval()
     _use_greedy_rnnt_with_confidence(model)
     if dtype is not None and dtype != torch.float32:
         model.to(dtype)
-        model.preprocessor.to(torch.float32)
+    # features are computed per stream on the CPU (tiny, latency-bound work) in fp32, exactly as offline
+    model.preprocessor.to(device="cpu", dtype=torch.float32)
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -43,8 +43,9 @@ class Partial:
 
     RNNT greedy decoding never revises emitted tokens, so ``text`` only ever grows: ``delta`` is what this
     step appended. ``words`` are the segment's words so far (the last one may still grow by a sub-word token).
-    ``audio_end`` is how much of the stream's audio the engine had consumed when it produced this result and
-    ``emitted_at`` the ``time.monotonic()`` at which it did (for latency measurement).
+    ``audio_end`` is how much of the stream's audio this result depends on (the end of the STFT window of the
+    last feature frame the encoder has seen) and ``emitted_at`` the ``time.monotonic()`` at which it was
+    produced: ``emitted_at`` minus the arrival time of sample ``audio_end`` is the engine's latency.
     """
 
     segment_id: int

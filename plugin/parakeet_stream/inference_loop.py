@@ -41,7 +41,8 @@ class EngineMetrics:
     step_seconds_sum: float = 0.0
     last_batch_size: int = 0
     max_batch_size: int = 0
-    step_latency_buckets: dict[float, int] = field(default_factory=dict)
+    step_latency_buckets: dict[float, int] = field(
+        default_factory=lambda: dict.fromkeys((*STEP_LATENCY_BUCKETS, float("inf")), 0))
 
     def snapshot(self, active: int) -> EngineMetrics:
         with _metrics_lock:
@@ -58,9 +59,8 @@ class EngineMetrics:
             self.last_batch_size = batch
             self.max_batch_size = max(self.max_batch_size, batch)
             i = bisect.bisect_left(STEP_LATENCY_BUCKETS, seconds)
-            for le in STEP_LATENCY_BUCKETS[i:]:
-                self.step_latency_buckets[le] = self.step_latency_buckets.get(le, 0) + 1
-            self.step_latency_buckets[float("inf")] = self.step_latency_buckets.get(float("inf"), 0) + 1
+            for le in (*STEP_LATENCY_BUCKETS[i:], float("inf")):
+                self.step_latency_buckets[le] += 1
 
 
 _metrics_lock = threading.Lock()
@@ -84,6 +84,11 @@ class BaseStreamState:
 
     def ready(self) -> bool:
         raise NotImplementedError
+
+    @property
+    def processed_time(self) -> float:
+        """Stream seconds the engine has dealt with (a streaming scheduler says how far it has decoded)."""
+        return self.total_samples / 16000
 
 
 class InferenceLoop:

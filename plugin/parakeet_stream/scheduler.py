@@ -67,8 +67,15 @@ class StreamState(BaseStreamState):
 
     @property
     def processed_time(self) -> float:
-        """Stream time up to which the model has decoded (the last frame may cover padding past the audio)."""
-        return min(self.epoch_start + self.n_enc * self.tracker.frame_s, self.total_samples / 16000)
+        """Stream seconds the results so far depend on: the end of the STFT window of the last mel frame fed to
+        the encoder. (Counting whole encoder frames would claim up to 64 ms more: with causal subsampling the
+        last frame of a chunk has not heard the end of its 80 ms.)"""
+        if self.finalizing and self.pending.shape[1] == 0:
+            return self.total_samples / 16000  # the flushed tail is decoded: everything received
+        if self.consumed == 0:
+            return self.epoch_start
+        samples = (self.consumed - 1) * self.featurizer.hop + self.featurizer.half
+        return min(self.epoch_start + samples / 16000, self.total_samples / 16000)
 
     def ready(self) -> bool:
         if self.closed:
@@ -196,7 +203,8 @@ class ChunkScheduler(InferenceLoop):
 
         for tok in tokens:  # VAD cuts and <EOU> split this step's tokens where they fall in time
             at = tr.time_of_frame(tok.frame)
-            while state.vad_queue and state.vad_queue[0][1] <= at:
+            mid_word = run and not self.vocab.starts_word[tok.id]  # a cut never splits a word
+            while state.vad_queue and state.vad_queue[0][1] <= at and not mid_word:
                 add_run()
                 events.extend(self._apply_vad(state, *state.vad_queue.popleft(), now))
             if tok.id in self.vocab.eou_ids:

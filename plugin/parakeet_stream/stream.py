@@ -146,6 +146,11 @@ class Stream:
         return self._input_samples / self.sample_rate
 
     @property
+    def processed_seconds(self) -> float:
+        """Stream seconds the engine has decoded: ``audio_seconds - processed_seconds`` is this stream's lag."""
+        return self._state.processed_time
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

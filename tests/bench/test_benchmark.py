@@ -54,7 +54,7 @@ def test_latency_counts_and_causality(result):
     for lv in result["engine"]["levels"] + result["baselines"]["per_stream"]["levels"]:
         lat = lv["latency_ms"]
         assert lv["partials"] > 0
-        # a result is never emitted before the packet it depends on arrived: checks the dependency geometry
+        # a result is never emitted before the packet holding its audio_end arrived (causality)
         assert 0 <= lat["min"] <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
         assert lv["steps"] > 0 and 1 <= lv["mean_batch"] <= lv["max_batch"] <= lv["streams"]
 

@@ -2,80 +2,15 @@
 speech, and a worker bound to a free loopback port."""
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 import numpy as np
 import pytest
 import pytest_asyncio
 
-ROOT = Path(__file__).resolve().parents[2]
-try:
-    import parakeet_services  # noqa: F401
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path[:0] = [str(ROOT / "agent"), str(ROOT / "plugin")]
-
-import websockets  # noqa: E402
-
-from parakeet_services.dalston.server import DalstonWorker, WorkerOptions  # noqa: E402
-
-MODEL = "espeak-demo-en"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """A real ``redis-server`` on a free loopback port, stoppable and restartable on the same port."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed (apt-get install redis-server)"
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.workdir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        client = redis.Redis(port=self.port)
-        for _ in range(200):
-            try:
-                client.ping()
-                client.close()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.025)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def client(self) -> Any:
-        import redis
-
-        return redis.Redis(port=self.port, decode_responses=True)
+from parakeet_services.dalston.server import DalstonWorker, WorkerOptions
+from tests.dalston.kit import MODEL, RedisServer
+from tests.support import speech as espeak_speech
 
 
 @pytest.fixture(scope="session")
@@ -101,81 +36,15 @@ def engine() -> Any:
     return ps.shared_engine(MODEL, device="cpu", max_streams=64)
 
 
-def espeak(text: str, path: Path, *, voice: str = "en-us") -> np.ndarray:
-    """espeak-ng speech resampled to 16 kHz float32 (soxr), as the project's tests make speech."""
-    import soundfile as sf
-    import soxr
-
-    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True)
-    audio, rate = sf.read(str(path), dtype="float32")
-    return soxr.resample(audio, rate, 16000).astype(np.float32)
-
-
 @pytest.fixture(scope="session")
-def speech(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """``speech(text)`` → 16 kHz float32 audio with 0.5 s of silence after it (cached per text)."""
-    folder = tmp_path_factory.mktemp("speech")
-    cache: dict[str, np.ndarray] = {}
+def speech() -> Any:
+    """``speech(text)`` → 16 kHz float32: 0.25 s of silence, the sentence at espeak-ng's default 175 words per
+    minute, then 0.5 s of silence."""
 
     def make(text: str) -> np.ndarray:
-        if text not in cache:
-            audio = espeak(text, folder / f"{len(cache)}.wav")
-            cache[text] = np.concatenate([np.zeros(4000, np.float32), audio, np.zeros(8000, np.float32)])
-        return cache[text]
+        return np.concatenate([np.zeros(4000, np.float32), espeak_speech(text, rate=175), np.zeros(8000, np.float32)])
 
     return make
-
-
-def pcm16(audio: np.ndarray) -> bytes:
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-
-
-def frames(data: bytes, size: int) -> list[bytes]:
-    return [data[i:i + size] for i in range(0, len(data), size)]
-
-
-@dataclass
-class Transcript:
-    """Everything a client saw on one session."""
-
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    close_code: int | None = None
-    close_reason: str = ""
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m["type"] == kind]
-
-    @property
-    def types(self) -> list[str]:
-        return [m["type"] for m in self.messages]
-
-    @property
-    def final_text(self) -> str:
-        return " ".join(m["text"] for m in self.of("transcript.final"))
-
-
-async def collect(ws: Any, transcript: Transcript | None = None) -> Transcript:
-    """Read until the worker closes the connection."""
-    transcript = transcript or Transcript()
-    try:
-        async for message in ws:
-            transcript.messages.append(json.loads(message))
-    except websockets.ConnectionClosed:
-        pass
-    transcript.close_code = ws.close_code
-    transcript.close_reason = ws.close_reason or ""
-    return transcript
-
-
-async def run_session(url: str, chunks: list[bytes | str], *, end: bool = True) -> Transcript:
-    """Connect, send every chunk (bytes = audio, str = a text frame), send ``end``, read until closed."""
-    async with websockets.connect(url) as ws:
-        reader = asyncio.create_task(collect(ws))
-        for chunk in chunks:
-            await ws.send(chunk)
-        if end:
-            await ws.send(json.dumps({"type": "end"}))
-        return await reader
 
 
 @pytest_asyncio.fixture
@@ -199,8 +68,3 @@ async def worker(worker_factory: Any) -> DalstonWorker:
     return await worker_factory(max_sessions=4)
 
 
-def session_url(worker: DalstonWorker, **params: Any) -> str:
-    from urllib.parse import urlencode
-
-    query = urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()})
-    return f"ws://127.0.0.1:{worker.port}/session" + (f"?{query}" if query else "")

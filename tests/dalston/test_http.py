@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import frames, pcm16, run_session, session_url
+from tests.dalston.kit import frames, pcm16, run_session, session_url
 from parakeet_services.dalston.http import SidePort
 from parakeet_services.dalston.registry import load_capabilities
 

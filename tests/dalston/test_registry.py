@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pytest
 import websockets
 
-from conftest import RedisServer, collect, frames, pcm16, run_session, session_url
+from tests.dalston.kit import RedisServer, collect, frames, pcm16, run_session, session_url
 from parakeet_services.dalston import registry as reg
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import websockets
 
-from conftest import ROOT, collect, frames, free_port, pcm16
+from tests.dalston.kit import ROOT, collect, frames, free_port, pcm16
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

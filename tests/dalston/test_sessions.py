@@ -11,7 +11,7 @@ import pytest
 import soxr
 import websockets
 
-from conftest import Transcript, collect, frames, pcm16, run_session, session_url
+from tests.dalston.kit import Transcript, collect, frames, pcm16, run_session, session_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -70,8 +70,10 @@ def test_each_vad_utterance_is_decoded_whole(offline_engine):
         expected = offline_engine.transcribe(audio[a:b])
         assert final.reason == "vad"
         assert final.text == expected.text and final.text
-        assert final.words == tuple(ps.Word(w.text, round(w.start + a / 16000, 3), round(w.end + a / 16000, 3),
-                                            w.confidence) for w in expected.words)
+        # both utterances may be decoded in one padded batch: equal words and times, confidences to float noise
+        assert [(w.text, w.start, w.end) for w in final.words] == [
+            (w.text, round(w.start + a / 16000, 3), round(w.end + a / 16000, 3)) for w in expected.words]
+        assert [w.confidence for w in final.words] == pytest.approx([w.confidence for w in expected.words], abs=1e-3)
     assert [e.time for e in events if isinstance(e, ps.SpeechStarted)] == [round(a / 16000, 3) for a, _ in segments]
 
 

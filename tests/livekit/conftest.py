@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livekit_testkit import CHUNK_MS, MODEL
+from tests.livekit.livekit_testkit import CHUNK_MS, MODEL
 
 LIVEKIT_SERVER_MODULE = "github.com/livekit/livekit-server/cmd/server@v1.13.5"
 API_KEY = "devkey"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from livekit import rtc
-from livekit_testkit import CALL, LIGHTS, MESSAGE, MODEL, TIMER, frames, silence, until
+from tests.livekit.livekit_testkit import CALL, LIGHTS, MESSAGE, MODEL, TIMER, frames, silence, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -9,7 +9,7 @@ import pytest
 
 from livekit.agents import APIConnectOptions, stt as lkstt
 from livekit.plugins import parakeet
-from livekit_testkit import ALARM, CALL, CHUNK_MS, LIGHTS, MODEL, TIMER, collect, frames, silence, until
+from tests.livekit.livekit_testkit import ALARM, CALL, CHUNK_MS, LIGHTS, MODEL, TIMER, collect, frames, silence, until
 
 T = lkstt.SpeechEventType
 

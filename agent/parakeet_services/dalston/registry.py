@@ -248,11 +248,14 @@ class Registration:
             log.warning("registry.unreachable layout=%s url=%s error=%s (serving on; retrying)",
                         self.layout.name, self.url, error)
 
-    async def _beat(self) -> None:
+    async def _flush_session_events(self) -> None:
         while self._session_events:  # in order; an event that fails stays queued for the next try
             event, session = self._session_events[0]
             await self.layout.session_event(self.redis, event, session)
             self._session_events.popleft()
+
+    async def _beat(self) -> None:
+        await self._flush_session_events()
         await self.layout.write(self.redis, first=not self._registered)
         self._registered = True
 
@@ -288,6 +291,8 @@ class Registration:
             await asyncio.gather(self._task, return_exceptions=True)
         if deregister:
             try:
+                # session events the cancelled beat had not finished writing (they are idempotent) go first
+                await asyncio.wait_for(self._flush_session_events(), 5)
                 await asyncio.wait_for(self.layout.remove(self.redis), 5)
                 log.info("registry.deregistered layout=%s key=%s", self.layout.name, self.layout.key)
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
