@@ -508,6 +508,30 @@ def ramp(run_level: Callable[[int], LevelResult], levels: tuple[int, ...] | None
     return results, best
 
 
+def build_off_main_thread(build: Callable[[], Any]) -> Any:
+    """Run ``build`` on a short-lived thread. Each thread that runs torch ops keeps an OpenMP pool until it
+    exits, and with more pool threads than cores every engine step slows down ~1.8x (see ``Engine._start``):
+    so the main thread of the benchmark never runs torch ops itself, and each engine's thread is the only one."""
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(_capture(build)), name="bench-build")
+    thread.start()
+    thread.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _capture(fn: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, fn()
+    except BaseException as e:  # re-raised on the calling thread
+        return False, e
+
+
+RANDOM_TOKENS_PER_FRAME = 0.3  # English speech on Parakeet's 80 ms frames (research/nemo-streaming.md §4)
+
+
 def load_model(cfg: BenchConfig):
     """The NeMo model for ``cfg.model``: random weights at a real layout, or a checkpoint; on the device in
     the requested dtype (``prepare_model`` keeps the preprocessor on the CPU, where features are computed)."""
@@ -516,9 +540,11 @@ def load_model(cfg: BenchConfig):
 
     device = resolve_device(cfg.device)
     if cfg.model in RANDOM_ARCHS:
-        from parakeet_stream.testing import build_random_model
+        from parakeet_stream.testing import build_random_model, calibrate_token_rate
 
         model = build_random_model(cfg.model, seed=cfg.seed)
+        # random joints emit up to max_symbols tokens a frame; speech gives ~0.3, and the decoder's cost follows
+        calibrate_token_rate(model, speech_workload(4.0, seed=cfg.seed).audio[0], RANDOM_TOKENS_PER_FRAME)
     else:
         model = load_nemo_model(cfg.model, "cpu")
     model = prepare_model(model, resolve_dtype(cfg.dtype, device))
@@ -603,7 +629,7 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
         f"load={machine['load_avg_at_start']}")
     if model is None:
         log("bench: building/loading the model ...")
-        model = load_model(cfg)
+        model = build_off_main_thread(lambda: load_model(cfg))
     if workload is None:
         log("bench: synthesizing speech ...")
         workload = file_workload(cfg.files) if cfg.files else speech_workload(cfg.seconds, seed=cfg.seed)

@@ -7,6 +7,7 @@ WebSocket sessions or Pipecat pipelines share one copy of the weights.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 from dataclasses import dataclass
@@ -41,12 +42,44 @@ class Engine:
 
     def __init__(self, model, *, name: str, path: str | None = None, chunk_ms: int | None = None,
                  max_streams: int = 64, num_threads: int | None = None, max_batch: int | None = None) -> None:
-        import torch
+        """Serve ``model`` (an already built NeMo model: see ``from_model``); prefer ``load``/``from_factory``."""
+        self._start(lambda: model, name=name, path=path, chunk_ms=chunk_ms, max_streams=max_streams,
+                    num_threads=num_threads, max_batch=max_batch)
 
+    def _start(self, factory, *, name: str, path: str | None, chunk_ms: int | None, max_streams: int,
+               num_threads: int | None, max_batch: int | None) -> None:
+        """Start the inference thread, build the model *on it*, then serve from it.
+
+        On the CPU every thread that runs torch ops gets its own OpenMP pool; with more pool threads than
+        cores libgomp stops spinning between parallel regions and a step of the 114 M model takes 1.8x as long
+        (measured: bf16 B=1 46 ms when one thread does all torch work, 82 ms when another thread had built the
+        model). So the model is loaded, prepared and stepped by one thread, and nothing else runs torch ops.
+        """
         if max_streams < 1:
             raise ValueError(f"max_streams must be at least 1, got {max_streams}")
-        if num_threads:
-            torch.set_num_threads(num_threads)
+        ready: concurrent.futures.Future = concurrent.futures.Future()
+
+        def serve() -> None:
+            try:
+                import torch
+
+                if num_threads:
+                    torch.set_num_threads(num_threads)
+                scheduler = self._configure(factory(), name, path, chunk_ms, max_streams, max_batch)
+            except BaseException as e:  # re-raised in the caller of Engine.load
+                ready.set_exception(e)
+                return
+            ready.set_result(None)
+            scheduler.run_forever()
+
+        threading.Thread(target=serve, name="parakeet-inference", daemon=True).start()
+        ready.result()
+        logger.info("engine ready", extra={"model": name, "chunk_ms": self.info.chunk_ms,
+                                           "device": self.info.device, "dtype": self.info.dtype,
+                                           "max_streams": max_streams})
+
+    def _configure(self, model, name: str, path: str | None, chunk_ms: int | None, max_streams: int,
+                   max_batch: int | None):
         streaming = is_cache_aware(model)
         frame_s = frame_seconds(model)
         if streaming:
@@ -69,31 +102,40 @@ class Engine:
         self.capacity = max_streams
         self._model = model
         self._open_lock = threading.Lock()
-        logger.info("engine ready", extra={"model": name, "chunk_ms": chunk_ms, "device": self.info.device,
-                                           "dtype": self.info.dtype, "max_streams": max_streams})
+        return self._scheduler
 
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
              chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None,
              max_batch: int | None = None) -> Engine:
-        """Load a checkpoint and start the inference thread. Blocks for seconds: call it at start-up.
+        """Load a checkpoint on a new inference thread and serve from it. Blocks for seconds: call it at start-up.
 
         ``max_batch`` caps streams per model call (None: all ready streams; 1 reproduces per-stream stepping)."""
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
-        nemo_model = load_nemo_model(model, dev)
-        nemo_model = prepare_model(nemo_model, torch_dtype)
-        path = model if model.endswith(".nemo") else None
-        return cls(nemo_model, name=model, path=path, chunk_ms=chunk_ms, max_streams=max_streams,
-                   num_threads=num_threads, max_batch=max_batch)
+        return cls.from_factory(lambda: load_nemo_model(model, dev), name=model, dtype=torch_dtype,
+                                path=model if model.endswith(".nemo") else None, chunk_ms=chunk_ms,
+                                max_streams=max_streams, num_threads=num_threads, max_batch=max_batch)
+
+    @classmethod
+    def from_factory(cls, factory, *, name: str = "custom", dtype=None, path: str | None = None,
+                     chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None,
+                     max_batch: int | None = None) -> Engine:
+        """Serve the NeMo model ``factory()`` returns, building it on the inference thread (the fast way on CPU:
+        see ``_start``); e.g. ``Engine.from_factory(lambda: build_random_model("large"), dtype=torch.bfloat16)``."""
+        engine = cls.__new__(cls)
+        engine._start(lambda: prepare_model(factory(), dtype), name=name, path=path, chunk_ms=chunk_ms,
+                      max_streams=max_streams, num_threads=num_threads, max_batch=max_batch)
+        return engine
 
     @classmethod
     def from_model(cls, model, *, name: str = "custom", chunk_ms: int | None = None, max_streams: int = 64,
                    dtype=None, max_batch: int | None = None) -> Engine:
-        """Wrap an already loaded NeMo model (tests, notebooks, benchmarks with random weights)."""
-        return cls(prepare_model(model, dtype), name=name, chunk_ms=chunk_ms, max_streams=max_streams,
-                   max_batch=max_batch)
+        """Wrap an already loaded NeMo model (tests, notebooks). Built on another thread, it steps slower on the
+        CPU than one from ``load``/``from_factory``."""
+        return cls.from_factory(lambda: model, name=name, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams,
+                                max_batch=max_batch)
 
     # -- streams -----------------------------------------------------------------------------------------
     def open_stream(self, *, sample_rate: int = MODEL_SAMPLE_RATE, endpointing: EndpointingOptions | None = None,

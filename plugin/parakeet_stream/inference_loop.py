@@ -108,10 +108,12 @@ class InferenceLoop:
         self._arrivals: list[BaseStreamState] = []  # opened, not yet attached by the inference thread
         self._live = 0
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="parakeet-inference", daemon=True)
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread.start()
+    def run_forever(self) -> None:
+        """Serve on the calling thread until ``stop()``: the thread that loaded the model (see ``Engine``)."""
+        self._thread = threading.current_thread()
+        self._run()
 
     # -- subclass hooks (all on the inference thread) ------------------------------------------------------
     def _new_state(self, opts: EndpointingOptions) -> BaseStreamState:
@@ -177,7 +179,8 @@ class InferenceLoop:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join(timeout=10)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
 
     # -- the inference thread --------------------------------------------------------------------------------
     def _run(self) -> None:

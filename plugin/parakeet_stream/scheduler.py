@@ -111,7 +111,6 @@ class ChunkScheduler(InferenceLoop):
         self.max_batch = max_batch  # None: every ready stream in one call; 1 = per-stream stepping (baseline)
         self.n_mels = int(model.preprocessor.featurizer.nfilt)
         self.slots = CacheSlots(model.encoder, max_streams, self.dtype, str(self.device))
-        self.start()
 
     def _new_state(self, opts: EndpointingOptions) -> StreamState:
         return StreamState(self, opts)

@@ -38,7 +38,6 @@ class SegmentedScheduler(InferenceLoop):
     def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None) -> None:
         super().__init__(model, frame_s=frame_s)
         self.max_batch = max_batch
-        self.start()
 
     def _new_state(self, opts: EndpointingOptions) -> UtteranceState:
         return UtteranceState(self, opts)
