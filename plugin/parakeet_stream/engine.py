@@ -41,13 +41,14 @@ class Engine:
     mode (``segmented.SegmentedScheduler``, with a log line saying so)."""
 
     def __init__(self, model, *, name: str, path: str | None = None, chunk_ms: int | None = None,
-                 max_streams: int = 64, num_threads: int | None = None, max_batch: int | None = None) -> None:
+                 max_streams: int = 64, num_threads: int | None = None, max_batch: int | None = None,
+                 batch_window_ms: float | None = None) -> None:
         """Serve ``model`` (an already built NeMo model: see ``from_model``); prefer ``load``/``from_factory``."""
         self._start(lambda: model, name=name, path=path, chunk_ms=chunk_ms, max_streams=max_streams,
-                    num_threads=num_threads, max_batch=max_batch)
+                    num_threads=num_threads, max_batch=max_batch, batch_window_ms=batch_window_ms)
 
     def _start(self, factory, *, name: str, path: str | None, chunk_ms: int | None, max_streams: int,
-               num_threads: int | None, max_batch: int | None) -> None:
+               num_threads: int | None, max_batch: int | None, batch_window_ms: float | None) -> None:
         """Start the inference thread, build the model *on it*, then serve from it.
 
         On the CPU every thread that runs torch ops gets its own OpenMP pool; with more pool threads than
@@ -65,7 +66,7 @@ class Engine:
 
                 if num_threads:
                     torch.set_num_threads(num_threads)
-                scheduler = self._configure(factory(), name, path, chunk_ms, max_streams, max_batch)
+                scheduler = self._configure(factory(), name, path, chunk_ms, max_streams, max_batch, batch_window_ms)
             except BaseException as e:  # re-raised in the caller of Engine.load
                 ready.set_exception(e)
                 return
@@ -79,13 +80,16 @@ class Engine:
                                            "max_streams": max_streams})
 
     def _configure(self, model, name: str, path: str | None, chunk_ms: int | None, max_streams: int,
-                   max_batch: int | None):
+                   max_batch: int | None, batch_window_ms: float | None):
         streaming = is_cache_aware(model)
         frame_s = frame_seconds(model)
         if streaming:
             chunk_ms, context = select_chunk(model, chunk_ms)
             model.encoder.set_default_att_context_size(context)
-            self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=frame_s, max_batch=max_batch)
+            if batch_window_ms is None:  # half a chunk: at most +chunk/2 latency for one step per chunk clock
+                batch_window_ms = 0.0 if max_batch == 1 else chunk_ms / 2
+            self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=frame_s, max_batch=max_batch,
+                                             batch_window_s=batch_window_ms / 1000)
         else:
             chunk_ms = 0
             log_segmented_mode(name)
@@ -108,34 +112,38 @@ class Engine:
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
              chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None,
-             max_batch: int | None = None) -> Engine:
+             max_batch: int | None = None, batch_window_ms: float | None = None) -> Engine:
         """Load a checkpoint on a new inference thread and serve from it. Blocks for seconds: call it at start-up.
 
-        ``max_batch`` caps streams per model call (None: all ready streams; 1 reproduces per-stream stepping)."""
+        ``max_batch`` caps streams per model call (None: all ready streams; 1 reproduces per-stream stepping).
+        ``batch_window_ms``: how long a stream whose chunk is complete may wait for others to complete theirs so
+        they share one step (default: half a chunk; 0 = step at once; see ``InferenceLoop._batch_window_end``)."""
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         return cls.from_factory(lambda: load_nemo_model(model, dev), name=model, dtype=torch_dtype,
                                 path=model if model.endswith(".nemo") else None, chunk_ms=chunk_ms,
-                                max_streams=max_streams, num_threads=num_threads, max_batch=max_batch)
+                                max_streams=max_streams, num_threads=num_threads, max_batch=max_batch,
+                                batch_window_ms=batch_window_ms)
 
     @classmethod
     def from_factory(cls, factory, *, name: str = "custom", dtype=None, path: str | None = None,
                      chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None,
-                     max_batch: int | None = None) -> Engine:
+                     max_batch: int | None = None, batch_window_ms: float | None = None) -> Engine:
         """Serve the NeMo model ``factory()`` returns, building it on the inference thread (the fast way on CPU:
         see ``_start``); e.g. ``Engine.from_factory(lambda: build_random_model("large"), dtype=torch.bfloat16)``."""
         engine = cls.__new__(cls)
         engine._start(lambda: prepare_model(factory(), dtype), name=name, path=path, chunk_ms=chunk_ms,
-                      max_streams=max_streams, num_threads=num_threads, max_batch=max_batch)
+                      max_streams=max_streams, num_threads=num_threads, max_batch=max_batch,
+                      batch_window_ms=batch_window_ms)
         return engine
 
     @classmethod
     def from_model(cls, model, *, name: str = "custom", chunk_ms: int | None = None, max_streams: int = 64,
-                   dtype=None, max_batch: int | None = None) -> Engine:
+                   dtype=None, max_batch: int | None = None, batch_window_ms: float | None = None) -> Engine:
         """Wrap an already loaded NeMo model (tests, notebooks). Built on another thread, it steps slower on the
         CPU than one from ``load``/``from_factory``."""
         return cls.from_factory(lambda: model, name=name, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams,
-                                max_batch=max_batch)
+                                max_batch=max_batch, batch_window_ms=batch_window_ms)
 
     # -- streams -----------------------------------------------------------------------------------------
     def open_stream(self, *, sample_rate: int = MODEL_SAMPLE_RATE, endpointing: EndpointingOptions | None = None,

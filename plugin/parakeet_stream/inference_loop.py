@@ -13,6 +13,7 @@ import collections
 import concurrent.futures
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -79,6 +80,7 @@ class BaseStreamState:
         self.vad = VoiceActivity(opts) if vad else None
         self.total_samples = 0  # 16 kHz samples received, all epochs
         self.finalizing: str | None = None  # "flush" | "finish" once its barrier was reached
+        self.last_audio_at = 0.0  # time.monotonic() of the last audio applied
         self.closed = False
         self.counted = True  # counts against the engine's capacity
 
@@ -94,8 +96,9 @@ class BaseStreamState:
 class InferenceLoop:
     """The thread that owns the model, and the streams it serves."""
 
-    def __init__(self, model, *, frame_s: float) -> None:
+    def __init__(self, model, *, frame_s: float, batch_window_s: float = 0.0) -> None:
         self.model = model
+        self.batch_window_s = batch_window_s
         self.frame_s = frame_s
         self.vocab = Vocabulary(model.tokenizer)
         param = next(model.encoder.parameters())
@@ -186,10 +189,16 @@ class InferenceLoop:
     def _run(self) -> None:
         torch.set_grad_enabled(False)
         busy = False
+        wake_at: float | None = None  # end of the current batching window
         while True:
             with self._cond:
                 while not (self._dirty or self._jobs or self._arrivals or busy or self._stopping):
-                    self._cond.wait()
+                    if wake_at is not None:
+                        if time.monotonic() >= wake_at:
+                            break
+                        self._cond.wait(wake_at - time.monotonic())
+                    else:
+                        self._cond.wait()
                 if self._stopping:
                     break
                 for state in self._dirty:
@@ -206,11 +215,31 @@ class InferenceLoop:
             for fn, fut in jobs:
                 self._run_job(fn, fut)
             ready = [s for s in self._states if s.ready()]
-            if ready:
+            wake_at = self._batch_window_end(ready, wake_at)
+            if ready and wake_at is None:
                 self._step_all(ready)
-            busy = any(s.ready() or (s.backlog and not s.finalizing) for s in self._states)
+            busy = wake_at is None and any(s.ready() or (s.backlog and not s.finalizing) for s in self._states)
         for fn, fut in self._jobs:
             fut.set_exception(RuntimeError("engine is closed"))
+
+    def _batch_window_end(self, ready: list[BaseStreamState], window_end: float | None) -> float | None:
+        """When to step the ready streams: None = now, else the end of a window in which more should join.
+
+        Streams start at arbitrary moments, so their chunks complete at different phases of the chunk clock;
+        stepped the moment each is ready, every step would run one stream (a B=1 step costs nearly what B=8
+        does). So the first ready stream waits up to ``batch_window_s`` for the others that are receiving audio
+        now, unless all of them are already ready or one has to finish (a flush or finish is never delayed)."""
+        if not ready or self.batch_window_s <= 0:
+            return None
+        now = time.monotonic()
+        if any(s.finalizing for s in ready):
+            return None
+        recent = now - 2 * self.batch_window_s
+        if not any(not s.ready() and s.last_audio_at >= recent for s in self._states):
+            return None
+        if window_end is None:
+            return now + self.batch_window_s
+        return None if now >= window_end else window_end
 
     def _attach_and_apply(self, state: BaseStreamState) -> None:
         self._attach(state)
@@ -237,6 +266,7 @@ class InferenceLoop:
         while state.backlog and not state.finalizing and not state.closed:
             kind, payload = state.backlog.popleft()
             if kind == "audio":
+                state.last_audio_at = time.monotonic()
                 self._add_audio(state, payload)
             elif kind in ("flush", "finish"):
                 self._begin_finalize(state, kind)

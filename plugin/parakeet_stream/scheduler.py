@@ -106,8 +106,9 @@ class StreamState(BaseStreamState):
 class ChunkScheduler(InferenceLoop):
     """Steps every cache-aware stream that holds a full chunk, in batches."""
 
-    def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None) -> None:
-        super().__init__(model, frame_s=frame_s)
+    def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None,
+                 batch_window_s: float = 0.0) -> None:
+        super().__init__(model, frame_s=frame_s, batch_window_s=batch_window_s)
         self.max_batch = max_batch  # None: every ready stream in one call; 1 = per-stream stepping (baseline)
         self.n_mels = int(model.preprocessor.featurizer.nfilt)
         self.slots = CacheSlots(model.encoder, max_streams, self.dtype, str(self.device))

@@ -35,8 +35,9 @@ class UtteranceState(BaseStreamState):
 
 
 class SegmentedScheduler(InferenceLoop):
-    def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None) -> None:
-        super().__init__(model, frame_s=frame_s)
+    def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None,
+                 batch_window_s: float = 0.0) -> None:
+        super().__init__(model, frame_s=frame_s, batch_window_s=batch_window_s)
         self.max_batch = max_batch
 
     def _new_state(self, opts: EndpointingOptions) -> UtteranceState:
