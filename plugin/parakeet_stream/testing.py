@@ -38,36 +38,43 @@ def _cache_dir() -> str:
     return path
 
 
-def train_tokenizer(vocab_size: int, eou: bool = False) -> str:
-    """A SentencePiece BPE laid out as NeMo's ``process_asr_text_tokenizer.py`` does; cached per vocab size.
-    ``eou`` adds an ``<EOU>`` piece, as nvidia/parakeet_realtime_eou_120m-v1 has."""
+def write_nemo_tokenizer(texts: list[str], tok_dir: str, vocab_size: int, symbols: tuple[str, ...] = ()) -> str:
+    """Train a SentencePiece BPE on ``texts`` into ``tok_dir``, laid out as NeMo's
+    ``process_asr_text_tokenizer.py`` does (tokenizer.model, tokenizer.vocab, vocab.txt). Kept if ``tok_dir``
+    already has one (a resumed training run must see the same token ids)."""
     import sentencepiece as spm
 
-    tok_dir = os.path.join(_cache_dir(), f"bpe{vocab_size}" + ("-eou" if eou else ""))
     if os.path.exists(os.path.join(tok_dir, "vocab.txt")):
         return tok_dir
     os.makedirs(tok_dir, exist_ok=True)
+    text = os.path.join(tok_dir, "text.txt")
+    with open(text, "w") as f:
+        f.write("\n".join(texts) + "\n")
+    spm.SentencePieceTrainer.train(input=text, model_prefix=os.path.join(tok_dir, "tokenizer"),
+                                   vocab_size=vocab_size, model_type="bpe", character_coverage=1.0,
+                                   bos_id=-1, eos_id=-1, unk_id=0, minloglevel=2, user_defined_symbols=list(symbols))
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(tok_dir, "tokenizer.model"))
+    tmp = os.path.join(tok_dir, "vocab.txt.tmp")
+    with open(tmp, "w") as f:
+        f.writelines(sp.id_to_piece(i) + "\n" for i in range(sp.get_piece_size()))
+    os.remove(text)
+    os.replace(tmp, os.path.join(tok_dir, "vocab.txt"))  # last: its presence marks a complete tokenizer
+    return tok_dir
+
+
+def train_tokenizer(vocab_size: int, eou: bool = False) -> str:
+    """A tokenizer for random-weight models, cached per vocab size. ``eou`` adds an ``<EOU>`` piece, as
+    nvidia/parakeet_realtime_eou_120m-v1 has."""
+    tok_dir = os.path.join(_cache_dir(), f"bpe{vocab_size}" + ("-eou" if eou else ""))
     rng = random.Random(vocab_size)
     if vocab_size <= 256:
         words = _WORDS
     else:  # enough distinct words for a large vocabulary to be learnable
         letters = "abcdefghijklmnopqrstuvwxyz"
         words = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(6000)]
-    text = os.path.join(tok_dir, "text.txt")
-    with open(text, "w") as f:
-        for _ in range(8000 if vocab_size > 256 else 600):
-            f.write(" ".join(rng.choice(words) for _ in range(rng.randint(4, 14))) + "\n")
-    spm.SentencePieceTrainer.train(input=text, model_prefix=os.path.join(tok_dir, "tokenizer"),
-                                   vocab_size=vocab_size, model_type="bpe", character_coverage=1.0,
-                                   bos_id=-1, eos_id=-1, unk_id=0, minloglevel=2,
-                                   user_defined_symbols=["<EOU>"] if eou else [])
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(tok_dir, "tokenizer.model"))
-    tmp = os.path.join(tok_dir, "vocab.txt.tmp")
-    with open(tmp, "w") as f:
-        f.writelines(sp.id_to_piece(i) + "\n" for i in range(sp.get_piece_size()))
-    os.remove(text)
-    os.replace(tmp, os.path.join(tok_dir, "vocab.txt"))
-    return tok_dir
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 14)))
+             for _ in range(8000 if vocab_size > 256 else 600)]
+    return write_nemo_tokenizer(texts, tok_dir, vocab_size, ("<EOU>",) if eou else ())
 
 
 def streaming_config(tok_dir: str, *, d_model: int, n_layers: int, n_heads: int, sub_channels: int,

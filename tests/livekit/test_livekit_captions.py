@@ -11,7 +11,8 @@ import pytest
 from livekit import rtc
 from tests.livekit.livekit_testkit import CALL, LIGHTS, MESSAGE, MODEL, TIMER, frames, silence, until
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+# realtime: the captions worker must keep up with WebRTC audio; scripts/test.sh runs these in a process of their own
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.realtime]
 
 
 @dataclass(frozen=True)

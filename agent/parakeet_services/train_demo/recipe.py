@@ -8,7 +8,6 @@ The bigger recipe (6 layers, BPE 256, look-aheads [70,6]+[70,1] sampled per step
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 
 
@@ -49,26 +48,11 @@ class Recipe:
 
 
 def train_tokenizer(texts: list[str], tok_dir: str, vocab_size: int) -> str:
-    """SentencePiece BPE over ``texts``, laid out as NeMo's ``process_asr_text_tokenizer.py`` does. Kept if
-    ``tok_dir`` already has one: a resumed run must see the same token ids."""
-    import sentencepiece as spm
+    """SentencePiece BPE over ``texts`` in NeMo's layout. Kept if ``tok_dir`` already has one: a resumed run
+    must see the same token ids."""
+    from parakeet_stream.testing import write_nemo_tokenizer
 
-    if os.path.exists(os.path.join(tok_dir, "vocab.txt")):
-        return tok_dir
-    os.makedirs(tok_dir, exist_ok=True)
-    txt = os.path.join(tok_dir, "text.txt")
-    with open(txt, "w") as f:
-        f.write("\n".join(texts) + "\n")
-    spm.SentencePieceTrainer.train(input=txt, model_prefix=os.path.join(tok_dir, "tokenizer"),
-                                   vocab_size=vocab_size, model_type="bpe", character_coverage=1.0, bos_id=-1,
-                                   eos_id=-1, unk_id=0, minloglevel=2)
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(tok_dir, "tokenizer.model"))
-    tmp = os.path.join(tok_dir, "vocab.txt.tmp")
-    with open(tmp, "w") as f:
-        f.writelines(sp.id_to_piece(i) + "\n" for i in range(sp.get_piece_size()))
-    os.remove(txt)
-    os.replace(tmp, os.path.join(tok_dir, "vocab.txt"))
-    return tok_dir
+    return write_nemo_tokenizer(texts, tok_dir, vocab_size)
 
 
 def build_config(recipe: Recipe, tok_dir: str, train_manifest: str, *, batch_size: int | None = None,
