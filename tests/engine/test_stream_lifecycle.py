@@ -128,3 +128,17 @@ def test_48khz_input_is_resampled_once(demo_engine):
     events = collect(s)
     assert [e.text for e in events if isinstance(e, ps.Final)] == ["turn on the lights"]
     assert events[-1].audio_seconds == round(len(audio48) / 48000, 3)
+
+
+def test_streams_opened_while_another_steps_decode_normally(demo_engine):
+    """Regression: NeMo rewrites streaming_cfg.drop_extra_pre_encoded during every step, so a stream opened on
+    another thread mid-step once read the first step's 0 and decoded nothing (seen through dalston's `clear`)."""
+    first, second = speech("set a timer for ten minutes"), speech("call me at seven thirty")
+    for _ in range(12):
+        a = demo_engine.open_stream(endpointing=NO_ENDPOINTS)
+        push_all(a, first, ms=100)
+        a.close()
+        b = demo_engine.open_stream(endpointing=NO_ENDPOINTS)
+        push_all(b, second, ms=100)
+        b.finish()
+        assert [e.text for e in collect(b) if isinstance(e, ps.Final)] == ["call me at seven thirty"]
