@@ -46,22 +46,36 @@ class IncrementalFeaturizer:
     def _empty(self) -> torch.Tensor:
         return torch.zeros(self.n_mels, 0)
 
-    def push(self, samples: np.ndarray) -> torch.Tensor:
-        """Add 16 kHz float32 samples; return the frames [n_mels, k] that became final (k may be 0)."""
+    def append(self, samples: np.ndarray) -> None:
+        """Add 16 kHz float32 samples without computing anything yet (see ``featurize_batch``)."""
         if samples.shape[0]:
             self._buf = np.concatenate([self._buf, samples])
             self.n_samples += samples.shape[0]
+
+    def ready_segment(self) -> tuple[np.ndarray, int] | None:
+        """The audio segment whose preprocessing yields every newly complete frame, and how many there are."""
         n_final = (self.n_samples - self.half) // self.hop + 1 if self.n_samples >= self.half else 0
         if n_final <= self.n_emitted:
-            return self._empty()
-        out = self._compute(self.n_emitted, n_final)
-        self.n_emitted = n_final
+            return None
+        start = (self.n_emitted - self.margin) * self.hop - self._buf_offset
+        end = (n_final - 1) * self.hop + self.half - self._buf_offset
+        return self._buf[start:end], n_final - self.n_emitted
+
+    def take(self, feats: torch.Tensor, count: int) -> torch.Tensor:
+        """Accept the preprocessor's output for ``ready_segment()`` and return its ``count`` new frames."""
+        out = feats[:, self.margin:self.margin + count].float().clone()
+        self.n_emitted += count
         keep_from = (self.n_emitted - self.margin) * self.hop  # where the next segment will start
         cut = keep_from - self._buf_offset
         if cut > 0:
             self._buf = self._buf[cut:]
             self._buf_offset = keep_from
         return out
+
+    def push(self, samples: np.ndarray) -> torch.Tensor:
+        """Add 16 kHz float32 samples; return the frames [n_mels, k] that became final (k may be 0)."""
+        self.append(samples)
+        return featurize_batch(self._pre, [self])[0]
 
     def flush(self) -> torch.Tensor:
         """End of signal: the remaining frames, up to the offline count ``n_samples // hop``."""
@@ -72,3 +86,26 @@ class IncrementalFeaturizer:
         out = self._compute(self.n_emitted, total, real_len=self._buf.shape[0] - start)
         self.n_emitted = total
         return out
+
+
+def featurize_batch(preprocessor: torch.nn.Module, featurizers: list[IncrementalFeaturizer]) -> list[torch.Tensor]:
+    """The newly complete frames of many streams from one preprocessor call.
+
+    Exact for every stream: each segment ends where its last complete frame's window ends, so right-padding
+    the batch only adds samples no taken frame sees (pre-emphasis is causal; features are frame-local).
+    """
+    segments = [f.ready_segment() for f in featurizers]
+    live = [(i, seg, count) for i, (seg, count) in ((i, s) for i, s in enumerate(segments) if s is not None)]
+    out = [torch.zeros(f.n_mels, 0) for f in featurizers]
+    if not live:
+        return out
+    width = max(seg.shape[0] for _, seg, _ in live)
+    x = torch.zeros(len(live), width)
+    for row, (_, seg, _) in enumerate(live):
+        x[row, : seg.shape[0]] = torch.from_numpy(seg)
+    lengths = torch.tensor([seg.shape[0] for _, seg, _ in live])
+    with torch.inference_mode():
+        feats, _ = preprocessor(input_signal=x, length=lengths)
+    for row, (i, _, count) in enumerate(live):
+        out[i] = featurizers[i].take(feats[row], count)
+    return out

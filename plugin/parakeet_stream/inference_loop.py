@@ -132,6 +132,9 @@ class InferenceLoop:
     def _begin_finalize(self, state, kind: str) -> None:
         state.finalizing = kind
 
+    def _before_step(self) -> None:
+        """Work batched over every stream once per wake-up, after their commands were applied."""
+
     def _step_all(self, ready: list) -> None:
         raise NotImplementedError
 
@@ -214,6 +217,7 @@ class InferenceLoop:
                     self._guard(state, self._attach_and_apply, state)
             for fn, fut in jobs:
                 self._run_job(fn, fut)
+            self._before_step()
             ready = [s for s in self._states if s.ready()]
             wake_at = self._batch_window_end(ready, wake_at)
             if ready and wake_at is None:

@@ -49,10 +49,12 @@ def test_streamed_tokens_equal_offline(tiny_model, utterance, chunk_ms, right_co
     finally:
         engine.close()
     assert len(tokens) >= 50
-    # same tokens on the same frames with the same confidences give the same timed words
+    # the same tokens on the same frames give the same timed words; confidences are softmax outputs of features
+    # that equal offline to ~2e-6 (BLAS blocking differs with segment length), so they agree to float noise
     expected = SegmentTranscript(Vocabulary(tiny_model.tokenizer), 0.08, 0.0)
     expected.extend(tokens)
-    assert final.words == expected.words()
+    assert [(w.text, w.start, w.end) for w in final.words] == [(w.text, w.start, w.end) for w in expected.words()]
+    assert [w.confidence for w in final.words] == pytest.approx([w.confidence for w in expected.words()], abs=1e-3)
     assert final.text == expected.text() == " ".join(w.text for w in final.words)
 
 
