@@ -95,7 +95,7 @@ def featurize_batch(preprocessor: torch.nn.Module, featurizers: list[Incremental
     the batch only adds samples no taken frame sees (pre-emphasis is causal; features are frame-local).
     """
     segments = [f.ready_segment() for f in featurizers]
-    live = [(i, seg, count) for i, (seg, count) in ((i, s) for i, s in enumerate(segments) if s is not None)]
+    live = [(i, *segment) for i, segment in enumerate(segments) if segment is not None]  # (index, audio, count)
     out = [torch.zeros(f.n_mels, 0) for f in featurizers]
     if not live:
         return out
