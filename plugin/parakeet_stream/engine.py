@@ -18,8 +18,8 @@ from .audio import MODEL_SAMPLE_RATE, Resampler, check_sample_rate, to_float32
 from .endpointing import EndpointingOptions
 from .errors import CapacityError
 from .events import Word
-from .models import (DEFAULT_MODEL, ModelInfo, chunk_sizes_ms, frame_seconds, is_cache_aware, load_nemo_model, resolve_device,
-                     resolve_dtype, select_chunk)
+from .models import (DEFAULT_MODEL, ModelInfo, chunk_sizes_ms, frame_seconds, is_cache_aware, load_nemo_model,
+                     resolve_device, resolve_dtype, select_chunk)
 from .inference_loop import EngineMetrics
 from .scheduler import ChunkScheduler
 from .segmented import SegmentedScheduler, log_segmented_mode
@@ -104,7 +104,6 @@ class Engine:
             offline_only=not streaming,
         )
         self.capacity = max_streams
-        self._model = model
         self._open_lock = threading.Lock()
         return self._scheduler
 

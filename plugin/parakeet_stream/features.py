@@ -32,17 +32,6 @@ class IncrementalFeaturizer:
         self.n_samples = 0
         self.n_emitted = 0
 
-    def _compute(self, first: int, last_excl: int, real_len: int | None = None) -> torch.Tensor:
-        start = (first - self.margin) * self.hop - self._buf_offset
-        end = (last_excl - 1) * self.hop + self.half - self._buf_offset
-        seg = self._buf[start:end]
-        if seg.shape[0] < end - start:  # only at flush: zero tail, masked by the real length as offline does
-            seg = np.concatenate([seg, np.zeros(end - start - seg.shape[0], dtype=np.float32)])
-        length = end - start if real_len is None else real_len
-        with torch.inference_mode():
-            feats, _ = self._pre(input_signal=torch.from_numpy(seg)[None], length=torch.tensor([length]))
-        return feats[0, :, self.margin : self.margin + last_excl - first].float().clone()
-
     def _empty(self) -> torch.Tensor:
         return torch.zeros(self.n_mels, 0)
 
@@ -78,15 +67,21 @@ class IncrementalFeaturizer:
         return featurize_batch(self._pre, [self])[0]
 
     def flush(self) -> torch.Tensor:
-        """End of signal: the remaining frames, up to the offline count ``n_samples // hop``."""
+        """End of signal: the remaining frames, up to the offline count ``n_samples // hop``, computed on a
+        zero-padded tail with the real length, so NeMo masks it exactly as it does offline."""
         total = self.n_samples // self.hop
         if total <= self.n_emitted:
             return self._empty()
         start = (self.n_emitted - self.margin) * self.hop - self._buf_offset
-        out = self._compute(self.n_emitted, total, real_len=self._buf.shape[0] - start)
+        end = (total - 1) * self.hop + self.half - self._buf_offset
+        seg = self._buf[start:end]
+        real_len = seg.shape[0]
+        seg = np.concatenate([seg, np.zeros(end - start - real_len, dtype=np.float32)])
+        with torch.inference_mode():
+            feats, _ = self._pre(input_signal=torch.from_numpy(seg)[None], length=torch.tensor([real_len]))
+        out = feats[0, :, self.margin:self.margin + total - self.n_emitted].float().clone()
         self.n_emitted = total
         return out
-
 
 def featurize_batch(preprocessor: torch.nn.Module, featurizers: list[IncrementalFeaturizer]) -> list[torch.Tensor]:
     """The newly complete frames of many streams from one preprocessor call.

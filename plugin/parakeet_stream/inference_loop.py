@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .audio import MODEL_SAMPLE_RATE
 from .endpointing import EndpointingOptions, VoiceActivity
 from .events import Event, StreamFailed, Word
 from .stream import Stream
@@ -90,7 +91,7 @@ class BaseStreamState:
     @property
     def processed_time(self) -> float:
         """Stream seconds the engine has dealt with (a streaming scheduler says how far it has decoded)."""
-        return self.total_samples / 16000
+        return self.total_samples / MODEL_SAMPLE_RATE
 
 
 class InferenceLoop:

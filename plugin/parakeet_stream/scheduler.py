@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .audio import MODEL_SAMPLE_RATE
 from .endpointing import EndpointingOptions
 from .events import Event, StreamEnded, StreamFailed
 from .features import IncrementalFeaturizer, featurize_batch
@@ -51,7 +52,7 @@ class StreamState(BaseStreamState):
 
     def new_epoch(self) -> None:
         """Fresh model state at the current point of the stream clock (stream start, or after a flush)."""
-        self.epoch_start = self.total_samples / 16000
+        self.epoch_start = self.total_samples / MODEL_SAMPLE_RATE
         self.tracker.time_base = self.epoch_start
         self.featurizer = IncrementalFeaturizer(self._preprocessor)
         self.pending = torch.zeros(self._n_mels, 0)
@@ -68,11 +69,11 @@ class StreamState(BaseStreamState):
         the encoder. (Counting whole encoder frames would claim up to 64 ms more: with causal subsampling the
         last frame of a chunk has not heard the end of its 80 ms.)"""
         if self.finalizing and self.pending.shape[1] == 0:
-            return self.total_samples / 16000  # the flushed tail is decoded: everything received
+            return self.total_samples / MODEL_SAMPLE_RATE  # the flushed tail is decoded: everything received
         if self.consumed == 0:
             return self.epoch_start
         samples = (self.consumed - 1) * self.featurizer.hop + self.featurizer.half
-        return min(self.epoch_start + samples / 16000, self.total_samples / 16000)
+        return min(self.epoch_start + samples / MODEL_SAMPLE_RATE, self.total_samples / MODEL_SAMPLE_RATE)
 
     def ready(self) -> bool:
         if self.closed:
@@ -135,7 +136,7 @@ class ChunkScheduler(InferenceLoop):
         if state.vad is None:
             return
         # the detector counts samples from the stream start, across flushes
-        state.vad_queue.extend((kind, at / 16000) for kind, at in state.vad.process(samples))
+        state.vad_queue.extend((kind, at / MODEL_SAMPLE_RATE) for kind, at in state.vad.process(samples))
         # VAD runs ahead of the model: a start may be announced at once, unless an end is still waiting for
         # the model to decode up to it (the segment it closes is not finished yet)
         while state.vad_queue and state.vad_queue[0][0] == "start":
@@ -254,7 +255,8 @@ class ChunkScheduler(InferenceLoop):
         self._emit(state, state.tracker.endpoint(reason, state.processed_time))
         if reason == "finish":
             self._release(state)  # before StreamEnded: a consumer that sees the end finds the capacity back
-            self._emit(state, [StreamEnded(round(state.total_samples / 16000, 3), state.tracker.segments_finalised)])
+            seconds = round(state.total_samples / MODEL_SAMPLE_RATE, 3)
+            self._emit(state, [StreamEnded(seconds, state.tracker.segments_finalised)])
             return
         self.slots.reset(state.slot)
         state.new_epoch()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .audio import MODEL_SAMPLE_RATE
 from .endpointing import EndpointingOptions
 from .events import StreamEnded
 from .inference_loop import BaseStreamState, InferenceLoop, logger
 
-SAMPLE_RATE = 16000
 PRE_ROLL_SECONDS = 1.0  # audio kept before a VAD start so the padding reaches back far enough
 
 
@@ -49,19 +49,20 @@ class SegmentedScheduler(InferenceLoop):
         for kind, at in state.vad.process(samples):
             if kind == "start":
                 state.speech_from = max(at, state.buffer_start)
-                self._emit(state, state.tracker.start(state.speech_from / SAMPLE_RATE))
+                self._emit(state, state.tracker.start(state.speech_from / MODEL_SAMPLE_RATE))
             else:
                 state.cut(at, "vad")
         limit = state.opts.max_segment_s
-        if state.speech_from is not None and limit and state.total_samples - state.speech_from >= limit * SAMPLE_RATE:
+        too_long = limit and state.total_samples - (state.speech_from or 0) >= limit * MODEL_SAMPLE_RATE
+        if state.speech_from is not None and too_long:
             state.cut(state.total_samples, "max_duration")
             state.speech_from = state.total_samples  # the speech goes on in a new segment
-            self._emit(state, state.tracker.start(state.speech_from / SAMPLE_RATE))
+            self._emit(state, state.tracker.start(state.speech_from / MODEL_SAMPLE_RATE))
         self._trim(state)
 
     def _trim(self, state: UtteranceState) -> None:
         """Keep only audio an utterance may still need: the open or waiting ones, plus the pre-roll."""
-        keep_from = state.total_samples - int(PRE_ROLL_SECONDS * SAMPLE_RATE)
+        keep_from = state.total_samples - int(PRE_ROLL_SECONDS * MODEL_SAMPLE_RATE)
         for start, _, _ in state.done:
             keep_from = min(keep_from, start)
         if state.speech_from is not None:
@@ -92,15 +93,16 @@ class SegmentedScheduler(InferenceLoop):
     def _deliver(self, state: UtteranceState, utterance: tuple[int, int, str], tokens) -> None:
         start, end, reason = utterance
         tr = state.tracker
-        tr.time_base = start / SAMPLE_RATE
+        tr.time_base = start / MODEL_SAMPLE_RATE
         self._emit(state, tr.start(tr.time_base))  # when VAD heard this one start before the last was decoded
-        tr.add([t for t in tokens if t.id not in self.vocab.eou_ids], end / SAMPLE_RATE)  # no partials here
-        self._emit(state, tr.endpoint(reason, end / SAMPLE_RATE))
+        tr.add([t for t in tokens if t.id not in self.vocab.eou_ids], end / MODEL_SAMPLE_RATE)  # no partials here
+        self._emit(state, tr.endpoint(reason, end / MODEL_SAMPLE_RATE))
 
     def _finish_barrier(self, state: UtteranceState) -> None:
         if state.finalizing == "finish":
             self._release(state)  # before StreamEnded, as in ChunkScheduler._finalize
-            self._emit(state, [StreamEnded(round(state.total_samples / SAMPLE_RATE, 3), state.tracker.segments_finalised)])
+            seconds = round(state.total_samples / MODEL_SAMPLE_RATE, 3)
+            self._emit(state, [StreamEnded(seconds, state.tracker.segments_finalised)])
         else:
             state.finalizing = None
 
