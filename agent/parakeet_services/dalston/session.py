@@ -80,12 +80,7 @@ class Session:
         """Session audio the engine has consumed, counting audio that `clear` discarded as done."""
         if self.stream is None:
             return self._offset
-        consumed = getattr(self.stream, "processed_seconds", None)
-        if consumed is None:
-            # The engine API has no public "decoded up to" clock yet; its stream state has one. Fall back to the
-            # audio handed over (which only sees adapter-side lag) if that private name ever changes.
-            consumed = getattr(getattr(self.stream, "_state", None), "processed_time", self.stream.audio_seconds)
-        return self._offset + float(consumed)
+        return self._offset + self.stream.processed_seconds
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
