@@ -12,39 +12,18 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-PY=${PYTHON:-python3}
-WHEELS=${WHEELS:-$ROOT/bench/wheels}
-ESPEAK_ROOT=${ESPEAK_ROOT:-$ROOT/tmp/train-gpu/espeak}
 RUN_DIR=${RUN_DIR:-tmp/train-demo-run}  # not under tmp/train-gpu: carrying that folder replaces it
 COPY_TO=${COPY_TO:-}
-
-"$PY" -c 'import torch, sys; assert torch.cuda.is_available(), "no CUDA device"; print("torch", torch.__version__, torch.cuda.get_device_name(0), file=sys.stderr)'
-if ! "$PY" -c 'import nemo.collections.asr, silero_vad, lightning' 2>/dev/null; then
-    [ -d "$WHEELS" ] || { echo "no wheel dir $WHEELS (run scripts/fetch-train-gpu-deps.sh where PyPI is reachable)" >&2; exit 2; }
-    "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" --no-deps -r <(grep -v '^#' bench/gpu-python-deps.txt)
-fi
-"$PY" -c 'import sentencepiece, soundfile, soxr' || { echo "the host Python lacks sentencepiece/soundfile/soxr" >&2; exit 2; }
-
-if ! command -v espeak-ng >/dev/null && [ -x "$ESPEAK_ROOT/usr/bin/espeak-ng" ]; then
-    LIB="$ESPEAK_ROOT/usr/lib/x86_64-linux-gnu"
-    export PATH="$ESPEAK_ROOT/usr/bin:$PATH"
-    export LD_LIBRARY_PATH="$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    export ESPEAK_DATA_PATH="$LIB"
-fi
-if command -v espeak-ng >/dev/null; then
-    espeak-ng --stdout -v en-us "ready" | wc -c | grep -qv '^0$' || { echo "espeak-ng does not speak here" >&2; exit 2; }
-elif [[ " $* " != *" --data "* ]]; then
+source bench/gpu-env.sh
+if ! command -v espeak-ng >/dev/null && [[ " $* " != *" --data "* ]]; then
     echo "no espeak-ng (install it, run scripts/fetch-train-gpu-deps.sh and carry tmp/train-gpu, or pass --data DIR)" >&2
     exit 2
 fi
-
-# the project itself from this checkout (no install: its pinned torch must not replace the host's CUDA build)
-export PYTHONPATH="$ROOT/plugin:$ROOT/agent${PYTHONPATH:+:$PYTHONPATH}"
 NPROC=$(nproc)
 # The research run: 12 000 utterances (11 h) reached 7.45 % WER in 2 938 steps, 2.4 min on an H200. The vocabulary
 # here is wider (~700 words) and four voices are held out, so: more data, more steps; still a few minutes.
 rc=0
-"$PY" -m parakeet_services.train_demo_cmd --out "$RUN_DIR" --device cuda --procs "$NPROC" \
+"$PY" -m parakeet_services.train_demo_cmd --out "$RUN_DIR" --device "${TRAIN_DEVICE:-cuda}" --procs "$NPROC" \
     --workers $(( NPROC > 12 ? 12 : NPROC - 1 )) --threads 4 --n-train 16000 --max-steps 5000 --minutes 6 \
     --eval-every-min 0.5 --checkpoint-every-steps 1000 "$@" || rc=$?
 if [ -n "$COPY_TO" ]; then
