@@ -38,6 +38,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seconds", type=float, default=d.seconds, help="audio per stream (espeak-ng speech)")
     p.add_argument("--files", nargs="*", default=(), help="audio files to play instead of espeak-ng speech")
     p.add_argument("--streams", type=_ints, default=None, help="fixed stream counts, e.g. 8 or 4,8 (default: ramp)")
+    p.add_argument("--baseline-streams", type=_ints, default=None,
+                   help="fixed stream counts of the baselines (default: the engine's levels, or its ramp)")
     p.add_argument("--max-streams", type=int, default=d.max_level, help="highest N the ramp may try")
     p.add_argument("--spread", type=float, default=d.spread_s, help="seconds over which stream starts are spread")
     p.add_argument("--baselines", type=_names, default=d.baselines,
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = BenchConfig(model=args.model, chunk_ms=args.chunk_ms, dtype=args.dtype, device=args.device,
                       threads=args.threads or None, seconds=args.seconds, files=tuple(args.files),
-                      levels=args.streams, max_level=args.max_streams, spread_s=args.spread,
+                      levels=args.streams, baseline_levels=args.baseline_streams, max_level=args.max_streams, spread_s=args.spread,
                       baselines=args.baselines, vad=not args.no_vad, time_budget_s=args.budget, seed=args.seed,
                       out=args.out)
     return main(cfg)

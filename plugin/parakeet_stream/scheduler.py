@@ -115,6 +115,19 @@ class ChunkScheduler(InferenceLoop):
         self.chunk_geometry = (int(cfg.chunk_size[0]), int(cfg.chunk_size[1]), int(cfg.pre_encode_cache_size[1]),
                                int(cfg.drop_extra_pre_encoded))
         self.slots = CacheSlots(model.encoder, max_streams, self.dtype, str(self.device))
+        if self.device.type == "cuda":
+            self.size_decoder_graphs(max_batch or max_streams)
+
+    def size_decoder_graphs(self, batch: int, frames: int = 16) -> None:
+        """Decode one batch of ``batch`` silent rows, so that NeMo's label-looping decoder sizes its state (and, on
+        CUDA, captures its graphs) for the largest batch this scheduler will step. It keeps that state while batches
+        are no larger and re-captures (~0.5 s on an H200) whenever one is: with streams joining one by one,
+        every step would otherwise stall on a capture."""
+        enc = torch.zeros(batch, int(self.model.encoder._feat_out), frames, device=self.device, dtype=self.dtype)
+        lengths = torch.full((batch,), frames, dtype=torch.int64, device=self.device)
+        with torch.inference_mode():
+            self.model.decoding.rnnt_decoder_predictions_tensor(encoder_output=enc, encoded_lengths=lengths,
+                                                                return_hypotheses=True)
 
     def _new_state(self, opts: EndpointingOptions) -> StreamState:
         return StreamState(self, opts)

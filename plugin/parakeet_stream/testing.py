@@ -177,7 +177,7 @@ def calibrate_token_rate(model, audio, tokens_per_frame: float = 0.3, iterations
     def rate() -> float:
         with torch.inference_mode():
             feats, flen = model.preprocessor(input_signal=x, length=torch.tensor([x.shape[1]]))
-            enc, enc_len = model.encoder(audio_signal=feats.to(bias.dtype), length=flen)
+            enc, enc_len = model.encoder(audio_signal=feats.to(bias.device, bias.dtype), length=flen.to(bias.device))
             hyps = model.decoding.rnnt_decoder_predictions_tensor(encoder_output=enc, encoded_lengths=enc_len,
                                                                   return_hypotheses=True)
         hyp = (hyps[0] if isinstance(hyps, tuple) else hyps)[0]

@@ -245,6 +245,16 @@ def _progress_callback(opts: TrainOptions, start_step: int, eval_rows: list[dict
     return TrainProgress()
 
 
+def _numpy_compat_for_numba_cuda() -> None:
+    """NeMo's GPU RNNT loss is compiled by numba-cuda, whose import (0.30.4 and older) registers an overload of
+    ``np.row_stack``; NumPy 2.4 removed that alias of ``vstack``, so on a CUDA host with a new NumPy the first
+    training step fails with AttributeError. Restore the alias (same function) before numba-cuda is imported."""
+    import numpy as np
+
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
+
+
 def train(opts: TrainOptions, recipe: Recipe = Recipe(), log: Callable[[str], None] | None = None) -> TrainResult:
     """Train (or continue training) the recipe on ``opts.data`` into ``opts.out``; blocks for the whole run."""
     log = log or _log_default
@@ -291,6 +301,7 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
     from parakeet_stream.models import quiet_nemo
 
     quiet_nemo()
+    _numpy_compat_for_numba_cuda()
     torch.manual_seed(opts.seed + start_step)  # a resumed session does not replay the first session's dropout
     random.seed(opts.seed)
     progress = _progress_callback(opts, start_step, eval_rows, log)
