@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 
 STAGES = ("synth", "train", "eval", "card")
@@ -20,18 +19,6 @@ def _stages(text: str) -> tuple[str, ...]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown stage(s) {unknown}; known: {', '.join(STAGES)}")
     return names
-
-
-def _reproduce_command(args: argparse.Namespace) -> str:
-    """The options that decide what a run produces (device, threads and logging only change how fast)."""
-    parts = ["parakeet-stream", "train-demo", "--out", args.out]
-    if args.data:
-        parts += ["--data", args.data]
-    parts += ["--n-train", str(args.n_train), "--n-test", str(args.n_test), "--seed", str(args.seed),
-              "--max-steps", str(args.max_steps)]
-    if args.batch_size:
-        parts += ["--batch-size", str(args.batch_size)]
-    return " ".join(shlex.quote(p) for p in parts)
 
 
 def add_parser(subparsers) -> None:
@@ -63,6 +50,11 @@ def add_parser(subparsers) -> None:
                    help="offline WER of a few held-out-voice utterances during training (0: off)")
     p.add_argument("--eval-device", default="cpu",
                    help="device of the final evaluation through the engine (cpu: the device the model ships for)")
+    p.add_argument("--decay-steps", type=int, default=None,
+                   help="final session: continue from OUT/model.nemo and decay the learning rate to the recipe's "
+                        "floor over this many more steps (not resumable: re-run it from the model it wrote)")
+    p.add_argument("--decay-lr", type=float, default=None, help="the decay session's starting lr (default: the "
+                                                                  "recipe's)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N test utterances")
     p.set_defaults(run=run)
 
@@ -75,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = Path(args.data) if args.data else out / "data"
-    command = _reproduce_command(args)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -101,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
                                   device=args.device, batch_size=args.batch_size, num_workers=workers,
                                   threads=args.threads, checkpoint_every_steps=args.checkpoint_every_steps,
                                   checkpoint_every_min=args.checkpoint_every_min, log_every_steps=args.log_every,
-                                  eval_every_min=args.eval_every_min)
+                                  eval_every_min=args.eval_every_min, decay_steps=args.decay_steps,
+                                  decay_lr=args.decay_lr)
         result = train.train(opts, log=log)
         print(json.dumps(dict(stage="train", start_step=result.start_step, global_step=result.global_step,
                               resumed=result.resumed, seconds=round(result.seconds, 1), device=result.device,
@@ -122,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         if not (out / "train_state.json").exists():
             log(f"error: no {out / 'train_state.json'}; run the train stage")
             return 2
-        path = card.write_card(out, data, command=command)
+        path = card.write_card(out, data)
         print(json.dumps(dict(stage="card", card=str(path))), flush=True)
     return 0
 

@@ -185,14 +185,20 @@ def calibrate_token_rate(model, audio, tokens_per_frame: float = 0.3, iterations
 
     lo, hi = -50.0, 50.0  # added to the blank logit: higher = fewer tokens
     base = bias[-1].item()
+
+    def rate_at(shift: float) -> float:
+        with torch.no_grad():
+            bias[-1] = base + shift
+        return rate()
+
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        with torch.no_grad():
-            bias[-1] = base + mid
-        if rate() > tokens_per_frame:
+        if rate_at(mid) > tokens_per_frame:
             lo = mid
         else:
             hi = mid
-    with torch.no_grad():
-        bias[-1] = base + (lo + hi) / 2
-    return rate()
+    # A random joint sees nearly the same frames throughout, so its rate can jump across the target within one
+    # step of the bias (or one bf16 rounding step): keep whichever side lands closer (as a ratio).
+    r_lo, r_hi = rate_at(lo), rate_at(hi)
+    closer_lo = r_hi <= 0 or r_lo / tokens_per_frame <= tokens_per_frame / r_hi
+    return rate_at(lo) if closer_lo else r_hi

@@ -89,3 +89,42 @@ def test_markdown_has_a_row_per_level(result):
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| system")]
     levels = len(result["engine"]["levels"]) + sum(len(b["levels"]) for b in result["baselines"].values())
     assert len(rows) == levels
+
+
+def test_baselines_can_run_at_their_own_levels(tiny_model, workload, tmp_path):
+    from parakeet_services.benchmark import BenchConfig, run_benchmark
+
+    cfg = BenchConfig(model="tiny", dtype="fp32", chunk_ms=160, levels=(2,), baseline_levels=(1,), spread_s=0.5,
+                      baselines=("per_stream",), out=str(tmp_path / "b.json"), threads=None)
+    res = run_benchmark(cfg, model=tiny_model, workload=workload, log=lambda s: None)
+    assert [lv["streams"] for lv in res["engine"]["levels"]] == [2]
+    assert [lv["streams"] for lv in res["baselines"]["per_stream"]["levels"]] == [1]
+
+
+def test_bench_command_passes_baseline_streams():
+    import argparse
+
+    from parakeet_services import bench_cmd
+
+    parser = argparse.ArgumentParser()
+    bench_cmd.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "--streams", "64,512", "--baseline-streams", "4", "--no-vad"])
+    assert (args.streams, args.baseline_streams, args.no_vad) == ((64, 512), (4,), True)
+
+
+def test_calibration_leaves_the_random_joint_at_the_rate_it_reports(workload):
+    import torch
+
+    from parakeet_stream.testing import build_random_model, calibrate_token_rate
+
+    model = build_random_model("tiny", seed=3)
+    rate = calibrate_token_rate(model, workload.audio[0], 0.3)
+    x = torch.from_numpy(workload.audio[0])[None]
+    with torch.inference_mode():
+        feats, flen = model.preprocessor(input_signal=x, length=torch.tensor([x.shape[1]]))
+        enc, enc_len = model.encoder(audio_signal=feats, length=flen)
+        hyps = model.decoding.rnnt_decoder_predictions_tensor(encoder_output=enc, encoded_lengths=enc_len,
+                                                              return_hypotheses=True)
+    hyp = (hyps[0] if isinstance(hyps, tuple) else hyps)[0]
+    assert rate > 0
+    assert len(hyp.y_sequence) / int(enc_len[0]) == rate

@@ -35,8 +35,16 @@ def demo_run(tmp_path_factory) -> dict:
         rc = main(["train-demo", "--out", str(out), "--data", str(out / "data"), *SMOKE_ARGS, "--max-steps", "3",
                    "--eval-every-min", "0.000001"])
     assert rc == 0
-    return dict(out=out, data=out / "data", first_state=first_state, first_ckpt=first_ckpt,
-                state=json.loads((out / "train_state.json").read_text()),
-                report=json.loads((out / "eval.json").read_text()),
-                card=(out / "MODEL_CARD.md").read_text(), threads=(threads, torch.get_num_threads()))
+    run = dict(out=out, data=out / "data", first_state=first_state, first_ckpt=first_ckpt,
+               state=json.loads((out / "train_state.json").read_text()),
+               report=json.loads((out / "eval.json").read_text()),
+               card=(out / "MODEL_CARD.md").read_text(), threads=(threads, torch.get_num_threads()))
+    # the third: a decay session from model.nemo alone, as after a GPU run whose checkpoint stayed on the host
+    shutil.rmtree(out / "checkpoints")
+    shutil.rmtree(out / "tokenizer")
+    assert main(["train-demo", "--out", str(out), "--data", str(out / "data"), *SMOKE_ARGS, "--stages",
+                 "train,card", "--decay-steps", "4", "--decay-lr", "0.001"]) == 0
+    run.update(decay_state=json.loads((out / "train_state.json").read_text()),
+               decay_card=(out / "MODEL_CARD.md").read_text())
+    return run
 

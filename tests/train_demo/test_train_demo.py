@@ -100,7 +100,25 @@ def test_model_card_names_machine_data_and_wer_per_group(demo_run):
         assert f"| {group} | 2 |" in card
     assert "| **all held-out voices** | 4 |" in card
     assert "en-gb-x-gbcwmd" in card and "does NOT meet" in card
-    assert "--max-steps 3" in card
+    assert ("  `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --stages synth,train "
+            "--max-steps 3 --batch-size 4 --device cpu`") in card
+
+
+def test_decay_session_continues_from_the_saved_model_and_anneals_the_learning_rate(demo_run):
+    sessions = demo_run["decay_state"]["sessions"]
+    assert [(s["from_step"], s["to_step"], s["stopped_by"]) for s in sessions] == [
+        (0, 2, "max_steps"), (2, 3, "max_steps"), (3, 7, "max_steps")]
+    assert demo_run["decay_state"]["global_step"] == 7
+    with open(demo_run["out"] / "curve.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+    # warm-up of max(0, 4 // 10) = 0 steps, then a cosine from 1e-3 to the recipe's floor 3e-3 * 0.02
+    lrs = [float(r["lr"]) for r in rows[3:]]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] == 6e-05
+    assert not (demo_run["out"] / "checkpoints" / "last.ckpt").exists()  # a decay session is not resumable
+    assert "steps 3 -> 7" in demo_run["decay_card"]
+    assert ("--stages train --decay-steps 4 --decay-lr 0.001 --batch-size 4 --device cpu`"
+            in demo_run["decay_card"])
 
 
 def test_word_error_rate_counts_substitutions_deletions_and_insertions():

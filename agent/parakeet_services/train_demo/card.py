@@ -20,7 +20,26 @@ def _fmt_minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict | None, command: str) -> str:
+def session_command(options: dict, data: dict) -> str:
+    """The ``train-demo`` command line of one recorded training session (what decides its result: data, steps,
+    time box, device, decay; worker and thread counts only change its speed)."""
+    parts = ["parakeet-stream", "train-demo", "--out", "OUT", "--n-train", str(data.get("n_train")),
+             "--n-test", str(data.get("n_test")), "--seed", str(data.get("seed"))]
+    if options.get("decay_steps"):
+        parts += ["--stages", "train", "--decay-steps", str(options["decay_steps"])]
+        if options.get("decay_lr"):
+            parts += ["--decay-lr", str(options["decay_lr"])]
+    else:
+        parts += ["--stages", "synth,train", "--max-steps", str(options.get("max_steps"))]
+    if options.get("minutes"):
+        parts += ["--minutes", str(options["minutes"])]
+    if options.get("batch_size"):
+        parts += ["--batch-size", str(options["batch_size"])]
+    parts += ["--device", str(options.get("device", "auto"))]
+    return " ".join(parts)
+
+
+def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict | None) -> str:
     size_mb = model_path.stat().st_size / 1e6 if model_path.exists() else float("nan")
     recipe = state.get("recipe") or Recipe().as_dict()
     sessions = state.get("sessions", [])
@@ -38,7 +57,8 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
         f"- recipe: d_model {recipe['d_model']} x {recipe['n_layers']} layers, BPE {recipe['vocab_size']}, CTC "
         f"weight {recipe['ctc_weight']}, AdamW {recipe['lr']} ({recipe['warmup_steps']} warm-up steps, cosine over "
         f"{recipe['schedule_steps']}), batch {state.get('batch_size', recipe['batch_size'])}",
-        f"- reproduce: `{command}`",
+        "- reproduce (one command per training session, then `--stages eval,card`):",
+        *[f"  `{session_command(s.get('options', {}), data)}`" for s in sessions],
         "",
         "## Data (synthetic, espeak-ng)",
         f"- train: {data['train']['utterances']} utterances, {data['train']['hours']} h, {data['words']} distinct "
@@ -82,14 +102,12 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
     return "\n".join(lines) + "\n"
 
 
-def write_card(out_dir: str | Path, data_dir: str | Path, *, name: str = "espeak-demo-en",
-               command: str = "parakeet-stream train-demo") -> Path:
+def write_card(out_dir: str | Path, data_dir: str | Path, *, name: str = "espeak-demo-en") -> Path:
     out, data_dir = Path(out_dir), Path(data_dir)
     data = json.loads((data_dir / "data.json").read_text())
     state = json.loads((out / "train_state.json").read_text())
     report_path = out / "eval.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else None
     path = out / "MODEL_CARD.md"
-    path.write_text(render(name=name, model_path=out / "model.nemo", data=data, state=state, report=report,
-                           command=command))
+    path.write_text(render(name=name, model_path=out / "model.nemo", data=data, state=state, report=report))
     return path

@@ -6,6 +6,7 @@ The report says, per group, both WERs and how many streamed texts equal the offl
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -108,5 +109,8 @@ def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str
                   per_voice={v: _summary([r for r in results if r["voice"] == v])
                              for v in sorted({r["voice"] for r in held_out})},
                   mismatches=[r for r in results if r["stream"] != r["offline"]][:10],
-                  errors=[r for r in held_out if r["stream"] != r["text"]][:10])
+                  errors=[r for r in held_out if r["stream"] != r["text"]][:10], results=results)
+    stats = Path(data_dir) / "data.json"
+    if stats.exists():  # what re-makes this test set: synth.split_sentences + synth.make_test_jobs
+        report["data"] = {k: json.loads(stats.read_text()).get(k) for k in ("n_train", "n_test", "seed")}
     return report

@@ -80,7 +80,7 @@ def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x + noise * np.sqrt(p_sig / 10 ** (snr_db / 10)), -1, 1).astype(np.float32)
 
 
-def _synth_one(job: SynthJob) -> dict:
+def synth_one(job: SynthJob) -> dict:
     import soundfile as sf
 
     rng = random.Random(job.seed)
@@ -95,7 +95,7 @@ def _run_jobs(jobs: list[SynthJob], procs: int, label: str, log: Callable[[str],
     rows: list[dict] = []
     step = max(1, len(jobs) // 20)
     with Pool(procs) as pool:
-        for row in pool.imap_unordered(_synth_one, jobs, chunksize=max(1, min(32, len(jobs) // (procs * 8)))):
+        for row in pool.imap_unordered(synth_one, jobs, chunksize=max(1, min(32, len(jobs) // (procs * 8)))):
             rows.append(row)
             n = len(rows)
             if n % step == 0 or n == len(jobs):
@@ -113,6 +113,21 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
         for r in rows:
             f.write(json.dumps(r) + "\n")
     os.replace(tmp, path)
+
+
+def make_test_jobs(test_texts: list[str], wav_dir: Path) -> tuple[list[SynthJob], list[str]]:
+    """Every held-out sentence once per voice group, and the group of each job. Seeds depend only on the position,
+    so any subset can be re-made elsewhere exactly (the bundled model's test does)."""
+    jobs, groups = [], []
+    for group in voices_mod.GROUPS:
+        pool = voices_mod.voices_of_group(group)
+        for i, text in enumerate(test_texts):
+            k = len(jobs)
+            # round-robin over the group's voices so each held-out voice speaks its share
+            voices = pool if group == voices_mod.SEEN_GROUP else (pool[i % len(pool)],)
+            jobs.append(SynthJob(k, text, TEST_SEED_BASE + k, str((wav_dir / f"{k:06d}.wav").resolve()), voices))
+            groups.append(group)
+    return jobs, groups
 
 
 def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: int = 2, seed: int = 1234,
@@ -136,16 +151,7 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
     stats: dict = dict(wanted)
     for split in ("train", "test"):
         (data / split).mkdir(parents=True, exist_ok=True)
-    test_jobs, groups = [], []
-    for g, group in enumerate(voices_mod.GROUPS):
-        pool = voices_mod.voices_of_group(group)
-        for i, text in enumerate(test_texts):
-            k = len(test_jobs)
-            # round-robin over the group's voices so each held-out voice speaks its share
-            voices = pool if group == voices_mod.SEEN_GROUP else (pool[i % len(pool)],)
-            test_jobs.append(SynthJob(k, text, TEST_SEED_BASE + k, str((data / "test" / f"{k:06d}.wav").resolve()),
-                                      voices))
-            groups.append(group)
+    test_jobs, groups = make_test_jobs(test_texts, data / "test")
     train_jobs = [SynthJob(i, t, seed * 1_000_003 + i, str((data / "train" / f"{i:06d}.wav").resolve()),
                            voices_mod.TRAINING_VOICES) for i, t in enumerate(train_texts)]
     for split, jobs in (("test", test_jobs), ("train", train_jobs)):

@@ -48,6 +48,11 @@ class TrainOptions:
     eval_every_min: float = 0.0  # offline WER of a few held-out-voice utterances during training; 0: off
     eval_utterances: int = 60
     seed: int = 0
+    # A final session that anneals: start from OUT/model.nemo's weights (a fresh AdamW: the checkpoint may have
+    # stayed on the GPU host) and take the learning rate from ``decay_lr`` down to the recipe's floor over
+    # ``decay_steps`` more steps. The constant-rate phase learns fast; the decay is where WER settles.
+    decay_steps: int | None = None
+    decay_lr: float | None = None  # None: the recipe's lr
 
 
 @dataclass
@@ -174,7 +179,8 @@ def evaluate_offline(model, rows: list[dict], batch: int = 32) -> float:
     return 100.0 * word_error_rate([r["text"] for r in rows], [hyps[i] for i in range(len(rows))])
 
 
-def _progress_callback(opts: TrainOptions, start_step: int, eval_rows: list[dict], log: Callable[[str], None]):
+def _progress_callback(opts: TrainOptions, start_step: int, eval_rows: list[dict], log: Callable[[str], None],
+                       offset: int = 0):
     import lightning.pytorch as pl
 
     class TrainProgress(pl.Callback):
@@ -200,7 +206,7 @@ def _progress_callback(opts: TrainOptions, start_step: int, eval_rows: list[dict
             self.last_ckpt_t = time.time()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            step = trainer.global_step
+            step = offset + trainer.global_step  # offset: steps of the run before a decay session
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             self.losses.append(float(loss))
             self.audio_s += float(batch[1].sum()) / 16000.0
@@ -225,14 +231,14 @@ def _progress_callback(opts: TrainOptions, start_step: int, eval_rows: list[dict
             elif opts.minutes is not None and (now - self.t0) / 60 >= opts.minutes:
                 self.stopped_by = "minutes"
                 trainer.should_stop = True
-            elif (step % opts.checkpoint_every_steps == 0
+            elif not offset and (step % opts.checkpoint_every_steps == 0
                   or (now - self.last_ckpt_t) / 60 >= opts.checkpoint_every_min):
                 self.save(trainer)
                 log(f"step {step}: checkpoint saved")
 
         def on_exception(self, trainer, pl_module, exception):
             self.stopped_by = "interrupted"
-            if trainer.global_step <= start_step:  # never replace a good checkpoint with an unrestored model
+            if offset or trainer.global_step <= start_step:  # never replace a good checkpoint with an unrestored model
                 return
             with contextlib.suppress(Exception):
                 self.save(trainer)
@@ -243,6 +249,45 @@ def _progress_callback(opts: TrainOptions, start_step: int, eval_rows: list[dict
             self.curve.close()
 
     return TrainProgress()
+
+
+def _decay_schedule(cfg, recipe: Recipe, opts: TrainOptions) -> None:
+    """The decay session's optimizer: a short warm-up (AdamW starts without moments) to ``decay_lr``, then a
+    cosine to the recipe's floor over ``decay_steps`` (NeMo sizes the schedule by the trainer's max_steps)."""
+    from omegaconf import open_dict
+
+    lr = opts.decay_lr or recipe.lr
+    with open_dict(cfg):
+        cfg.optim.lr = lr
+        cfg.optim.sched.warmup_steps = min(50, opts.decay_steps // 10)
+        cfg.optim.sched.min_lr = recipe.lr * recipe.min_lr_ratio
+
+
+def _tokenizer_from_nemo(path: Path, tok_dir: Path) -> None:
+    """The tokenizer files saved inside a .nemo, in ``tok_dir`` (kept if it has one): a run directory brought
+    back from a GPU host may hold only model.nemo, and the decay session must see the same token ids."""
+    import tarfile
+
+    if (tok_dir / "vocab.txt").exists():
+        return
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            for suffix in ("tokenizer.model", "tokenizer.vocab", "vocab.txt"):  # saved as <hash>_<name>
+                if member.name.endswith("_" + suffix):
+                    (tok_dir / suffix).write_bytes(tar.extractfile(member).read())
+    if not (tok_dir / "vocab.txt").exists():
+        raise ValueError(f"{path} holds no SentencePiece tokenizer")
+
+
+def _load_weights(model, path: Path) -> None:
+    """Weights of a saved run (same recipe, same tokenizer directory) into a freshly built model."""
+    from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel
+
+    saved = EncDecHybridRNNTCTCBPEModel.restore_from(str(path), map_location="cpu")
+    if saved.tokenizer.vocab != model.tokenizer.vocab:
+        raise ValueError(f"{path} was trained with another tokenizer than {model.cfg.tokenizer.dir}")
+    model.load_state_dict(saved.state_dict())
 
 
 def _numpy_compat_for_numba_cuda() -> None:
@@ -276,9 +321,14 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
            accelerator: str) -> TrainResult:
     import torch
 
-    ckpt = last_checkpoint(out)
-    start_step = checkpoint_step(ckpt) if ckpt else 0
     state = read_state(out)
+    decay = opts.decay_steps is not None
+    if decay and not (out / "model.nemo").exists():
+        raise FileNotFoundError(f"--decay-steps continues from {out / 'model.nemo'}, which does not exist")
+    ckpt = None if decay else last_checkpoint(out)
+    start_step = int(state.get("global_step", 0)) if decay else checkpoint_step(ckpt) if ckpt else 0
+    if decay:
+        opts.max_steps = start_step + opts.decay_steps
     if ckpt and start_step >= opts.max_steps:
         log(f"train: {ckpt} is at step {start_step} >= --max-steps {opts.max_steps}; nothing to train")
         model_path = out / "model.nemo"
@@ -288,12 +338,16 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
     train_rows = load_manifest(opts.data, "train")
     test_rows = load_manifest(opts.data, "test")
     bs = opts.batch_size or recipe.batch_size
+    if decay:
+        _tokenizer_from_nemo(out / "model.nemo", out / "tokenizer")
     tok_dir = train_tokenizer(tokenizer_texts([r["text"] for r in train_rows], {r["text"] for r in test_rows},
                                               opts.seed), str(out / "tokenizer"), recipe.vocab_size)
     manifest = out / "train_bucketed.json"
     if not manifest.exists() or not ckpt:
         bucketed_manifest(train_rows, bs, manifest, opts.seed)
     cfg = build_config(recipe, tok_dir, str(manifest.resolve()), batch_size=bs, num_workers=opts.num_workers)
+    if decay:
+        _decay_schedule(cfg, recipe, opts)
     eval_rows = [r for r in test_rows if r.get("group") != "seen-voices"][:opts.eval_utterances]
 
     import lightning.pytorch as pl
@@ -304,19 +358,24 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
     _numpy_compat_for_numba_cuda()
     torch.manual_seed(opts.seed + start_step)  # a resumed session does not replay the first session's dropout
     random.seed(opts.seed)
-    progress = _progress_callback(opts, start_step, eval_rows, log)
-    trainer = pl.Trainer(accelerator=accelerator, devices=1, max_steps=recipe.schedule_steps, max_epochs=-1,
+    progress = _progress_callback(opts, start_step, eval_rows, log, offset=start_step if decay else 0)
+    trainer = pl.Trainer(accelerator=accelerator, devices=1,
+                         max_steps=opts.decay_steps if decay else recipe.schedule_steps, max_epochs=-1,
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
                          gradient_clip_val=recipe.grad_clip, precision="32-true", callbacks=[progress],
                          log_every_n_steps=max(opts.log_every_steps, 1))
     with contextlib.redirect_stdout(sys.stderr):  # NeMo prints dataset summaries to stdout
         model = EncDecHybridRNNTCTCBPEModel(cfg=cfg, trainer=trainer)
+        if decay:
+            _load_weights(model, out / "model.nemo")
     n_params = sum(p.numel() for p in model.parameters())
     machine = machine_description(accelerator)
     log(f"train: {n_params / 1e6:.2f} M params, {len(train_rows)} utterances "
         f"({sum(r['duration'] for r in train_rows) / 3600:.2f} h), batch {bs}, {accelerator} ({machine}); "
-        + (f"resuming from step {start_step}" if ckpt else "from scratch") + f", target step {opts.max_steps}")
+        + (f"decaying the lr from {cfg.optim.lr:.2e} over {opts.decay_steps} steps from model.nemo (step "
+           f"{start_step})" if decay else f"resuming from step {start_step}" if ckpt else "from scratch")
+        + f", target step {opts.max_steps}")
     state.setdefault("recipe", recipe.as_dict())
     state.setdefault("sessions", [])
     state.update(num_params=n_params, train_utterances=len(train_rows), data=str(Path(opts.data).resolve()),
@@ -326,21 +385,22 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
         trainer.fit(model, ckpt_path=str(ckpt) if ckpt else None)
     finally:
         seconds = time.time() - t_fit
-        if progress.stopped_by != "interrupted" and trainer.global_step > start_step:
+        if not decay and progress.stopped_by != "interrupted" and trainer.global_step > start_step:
             progress.save(trainer)
+        end_step = (start_step if decay else 0) + int(trainer.global_step)
         state["sessions"].append(dict(started=dt.datetime.fromtimestamp(t_start).isoformat(timespec="seconds"),
                                       accelerator=accelerator, machine=machine, from_step=start_step,
-                                      to_step=int(trainer.global_step), seconds=round(seconds, 1),
+                                      to_step=end_step, seconds=round(seconds, 1),
                                       setup_seconds=round(t_fit - t_start, 1),
                                       audio_hours=round(progress.audio_s / 3600, 3), stopped_by=progress.stopped_by,
                                       options=asdict(opts)))
-        state["global_step"] = int(trainer.global_step)
+        state["global_step"] = end_step
         state["train_seconds"] = round(sum(s["seconds"] for s in state["sessions"]), 1)
         _write_json(out / "train_state.json", state)
     model_path = out / "model.nemo"
     model.cpu()
     model.save_to(str(model_path))
-    log(f"train: step {trainer.global_step} after {seconds / 60:.1f} min ({progress.stopped_by}); "
+    log(f"train: step {end_step} after {seconds / 60:.1f} min ({progress.stopped_by}); "
         f"saved {model_path} ({model_path.stat().st_size / 1e6:.1f} MB)")
-    return TrainResult(start_step, int(trainer.global_step), ckpt is not None, seconds, accelerator,
+    return TrainResult(start_step, end_step, ckpt is not None or decay, seconds, accelerator,
                        str(model_path), progress.stopped_by)
