@@ -52,19 +52,28 @@ def _silero_prototype():
     return _prototype
 
 
+VAD_CONTEXT = 64  # samples of the previous window Silero prepends to each 16 kHz window
+
+
+def _silero_network():
+    """Silero's 16 kHz network. Its recurrent state is an argument and a result (the TorchScript wrapper that
+    ``load_silero_vad`` returns keeps it inside instead), so one network serves every stream, batched."""
+    return _silero_prototype()._model
+
+
 class VoiceActivity:
-    """Streaming Silero VAD with hysteresis; reports confirmed speech starts and ends as sample positions."""
+    """Streaming Silero VAD with hysteresis; reports confirmed speech starts and ends as sample positions.
+
+    ``feed`` buffers audio; ``detect`` runs the pending windows of many detectors together, one network call per
+    round (the k-th pending window of each), which is what the inference thread does for all its streams.
+    ``process`` is both for a single detector."""
 
     def __init__(self, opts: EndpointingOptions, sample_rate: int = 16000) -> None:
-        import copy
-
         import torch
 
-        self._torch = torch
-        # The TorchScript model keeps its recurrent state inside, so each stream gets its own copy of one
-        # loaded prototype (a deep copy takes ~7 ms; loading ~40 ms).
-        self._model = copy.deepcopy(_silero_prototype())
-        self._sr = sample_rate
+        self._net = _silero_network()
+        self._state = torch.zeros(2, 1, 128)
+        self._context = np.zeros(VAD_CONTEXT, np.float32)
         self._threshold = opts.vad_threshold
         self._neg_threshold = max(opts.vad_threshold - 0.15, 0.01)
         self._min_speech = opts.min_speech_ms * sample_rate // 1000
@@ -76,37 +85,66 @@ class VoiceActivity:
         self._candidate: int | None = None  # where possible speech began
         self._silence_from: int | None = None
 
-    def _prob(self, window: np.ndarray) -> float:
-        with self._torch.inference_mode():
-            return float(self._model(self._torch.from_numpy(window), self._sr))
+    def feed(self, samples: np.ndarray) -> None:
+        self._buf = np.concatenate([self._buf, samples])
+
+    @property
+    def windows_ready(self) -> int:
+        return self._buf.shape[0] // VAD_WINDOW
 
     def process(self, samples: np.ndarray) -> list[tuple[str, int]]:
         """Feed 16 kHz samples; returns [("start", sample) | ("end", sample)] in order."""
-        self._buf = np.concatenate([self._buf, samples])
-        changes: list[tuple[str, int]] = []
-        while self._buf.shape[0] >= VAD_WINDOW:
-            window, self._buf = self._buf[:VAD_WINDOW], self._buf[VAD_WINDOW:]
-            p = self._prob(window)
-            at = self._pos
-            self._pos += VAD_WINDOW
-            if not self.in_speech:
-                if p >= self._threshold:
-                    self._candidate = at if self._candidate is None else self._candidate
-                    if self._pos - self._candidate >= self._min_speech:
-                        self.in_speech = True
-                        self._silence_from = None
-                        changes.append(("start", max(0, self._candidate - self._pad)))
-                elif p < self._neg_threshold:
-                    self._candidate = None
-            else:
-                if p < self._neg_threshold:
-                    self._silence_from = at if self._silence_from is None else self._silence_from
-                    if self._pos - self._silence_from >= self._min_silence:
-                        self.in_speech = False
-                        self._candidate = None
-                        # halfway into the confirmed silence (at least the pad): RNNT emits a word's last tokens
-                        # a frame or two after its audio, and they must stay in this utterance
-                        changes.append(("end", self._silence_from + max(self._pad, self._min_silence // 2)))
-                elif p >= self._threshold:
+        self.feed(samples)
+        return detect([self])[0]
+
+    def _next_input(self) -> np.ndarray:
+        window, self._buf = self._buf[:VAD_WINDOW], self._buf[VAD_WINDOW:]
+        x = np.concatenate([self._context, window])
+        self._context = window[-VAD_CONTEXT:]
+        return x
+
+    def _advance(self, p: float) -> list[tuple[str, int]]:
+        """The hysteresis after one window of speech probability ``p``."""
+        at = self._pos
+        self._pos += VAD_WINDOW
+        if not self.in_speech:
+            if p >= self._threshold:
+                self._candidate = at if self._candidate is None else self._candidate
+                if self._pos - self._candidate >= self._min_speech:
+                    self.in_speech = True
                     self._silence_from = None
-        return changes
+                    return [("start", max(0, self._candidate - self._pad))]
+            elif p < self._neg_threshold:
+                self._candidate = None
+        else:
+            if p < self._neg_threshold:
+                self._silence_from = at if self._silence_from is None else self._silence_from
+                if self._pos - self._silence_from >= self._min_silence:
+                    self.in_speech = False
+                    self._candidate = None
+                    # halfway into the confirmed silence (at least the pad): RNNT emits a word's last tokens a
+                    # frame or two after its audio, and they must stay in this utterance
+                    return [("end", self._silence_from + max(self._pad, self._min_silence // 2))]
+            elif p >= self._threshold:
+                self._silence_from = None
+        return []
+
+
+def detect(detectors: list[VoiceActivity]) -> list[list[tuple[str, int]]]:
+    """Every full window buffered by ``detectors``, one Silero call per round; returns each detector's changes.
+    A batch of one gives exactly the unbatched model's probabilities; larger batches differ by ~1e-5."""
+    import torch
+
+    changes: list[list[tuple[str, int]]] = [[] for _ in detectors]
+    pending = [i for i, d in enumerate(detectors) if d.windows_ready]
+    while pending:
+        x = torch.from_numpy(np.stack([detectors[i]._next_input() for i in pending]))
+        state = torch.cat([detectors[i]._state for i in pending], dim=1)
+        with torch.inference_mode():
+            probs, state = detectors[pending[0]]._net(x, state)
+        probs = probs[:, 0].tolist()
+        for j, i in enumerate(pending):
+            detectors[i]._state = state[:, j:j + 1].clone()
+            changes[i].extend(detectors[i]._advance(probs[j]))
+        pending = [i for i in pending if detectors[i].windows_ready]
+    return changes

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .audio import MODEL_SAMPLE_RATE
-from .endpointing import EndpointingOptions
+from .endpointing import EndpointingOptions, detect
 from .events import Event, StreamEnded, StreamFailed
 from .features import IncrementalFeaturizer, featurize_batch
 from .inference_loop import BaseStreamState, InferenceLoop, logger, tokens_of
@@ -140,27 +140,36 @@ class ChunkScheduler(InferenceLoop):
             self.slots.release(state.slot)
 
     def _begin_finalize(self, state: StreamState, kind: str) -> None:
+        if state.vad is not None:  # VAD changes of the audio before the barrier belong before it
+            self._take_vad([state], detect([state.vad]))
         state.pending = torch.cat([state.pending, state.featurizer.flush()], dim=1)
         state.finalizing = kind
 
     def _add_audio(self, state: StreamState, samples: np.ndarray) -> None:
         state.featurizer.append(samples)  # features for all streams at once in _before_step
         state.total_samples += samples.shape[0]
-        if state.vad is None:
-            return
-        # the detector counts samples from the stream start, across flushes
-        state.vad_queue.extend((kind, at / MODEL_SAMPLE_RATE) for kind, at in state.vad.process(samples))
-        # VAD runs ahead of the model: a start may be announced at once, unless an end is still waiting for
-        # the model to decode up to it (the segment it closes is not finished yet)
-        while state.vad_queue and state.vad_queue[0][0] == "start":
-            self._emit(state, state.tracker.start(state.vad_queue.popleft()[1]))
+        if state.vad is not None:
+            state.vad.feed(samples)  # detected for all streams at once in _before_step
 
     def _before_step(self) -> None:
-        """New feature frames of every stream from one preprocessor call (per-packet calls cost ~0.35 ms each)."""
+        """New feature frames of every stream from one preprocessor call (per-packet calls cost ~0.35 ms each),
+        and their VAD windows in one Silero call per round (per-stream calls cost ~0.2 ms per 32 ms window)."""
         states = [s for s in self._states if not s.closed and not s.finalizing]
         for state, feats in zip(states, featurize_batch(self.model.preprocessor, [s.featurizer for s in states])):
             if feats.shape[1]:
                 state.pending = torch.cat([state.pending, feats], dim=1)
+        listening = [s for s in states if s.vad is not None and s.vad.windows_ready]
+        if listening:
+            self._take_vad(listening, detect([s.vad for s in listening]))
+
+    def _take_vad(self, states: list[StreamState], changes: list[list[tuple[str, int]]]) -> None:
+        for state, found in zip(states, changes):
+            # the detector counts samples from the stream start, across flushes
+            state.vad_queue.extend((kind, at / MODEL_SAMPLE_RATE) for kind, at in found)
+            # VAD runs ahead of the model: a start may be announced at once, unless an end is still waiting for
+            # the model to decode up to it (the segment it closes is not finished yet)
+            while state.vad_queue and state.vad_queue[0][0] == "start":
+                self._emit(state, state.tracker.start(state.vad_queue.popleft()[1]))
 
     # -- one batched step over every ready stream --------------------------------------------------------------
     def _step_all(self, ready: list[StreamState]) -> None:

@@ -69,3 +69,27 @@ def test_max_segment_duration_forces_a_cut(demo_engine):
     finals = [e for e in events if isinstance(e, ps.Final)]
     assert all(f.end - f.start <= 1.0 + 0.16 + 1e-6 for f in finals[:-1])  # cut within a step of the limit
     assert all(a.end <= b.start for a, b in zip(finals, finals[1:]))
+
+
+def test_batched_vad_finds_the_same_speech_as_one_detector_per_stream():
+    from parakeet_stream.endpointing import VoiceActivity, detect
+
+    opts = ps.EndpointingOptions(vad=True, min_silence_ms=300)
+    audios = [np.concatenate([silence(0.3), speech("set a timer for ten minutes"), silence(0.8),
+                              speech("turn on the lights"), silence(0.6)]),
+              np.concatenate([speech("four five six"), silence(0.7)]),
+              silence(1.0)]
+    alone = []
+    for a in audios:
+        vad = VoiceActivity(opts)
+        alone.append([c for p in packets(a) for c in vad.process(p)])
+    batched = [VoiceActivity(opts) for _ in audios]
+    found = [[] for _ in audios]
+    for k in range(max(len(a) for a in audios) // 320 + 1):
+        for vad, a in zip(batched, audios):
+            vad.feed(a[k * 320:(k + 1) * 320])  # streams of different lengths: rounds shrink as they end
+        for got, changes in zip(found, detect(batched)):
+            got.extend(changes)
+    assert found == alone
+    assert [kind for kind, _ in alone[0]] == ["start", "end", "start", "end"]
+    assert [kind for kind, _ in alone[1]] == ["start", "end"] and alone[2] == []
