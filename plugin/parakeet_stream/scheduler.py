@@ -62,6 +62,7 @@ class StreamState(BaseStreamState):
         self.n_enc = 0
         self.hyp = None
         self.finalizing = None
+        self.cut_at_next_word = False  # a max-duration cut waiting for the word in progress to end
 
     @property
     def processed_time(self) -> float:
@@ -233,6 +234,11 @@ class ChunkScheduler(InferenceLoop):
 
         for tok in tokens:  # VAD cuts and <EOU> split this step's tokens where they fall in time
             at = tr.time_of_frame(tok.frame)
+            if state.cut_at_next_word and self.vocab.starts_word[tok.id] and tok.id not in self.vocab.eou_ids:
+                add_run()
+                state.cut_at_next_word = False
+                if tr.open:
+                    events.extend(tr.endpoint("max_duration", now))
             mid_word = run and not self.vocab.starts_word[tok.id]  # a cut never splits a word
             while state.vad_queue and state.vad_queue[0][1] <= at and not mid_word:
                 add_run()
@@ -250,8 +256,21 @@ class ChunkScheduler(InferenceLoop):
         if is_last:
             self._finalize(state)
             return
-        reason = self._rule_endpoint(state)
+        if not tr.open:
+            state.cut_at_next_word = False
+        if state.cut_at_next_word:
+            if tokens:
+                return  # the word may still go on: wait for its end
+            reason = "max_duration"
+        else:
+            reason = self._rule_endpoint(state)
+            if reason == "max_duration" and tokens:
+                # this step's last token may be the first piece of a word whose rest comes next step ("th" |
+                # "irty"): cut before the next word-starting token instead, or at the next step without tokens
+                state.cut_at_next_word = True
+                return
         if reason:
+            state.cut_at_next_word = False
             self._emit(state, tr.endpoint(reason, now))
 
     @staticmethod

@@ -196,7 +196,8 @@ async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(liveki
                                 for p in viewer.room.remote_participants.values()), what="the dispatched agent")
         await asyncio.wait_for(gina.heard.wait(), 60)  # the agent subscribed: nothing she says is lost
         await gina.say(utterance(speech, MESSAGE))
-        await until(lambda: viewer.finals("gina") == [MESSAGE], what="gina's caption from the CLI worker")
+        await until(lambda: viewer.finals("gina") == [MESSAGE],
+                    what=lambda: f"gina's caption from the CLI worker (captions so far: {viewer.finals('gina')})")
         await gina.room.disconnect()
         await viewer.room.disconnect()
         proc.send_signal(signal.SIGTERM)

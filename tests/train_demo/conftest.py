@@ -39,6 +39,7 @@ def demo_run(tmp_path_factory) -> dict:
                state=json.loads((out / "train_state.json").read_text()),
                report=json.loads((out / "eval.json").read_text()),
                card=(out / "MODEL_CARD.md").read_text(), threads=(threads, torch.get_num_threads()))
+    run["second_ckpt"] = (out / "checkpoints" / "last.ckpt").read_bytes()
     # the third: a decay session from model.nemo alone, as after a GPU run whose checkpoint stayed on the host
     shutil.rmtree(out / "checkpoints")
     shutil.rmtree(out / "tokenizer")

@@ -65,14 +65,14 @@ def test_second_run_resumes_from_the_last_checkpoint(demo_run):
     assert state["global_step"] == 3
     before, after = demo_run["threads"]
     assert after == before  # --threads 1 applied to training only
-    ckpt = torch.load(demo_run["out"] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(io.BytesIO(demo_run["second_ckpt"]), map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 3
     first = torch.load(io.BytesIO(demo_run["first_ckpt"]), map_location="cpu", weights_only=False)
     assert first["global_step"] == 2
     # the scheduler continued the warm-up instead of restarting it
     assert ckpt["lr_schedulers"][0]["last_epoch"] == 3
     with open(demo_run["out"] / "curve.csv") as f:
-        rows = list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))[:3]  # (the decay session appends more)
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
     assert rows[2]["wer_offline"] != "" and rows[0]["wer_offline"] == ""
 
