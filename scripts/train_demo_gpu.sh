@@ -8,7 +8,8 @@
 # Output: $RUN_DIR (default tmp/train-demo-run, git-ignored) holds data, checkpoints, model.nemo, MODEL_CARD.md and
 # eval.json; re-running resumes from its checkpoint. COPY_TO=DIR also copies the small results (model, card,
 # eval, curve, state: ~10 MB) there, e.g. COPY_TO=$OUT on a lent device machine, where only $OUT comes back.
-# Training stops at --max-steps or after --minutes (default 6, so that evaluation and the card fit in 10 min).
+# Training stops at --max-steps or after --minutes (default 6, so that evaluation and the card fit in 10 min);
+# DECAY_STEPS=N [DECAY_LR=x] then anneals the learning rate over N more steps before evaluation.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -21,11 +22,20 @@ if ! command -v espeak-ng >/dev/null && [[ " $* " != *" --data "* ]]; then
 fi
 NPROC=$(nproc)
 # The research run: 12 000 utterances (11 h) reached 7.45 % WER in 2 938 steps, 2.4 min on an H200. The vocabulary
-# here is wider (~700 words) and four voices are held out, so: more data, more steps; still a few minutes.
+# here is wider (~720 words) and ten voices are held out, so: more data, more steps; still a few minutes.
+# DECAY_STEPS=N adds the annealing session (--decay-steps N, from the model the first session wrote) on this host
+# before evaluating: the bundled model's 250-step decay took 34 min on 2 CPU cores, seconds here.
+common=(--out "$RUN_DIR" --device "${TRAIN_DEVICE:-cuda}" --procs "$NPROC" --workers $(( NPROC > 12 ? 12 : NPROC - 1 ))
+        --threads 4 --n-train 16000 --eval-every-min 0.5)
+train_demo() { "$PY" -m parakeet_services.train_demo_cmd "${common[@]}" "$@"; }
 rc=0
-"$PY" -m parakeet_services.train_demo_cmd --out "$RUN_DIR" --device "${TRAIN_DEVICE:-cuda}" --procs "$NPROC" \
-    --workers $(( NPROC > 12 ? 12 : NPROC - 1 )) --threads 4 --n-train 16000 --max-steps 5000 --minutes 6 \
-    --eval-every-min 0.5 --checkpoint-every-steps 1000 "$@" || rc=$?
+if [ -n "${DECAY_STEPS:-}" ]; then
+    train_demo --max-steps 5000 --minutes 6 --checkpoint-every-steps 1000 --stages synth,train "$@" \
+        && train_demo --stages train --decay-steps "$DECAY_STEPS" ${DECAY_LR:+--decay-lr "$DECAY_LR"} \
+        && train_demo --stages eval,card || rc=$?
+else
+    train_demo --max-steps 5000 --minutes 6 --checkpoint-every-steps 1000 "$@" || rc=$?
+fi
 if [ -n "$COPY_TO" ]; then
     mkdir -p "$COPY_TO"
     for f in model.nemo MODEL_CARD.md eval.json curve.csv train_state.json data/data.json; do
