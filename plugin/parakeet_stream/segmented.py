@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .audio import MODEL_SAMPLE_RATE
-from .endpointing import EndpointingOptions
+from .endpointing import EndpointingOptions, detect
 from .events import StreamEnded
 from .inference_loop import BaseStreamState, InferenceLoop, logger
 
@@ -46,19 +46,33 @@ class SegmentedScheduler(InferenceLoop):
     def _add_audio(self, state: UtteranceState, samples: np.ndarray) -> None:
         state.buffer = np.concatenate([state.buffer, samples])
         state.total_samples += samples.shape[0]
-        for kind, at in state.vad.process(samples):
+        state.vad.feed(samples)  # detected for all streams at once in _before_step
+
+    def _before_step(self) -> None:
+        """Every stream's VAD windows in one Silero call per round, then their cuts."""
+        states = [s for s in self._states if not s.closed and not s.finalizing]
+        listening = [s for s in states if s.vad.windows_ready]
+        for state, changes in zip(listening, detect([s.vad for s in listening])):
+            self._apply_vad(state, changes)
+        for state in states:
+            self._cut_if_too_long(state)
+            self._trim(state)
+
+    def _apply_vad(self, state: UtteranceState, changes: list[tuple[str, int]]) -> None:
+        for kind, at in changes:
             if kind == "start":
                 state.speech_from = max(at, state.buffer_start)
                 self._emit(state, state.tracker.start(state.speech_from / MODEL_SAMPLE_RATE))
             else:
                 state.cut(at, "vad")
+
+    def _cut_if_too_long(self, state: UtteranceState) -> None:
         limit = state.opts.max_segment_s
         too_long = limit and state.total_samples - (state.speech_from or 0) >= limit * MODEL_SAMPLE_RATE
         if state.speech_from is not None and too_long:
             state.cut(state.total_samples, "max_duration")
             state.speech_from = state.total_samples  # the speech goes on in a new segment
             self._emit(state, state.tracker.start(state.speech_from / MODEL_SAMPLE_RATE))
-        self._trim(state)
 
     def _trim(self, state: UtteranceState) -> None:
         """Keep only audio an utterance may still need: the open or waiting ones, plus the pre-roll."""
@@ -72,6 +86,8 @@ class SegmentedScheduler(InferenceLoop):
             state.buffer_start = keep_from
 
     def _begin_finalize(self, state: UtteranceState, kind: str) -> None:
+        self._apply_vad(state, detect([state.vad])[0])  # the audio before the barrier first
+        self._cut_if_too_long(state)
         state.cut(state.total_samples, kind)
         state.finalizing = kind
 
