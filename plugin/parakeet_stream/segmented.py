@@ -55,7 +55,7 @@ class SegmentedScheduler(InferenceLoop):
         for state, changes in zip(listening, detect([s.vad for s in listening])):
             self._apply_vad(state, changes)
         for state in states:
-            self._cut_if_too_long(state)
+            self._cut_if_too_long(state, state.total_samples)
             self._trim(state)
 
     def _apply_vad(self, state: UtteranceState, changes: list[tuple[str, int]]) -> None:
@@ -64,15 +64,22 @@ class SegmentedScheduler(InferenceLoop):
                 state.speech_from = max(at, state.buffer_start)
                 self._emit(state, state.tracker.start(state.speech_from / MODEL_SAMPLE_RATE))
             else:
+                self._cut_if_too_long(state, at, inclusive=False)
                 state.cut(at, "vad")
 
-    def _cut_if_too_long(self, state: UtteranceState) -> None:
+    def _cut_if_too_long(self, state: UtteranceState, until: int, inclusive: bool = True) -> None:
+        """Cut the open utterance every ``max_segment_s`` of stream time up to sample ``until`` (exact positions,
+        however many packets one wake-up of the inference thread brought); the speech goes on in a new segment."""
         limit = state.opts.max_segment_s
-        too_long = limit and state.total_samples - (state.speech_from or 0) >= limit * MODEL_SAMPLE_RATE
-        if state.speech_from is not None and too_long:
-            state.cut(state.total_samples, "max_duration")
-            state.speech_from = state.total_samples  # the speech goes on in a new segment
-            self._emit(state, state.tracker.start(state.speech_from / MODEL_SAMPLE_RATE))
+        if not limit:
+            return
+        step = int(limit * MODEL_SAMPLE_RATE)
+        while state.speech_from is not None and (state.speech_from + step < until
+                                                 or inclusive and state.speech_from + step == until):
+            at = state.speech_from + step
+            state.cut(at, "max_duration")
+            state.speech_from = at
+            self._emit(state, state.tracker.start(at / MODEL_SAMPLE_RATE))
 
     def _trim(self, state: UtteranceState) -> None:
         """Keep only audio an utterance may still need: the open or waiting ones, plus the pre-roll."""
@@ -87,7 +94,7 @@ class SegmentedScheduler(InferenceLoop):
 
     def _begin_finalize(self, state: UtteranceState, kind: str) -> None:
         self._apply_vad(state, detect([state.vad])[0])  # the audio before the barrier first
-        self._cut_if_too_long(state)
+        self._cut_if_too_long(state, state.total_samples, inclusive=False)
         state.cut(state.total_samples, kind)
         state.finalizing = kind
 

@@ -88,3 +88,22 @@ def test_flush_decodes_the_open_utterance(offline_engine):
     finals = [e for e in events if isinstance(e, ps.Final)]
     assert [f.reason for f in finals] == ["flush"]
     assert events[-1] == ps.StreamEnded(audio_seconds=round(len(audio) / 16000, 3), segments=1)
+
+
+def test_max_segment_duration_cuts_a_long_utterance_every_limit_of_stream_time(offline_engine):
+    audio = np.concatenate([speech("call me at seven thirty tomorrow morning set a timer for ten minutes"),
+                            silence(1.0)])
+    opts = ps.EndpointingOptions(max_segment_s=1.0)
+    s = offline_engine.open_stream(endpointing=opts)
+    for p in packets(audio):  # pushed at once: one wake-up of the inference thread may see all of it
+        s.push(p)
+    s.finish()
+    events = collect(s)
+    finals = [e for e in events if isinstance(e, ps.Final)]
+    starts = [e.time for e in events if isinstance(e, ps.SpeechStarted)]
+    (speech_start, speech_end), = vad_segments(audio, opts)
+    n = int((speech_end - speech_start) / 16000)  # whole seconds of speech: that many forced cuts
+    assert [f.reason for f in finals] == ["max_duration"] * n + ["vad"]
+    assert starts == [round(speech_start / 16000 + k, 3) for k in range(n + 1)]
+    assert [f.audio_end for f in finals] == [round(speech_start / 16000 + k, 3) for k in range(1, n + 1)] + [
+        round(speech_end / 16000, 3)]
