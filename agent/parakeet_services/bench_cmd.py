@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = BenchConfig(model=args.model, chunk_ms=args.chunk_ms, dtype=args.dtype, device=args.device,
                       threads=args.threads or None, seconds=args.seconds, files=tuple(args.files),
-                      levels=args.streams, baseline_levels=args.baseline_streams, max_level=args.max_streams, spread_s=args.spread,
+                      levels=args.streams, baseline_levels=args.baseline_streams, max_level=args.max_streams,
+                      spread_s=args.spread,
                       baselines=args.baselines, vad=not args.no_vad, time_budget_s=args.budget, seed=args.seed,
                       out=args.out)
     return main(cfg)

@@ -74,8 +74,8 @@ class SegmentedScheduler(InferenceLoop):
         if not limit:
             return
         step = int(limit * MODEL_SAMPLE_RATE)
-        while state.speech_from is not None and (state.speech_from + step < until
-                                                 or inclusive and state.speech_from + step == until):
+        last = until if inclusive else until - 1  # a cut exactly at a VAD end or a barrier is that cut's job
+        while state.speech_from is not None and state.speech_from + step <= last:
             at = state.speech_from + step
             state.cut(at, "max_duration")
             state.speech_from = at

@@ -177,7 +177,8 @@ def calibrate_token_rate(model, audio, tokens_per_frame: float = 0.3, iterations
     def rate() -> float:
         with torch.inference_mode():
             feats, flen = model.preprocessor(input_signal=x, length=torch.tensor([x.shape[1]]))
-            enc, enc_len = model.encoder(audio_signal=feats.to(bias.device, bias.dtype), length=flen.to(bias.device))
+            enc, enc_len = model.encoder(audio_signal=feats.to(bias.device, bias.dtype),
+                                         length=flen.to(bias.device))
             hyps = model.decoding.rnnt_decoder_predictions_tensor(encoder_output=enc, encoded_lengths=enc_len,
                                                                   return_hypotheses=True)
         hyp = (hyps[0] if isinstance(hyps, tuple) else hyps)[0]
@@ -186,9 +187,12 @@ def calibrate_token_rate(model, audio, tokens_per_frame: float = 0.3, iterations
     lo, hi = -50.0, 50.0  # added to the blank logit: higher = fewer tokens
     base = bias[-1].item()
 
-    def rate_at(shift: float) -> float:
+    def set_shift(shift: float) -> None:
         with torch.no_grad():
             bias[-1] = base + shift
+
+    def rate_at(shift: float) -> float:
+        set_shift(shift)
         return rate()
 
     for _ in range(iterations):
@@ -201,4 +205,5 @@ def calibrate_token_rate(model, audio, tokens_per_frame: float = 0.3, iterations
     # step of the bias (or one bf16 rounding step): keep whichever side lands closer (as a ratio).
     r_lo, r_hi = rate_at(lo), rate_at(hi)
     closer_lo = r_hi <= 0 or r_lo / tokens_per_frame <= tokens_per_frame / r_hi
-    return rate_at(lo) if closer_lo else r_hi
+    set_shift(lo if closer_lo else hi)
+    return r_lo if closer_lo else r_hi

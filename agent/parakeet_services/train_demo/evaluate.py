@@ -112,5 +112,6 @@ def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str
                   errors=[r for r in held_out if r["stream"] != r["text"]][:10], results=results)
     stats = Path(data_dir) / "data.json"
     if stats.exists():  # what re-makes this test set: synth.split_sentences + synth.make_test_jobs
-        report["data"] = {k: json.loads(stats.read_text()).get(k) for k in ("n_train", "n_test", "seed")}
+        made = json.loads(stats.read_text())
+        report["data"] = {k: made.get(k) for k in ("n_train", "n_test", "seed")}
     return report
