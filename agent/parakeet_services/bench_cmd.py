@@ -42,6 +42,8 @@ def add_parser(subparsers) -> None:
                    help="fixed stream counts of the baselines (default: the engine's levels, or its ramp)")
     p.add_argument("--max-streams", type=int, default=d.max_level, help="highest N the ramp may try")
     p.add_argument("--spread", type=float, default=d.spread_s, help="seconds over which stream starts are spread")
+    p.add_argument("--batch-window-ms", type=float, default=d.batch_window_ms,
+                   help="how long a ready stream may wait for others to share its step (default: the engine's)")
     p.add_argument("--baselines", type=_names, default=d.baselines,
                    help=f"comma list of {','.join(BASELINES)} or none")
     p.add_argument("--no-vad", action="store_true", help="no VAD endpointing (no final-latency numbers)")
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig(model=args.model, chunk_ms=args.chunk_ms, dtype=args.dtype, device=args.device,
                       threads=args.threads or None, seconds=args.seconds, files=tuple(args.files),
                       levels=args.streams, baseline_levels=args.baseline_streams, max_level=args.max_streams,
-                      spread_s=args.spread,
+                      spread_s=args.spread, batch_window_ms=args.batch_window_ms,
                       baselines=args.baselines, vad=not args.no_vad, time_budget_s=args.budget, seed=args.seed,
                       out=args.out)
     return main(cfg)

@@ -68,6 +68,7 @@ class BenchConfig:
     baseline_levels: tuple[int, ...] | None = None  # fixed stream counts of the baselines; None = as the engine
     max_level: int = 4096
     spread_s: float = 1.0  # stream i starts at i * spread_s / N
+    batch_window_ms: float | None = None  # the engine's batching window (None: the engine's default)
     baselines: tuple[str, ...] = BASELINES
     vad: bool = True  # endpointing by Silero VAD (the same detector the vad_offline baseline uses)
     min_silence_ms: int = 500
@@ -309,7 +310,8 @@ class EngineRun:
         cfg = self.cfg
         system = "engine" if self.max_batch is None else "per_stream"
         engine = ps.Engine.from_model(self.model, name=cfg.model, chunk_ms=cfg.chunk_ms, max_streams=n,
-                                      max_batch=self.max_batch)
+                                      max_batch=self.max_batch,
+                                      batch_window_ms=None if self.max_batch == 1 else cfg.batch_window_ms)
         opts = ps.EndpointingOptions(vad=cfg.vad, eou=False, trailing_blank_ms=None,
                                      min_silence_ms=cfg.min_silence_ms)
         try:

@@ -37,6 +37,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--n-test", type=int, default=100, help="held-out sentences (each spoken once per voice group)")
     p.add_argument("--procs", type=int, default=os.cpu_count() or 2, help="synthesis processes")
     p.add_argument("--seed", type=int, default=1234, help="data seed")
+    p.add_argument("--pron-noise", type=float, default=0.0,
+                   help="fraction of training utterances spoken with pronunciation noise (see "
+                        "train_demo/pronunciation.py)")
     p.add_argument("--max-steps", type=int, default=5000, help="train until the global step reaches this")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this training session")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -76,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
             log(f"data: using pre-synthesized {data}")
         else:
             try:
-                synth.synthesize(data, args.n_train, args.n_test, procs=args.procs, seed=args.seed, log=log)
+                synth.synthesize(data, args.n_train, args.n_test, procs=args.procs, seed=args.seed,
+                                 pron_noise=args.pron_noise, log=log)
             except synth.EspeakMissingError as e:
                 log(f"error: {e}")
                 return 2

@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import pronunciation
 from . import sentences as sentences_mod
 from . import voices as voices_mod
 
@@ -40,6 +41,7 @@ class SynthJob:
     seed: int
     wav_path: str  # absolute
     voices: tuple[str, ...]
+    pron_noise: float = 0.0  # chance that this utterance is spoken with pronunciation noise (pronunciation.py)
 
 
 class EspeakMissingError(RuntimeError):
@@ -85,9 +87,14 @@ def synth_one(job: SynthJob) -> dict:
 
     rng = random.Random(job.seed)
     delivery = voices_mod.draw_delivery(rng, job.voices)
-    x = augment(speak(job.text, delivery), np.random.default_rng(job.seed))
+    spoken, noise = job.text, {}
+    if job.pron_noise > 0 and rng.random() < job.pron_noise:  # no draw at 0: older data sets stay identical
+        phonemes, changed = pronunciation.perturb(pronunciation.phonemes_of(job.text, delivery.voice), rng)
+        spoken, noise = pronunciation.as_espeak_input(phonemes), dict(phonemes_changed=changed)
+    x = augment(speak(spoken, delivery), np.random.default_rng(job.seed))
     sf.write(job.wav_path, x, SAMPLE_RATE, subtype="PCM_16")
-    return dict(index=job.index, duration=round(len(x) / SAMPLE_RATE, 3), text=job.text, **asdict(delivery))
+    return dict(index=job.index, duration=round(len(x) / SAMPLE_RATE, 3), text=job.text, **asdict(delivery),
+                **noise)
 
 
 def _run_jobs(jobs: list[SynthJob], procs: int, label: str, log: Callable[[str], None]) -> list[dict]:
@@ -131,18 +138,19 @@ def make_test_jobs(test_texts: list[str], wav_dir: Path) -> tuple[list[SynthJob]
 
 
 def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: int = 2, seed: int = 1234,
-               log: Callable[[str], None] | None = None) -> dict:
+               pron_noise: float = 0.0, log: Callable[[str], None] | None = None) -> dict:
     """Make (or keep, when ``data.json`` says it was made with the same numbers) the data set in ``data_dir``.
 
     ``n_test`` held-out sentences are each spoken once per voice group (``voices.GROUPS``), so the groups' WERs
-    differ only by who speaks; training utterances are spoken by ``voices.TRAINING_VOICES`` only."""
+    differ only by who speaks; training utterances are spoken by ``voices.TRAINING_VOICES`` only, a fraction
+    ``pron_noise`` of them with pronunciation noise (never the test set)."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     data = Path(data_dir)
     stats_path = data / "data.json"
-    wanted = dict(n_train=n_train, n_test=n_test, seed=seed)
+    wanted = dict(n_train=n_train, n_test=n_test, seed=seed, pron_noise=pron_noise)
     if stats_path.exists():
         stats = json.loads(stats_path.read_text())
-        if {k: stats.get(k) for k in wanted} == wanted:
+        if {k: stats.get(k, 0.0 if k == "pron_noise" else None) for k in wanted} == wanted:
             log(f"data: reusing {data} ({stats['train']['utterances']} train, {stats['test']['utterances']} test)")
             return stats
     espeak_binary()
@@ -153,7 +161,7 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
         (data / split).mkdir(parents=True, exist_ok=True)
     test_jobs, groups = make_test_jobs(test_texts, data / "test")
     train_jobs = [SynthJob(i, t, seed * 1_000_003 + i, str((data / "train" / f"{i:06d}.wav").resolve()),
-                           voices_mod.TRAINING_VOICES) for i, t in enumerate(train_texts)]
+                           voices_mod.TRAINING_VOICES, pron_noise) for i, t in enumerate(train_texts)]
     for split, jobs in (("test", test_jobs), ("train", train_jobs)):
         t = time.time()
         rows = _run_jobs(jobs, procs, split, log)
@@ -168,6 +176,9 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
     stats["test"]["sentences"] = len(test_texts)
     stats["test"]["groups"] = {g: list(voices_mod.voices_of_group(g)) for g in voices_mod.HELD_OUT_VOICES}
     stats["words"] = len({w for t in train_texts for w in t.split()})
+    if pron_noise:
+        stats["train"]["pron_noise"] = dict(asdict(pronunciation.NoiseLevel()), utterances=sum(
+            "phonemes_changed" in r for r in rows))
     stats["synth_seconds"] = round(time.time() - t0, 1)
     stats["procs"] = procs
     stats_path.write_text(json.dumps(stats, indent=1) + "\n")
