@@ -21,6 +21,7 @@ from .events import Word
 from .models import (DEFAULT_MODEL, ModelInfo, chunk_sizes_ms, frame_seconds, is_cache_aware, load_nemo_model,
                      resolve_device, resolve_dtype, select_chunk)
 from .inference_loop import EngineMetrics
+from .positions import keep_position_projections
 from .scheduler import ChunkScheduler
 from .segmented import SegmentedScheduler, log_segmented_mode
 from .stream import Stream
@@ -86,6 +87,7 @@ class Engine:
         if streaming:
             chunk_ms, context = select_chunk(model, chunk_ms)
             model.encoder.set_default_att_context_size(context)
+            keep_position_projections(model.encoder)
             if batch_window_ms is None:  # half a chunk: at most +chunk/2 latency for one step per chunk clock
                 batch_window_ms = 0.0 if max_batch == 1 else chunk_ms / 2
             self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=frame_s, max_batch=max_batch,

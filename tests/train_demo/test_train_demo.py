@@ -117,8 +117,30 @@ def test_decay_session_continues_from_the_saved_model_and_anneals_the_learning_r
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] == 6e-05
     assert not (demo_run["out"] / "checkpoints" / "last.ckpt").exists()  # a decay session is not resumable
     assert "steps 3 -> 7" in demo_run["decay_card"]
-    assert ("--stages train --decay-steps 4 --decay-lr 0.001 --batch-size 4 --device cpu`"
-            in demo_run["decay_card"])
+    card = demo_run["decay_card"]
+    assert ("  `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --pron-noise 0.5 --stages "
+            "synth,train --decay-steps 4 --decay-lr 0.001 --batch-size 4 --device cpu`") in card
+    # the earlier sessions trained on the clean data, and their commands say so
+    assert ("  `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --stages synth,train "
+            "--max-steps 3 --batch-size 4 --device cpu`") in card
+    noisy = [json.loads(line) for line in (demo_run["pn_data"] / "train_manifest.json").read_text().splitlines()]
+    clean = [json.loads(line) for line in (demo_run["data"] / "train_manifest.json").read_text().splitlines()]
+    assert [r["text"] for r in noisy] == [r["text"] for r in clean]
+    n_noisy = sum("phonemes_changed" in r for r in noisy)
+    assert 0 < n_noisy < 8
+    assert (f"- pronunciation noise (`--pron-noise 0.5`, train_demo/pronunciation.py): {n_noisy} of the training "
+            f"utterances spoken from espeak-ng's phonemes with each vowel swapped for another with p=0.15") in card
+    # the test set never gets noise: it is the same audio
+    assert (demo_run["pn_data"] / "test_manifest.json").read_text() == \
+        (demo_run["data"] / "test_manifest.json").read_text()
+
+
+def test_sessions_recorded_before_pronunciation_noise_existed_reproduce_without_it():
+    from parakeet_services.train_demo.card import session_data
+
+    old = dict(options=dict(data="/gone/data", max_steps=20000))
+    assert session_data(old, dict(n_train=16000, n_test=100, seed=1234, pron_noise=0.5)) == dict(
+        n_train=16000, n_test=100, seed=1234, pron_noise=0.0)
 
 
 def test_word_error_rate_counts_substitutions_deletions_and_insertions():

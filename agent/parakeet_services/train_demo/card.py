@@ -20,17 +20,35 @@ def _fmt_minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def session_data(session: dict, data: dict) -> dict:
+    """The data settings a session trained on: recorded with it, else read from its data directory, else those of
+    ``data`` without pronunciation noise (sessions recorded before ``--pron-noise`` existed)."""
+    if "data_settings" in session:
+        return session["data_settings"]
+    path = Path(session.get("options", {}).get("data") or "/nonexistent") / "data.json"
+    if path.is_file():
+        data, noise = json.loads(path.read_text()), None
+    else:
+        noise = 0.0
+    return dict(n_train=data.get("n_train"), n_test=data.get("n_test"), seed=data.get("seed"),
+                pron_noise=data.get("pron_noise", 0.0) if noise is None else noise)
+
+
 def session_command(options: dict, data: dict) -> str:
     """The ``train-demo`` command line of one recorded training session (what decides its result: data, steps,
-    time box, device, decay; worker and thread counts only change its speed)."""
+    time box, device, decay; worker and thread counts only change its speed). The synth stage keeps a data set
+    made with the same settings and re-makes it otherwise."""
     parts = ["parakeet-stream", "train-demo", "--out", "OUT", "--n-train", str(data.get("n_train")),
              "--n-test", str(data.get("n_test")), "--seed", str(data.get("seed"))]
+    if data.get("pron_noise"):
+        parts += ["--pron-noise", str(data["pron_noise"])]
+    parts += ["--stages", "synth,train"]
     if options.get("decay_steps"):
-        parts += ["--stages", "train", "--decay-steps", str(options["decay_steps"])]
+        parts += ["--decay-steps", str(options["decay_steps"])]
         if options.get("decay_lr"):
             parts += ["--decay-lr", str(options["decay_lr"])]
     else:
-        parts += ["--stages", "synth,train", "--max-steps", str(options.get("max_steps"))]
+        parts += ["--max-steps", str(options.get("max_steps"))]
     if options.get("minutes"):
         parts += ["--minutes", str(options["minutes"])]
     if options.get("batch_size"):
@@ -58,13 +76,18 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
         f"weight {recipe['ctc_weight']}, AdamW {recipe['lr']} ({recipe['warmup_steps']} warm-up steps, cosine over "
         f"{recipe['schedule_steps']}), batch {state.get('batch_size', recipe['batch_size'])}",
         "- reproduce (one command per training session, then `--stages eval,card`):",
-        *[f"  `{session_command(s.get('options', {}), data)}`" for s in sessions],
+        *[f"  `{session_command(s.get('options', {}), session_data(s, data))}`" for s in sessions],
         "",
         "## Data (synthetic, espeak-ng)",
         f"- train: {data['train']['utterances']} utterances, {data['train']['hours']} h, {data['words']} distinct "
         f"words; accents {', '.join(TRAIN_ACCENTS)} x variants "
         f"{', '.join(v or '(default)' for v in TRAIN_VARIANTS)}; speed 130-200 wpm, pitch 30-70, word gap 0-40 ms; "
         f"50-400 ms silence at each end, peak gain 0.1-0.9, white or brown noise at 15-45 dB SNR",
+        *([f"- pronunciation noise (`--pron-noise {data['pron_noise']}`, train_demo/pronunciation.py): "
+           f"{data['train']['pron_noise']['utterances']} of the training utterances spoken from espeak-ng's phonemes "
+           f"with each vowel swapped for another with p={data['train']['pron_noise']['vowel_p']} and each consonant "
+           f"dropped with p={data['train']['pron_noise']['drop_p']}, transcript unchanged"]
+          if data.get("pron_noise") else []),
         f"- test: {data['test']['sentences']} held-out sentences (none in training), each spoken once per voice "
         f"group ({data['test']['utterances']} utterances)",
     ]
