@@ -94,7 +94,11 @@ class LevelResult:
     system: str
     streams: int
     partials: int = 0
-    latency_ms: dict[str, float] = field(default_factory=dict)  # p50/p95/p99/max of per-result latency
+    # p50/p95/p99/max of per-result latency: every stream-step's result where the engine reports them (``results``
+    # of them, text changed or not), else every partial; ``partial_latency_ms``: partials only
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    results: int = 0
+    partial_latency_ms: dict[str, float] = field(default_factory=dict)
     final_latency_ms: dict[str, float] = field(default_factory=dict)  # speech end -> final
     speech_ends: int = 0
     finals_matched: int = 0
@@ -211,6 +215,14 @@ def percentiles(values: list[float] | np.ndarray) -> dict[str, float]:
     v = np.asarray(values, dtype=np.float64) * 1000.0
     return {k: round(float(np.percentile(v, q)), 1) for k, q in (("p50", 50), ("p95", 95), ("p99", 99))} | \
         {"min": round(float(v.min()), 1), "max": round(float(v.max()), 1), "mean": round(float(v.mean()), 1)}
+
+
+def result_percentiles(metrics) -> dict[str, float]:
+    """p50/p95/p99/max of the engine's own count of every stream-step result's latency (1 ms bins)."""
+    if not metrics.results:
+        return {}
+    return {f"p{q}": metrics.result_latency_percentile(q) for q in (50, 95, 99)} | \
+        {"min": metrics.result_latency_percentile(0), "max": metrics.result_latency_percentile(100)}
 
 
 def latency_growth(points: list[tuple[float, float]]) -> float:
@@ -354,9 +366,11 @@ class EngineRun:
             final_lat += [emitted - feeder.arrival_of_sample(i, round(e * SAMPLE_RATE)) for e, emitted in pairs]
         audio_s = sum(a.shape[0] for a in feeder.audios) / SAMPLE_RATE
         growth = latency_growth(points)
-        p = percentiles(lat)
+        partial_p = percentiles(lat)
+        p = result_percentiles(metrics) or partial_p
         res = LevelResult(
-            system=system, streams=n, partials=len(lat), latency_ms=p, final_latency_ms=percentiles(final_lat),
+            system=system, streams=n, partials=len(lat), latency_ms=p, results=metrics.results,
+            partial_latency_ms=partial_p, final_latency_ms=percentiles(final_lat),
             speech_ends=n_ends, finals_matched=matched, latency_growth_ms=round(growth * 1000, 1),
             compute_rtf=round(metrics.step_seconds_sum / audio_s, 4), cpu_utilisation=round(cpu / wall, 2),
             audio_seconds=round(audio_s, 1), wall_seconds=round(wall, 1), steps=metrics.steps,
@@ -667,9 +681,12 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
             "audio_seconds_per_stream": [round(a.shape[0] / SAMPLE_RATE, 2) for a in workload.audio],
             "model": {"name": cfg.model, "params": sum(p.numel() for p in model.parameters()),
                       "frame_s": frame_seconds(model), "chunk_ms": cfg.chunk_ms},
-            "latency_definition": "per-result: Partial.emitted_at - arrival of the packet holding the last sample "
-                                  "its encoder frames depend on; final: Final.emitted_at - arrival of the packet "
-                                  "holding the last speech sample (includes the VAD silence wait)",
+            "latency_definition": "per-result: end of the step that produced a result - arrival of the packet holding "
+                                  "the last sample its encoder frames depend on, for every stream-step (engine "
+                                  "and per_stream: EngineMetrics.result_latency_ms; other baselines: their "
+                                  "partials); partial: the same for Partial events only (Partial.emitted_at); "
+                                  "final: Final.emitted_at - arrival of the packet holding the last speech "
+                                  "sample (includes the VAD silence wait)",
             "engine": {"levels": [dataclasses.asdict(r) for r in engine_levels],
                        "max_sustainable_streams": engine_best},
             "baselines": baselines,
@@ -731,18 +748,19 @@ def markdown(result: dict[str, Any]) -> str:
         f"### `{cfg['model']}` {cfg['dtype']} @ {cfg['chunk_ms']} ms on {m.get('gpu') or m['cpu']} "
         f"({m['torch_threads']} threads, load {m['load_avg_at_start'][0]} → {result['load_avg_at_end'][0]})",
         "",
-        "| system | N | partials | p50 ms | p95 ms | p99 ms | final p50 ms | final p95 ms | RTF | batch mean/max "
-        "| text = offline | growth ms | ok |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | N | results | p50 ms | p95 ms | p99 ms | partials | partial p95 ms | final p50 ms | final p95 ms "
+        "| RTF | batch mean/max | text = offline | growth ms | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [(r, "engine") for r in result["engine"]["levels"]]
     for name, b in result["baselines"].items():
         rows += [(r, name) for r in b.get("levels", [])]
     for r, name in rows:
-        lat, fin = r["latency_ms"], r["final_latency_ms"]
+        lat, fin, part = r["latency_ms"], r["final_latency_ms"], r.get("partial_latency_ms") or r["latency_ms"]
         lines.append(
-            f"| {name} | {r['streams']} | {r['partials']} | {lat.get('p50', '–')} | {lat.get('p95', '–')} | "
-            f"{lat.get('p99', '–')} | {fin.get('p50', '–')} | {fin.get('p95', '–')} | {r['compute_rtf']} | "
+            f"| {name} | {r['streams']} | {r.get('results') or r['partials']} | {lat.get('p50', '–')} | "
+            f"{lat.get('p95', '–')} | {lat.get('p99', '–')} | {r['partials']} | {part.get('p95', '–')} | "
+            f"{fin.get('p50', '–')} | {fin.get('p95', '–')} | {r['compute_rtf']} | "
             f"{r['mean_batch']}/{r['max_batch']} | {_of(r['text_matches_offline'], r['streams'])} | "
             f"{r['latency_growth_ms']} | {'✓' if r['sustainable'] else '✗'} |")
     lines += ["", f"**Engine: max sustainable streams = {result['engine']['max_sustainable_streams']}** "

@@ -29,11 +29,16 @@ from .transcript import Token, TranscriptTracker, Vocabulary
 logger = logging.getLogger("parakeet_stream")
 
 STEP_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
+RESULT_LATENCY_MAX_MS = 10_000  # result latencies are counted per millisecond up to here (the last bin: beyond)
 
 
 @dataclass
 class EngineMetrics:
-    """Counters since start; ``step_latency_buckets`` maps an upper bound in seconds to a cumulative count."""
+    """Counters since start; ``step_latency_buckets`` maps an upper bound in seconds to a cumulative count.
+
+    ``result_latency_ms`` counts every stream-step's result latency per whole millisecond: the time from the
+    arrival of the last audio a step's result depends on (``Stream.processed_time``) to the end of that step, for
+    every step of every stream whether or not its text changed (``Partial`` events come only with new text)."""
 
     active_streams: int = 0
     streams_opened: int = 0
@@ -45,12 +50,47 @@ class EngineMetrics:
     max_batch_size: int = 0
     step_latency_buckets: dict[float, int] = field(
         default_factory=lambda: dict.fromkeys((*STEP_LATENCY_BUCKETS, float("inf")), 0))
+    result_latency_ms: list[int] = field(default_factory=lambda: [0] * (RESULT_LATENCY_MAX_MS + 1))
+    result_latency_seconds_sum: float = 0.0
 
     def snapshot(self, active: int) -> EngineMetrics:
         with _metrics_lock:
             return EngineMetrics(active, self.streams_opened, self.steps, self.streams_stepped,
                                  round(self.audio_seconds, 3), self.step_seconds_sum, self.last_batch_size,
-                                 self.max_batch_size, dict(self.step_latency_buckets))
+                                 self.max_batch_size, dict(self.step_latency_buckets), list(self.result_latency_ms),
+                                 self.result_latency_seconds_sum)
+
+    def record_result_latency(self, seconds: float) -> None:
+        with _metrics_lock:
+            self.result_latency_ms[min(max(int(seconds * 1000), 0), RESULT_LATENCY_MAX_MS)] += 1
+            self.result_latency_seconds_sum += seconds
+
+    @property
+    def results(self) -> int:
+        return sum(self.result_latency_ms)
+
+    def result_latency_buckets(self, bounds: tuple[float, ...] = STEP_LATENCY_BUCKETS) -> list[tuple[float, int]]:
+        """Cumulative counts of results at most ``le`` seconds late, for each bound (Prometheus' histogram; exact
+        to the millisecond: a result in bin ``ms`` was ``ms`` to ``ms + 1`` ms late)."""
+        out, seen, ms = [], 0, 0
+        for le in bounds:
+            while ms < RESULT_LATENCY_MAX_MS and ms + 1 <= round(le * 1000):
+                seen += self.result_latency_ms[ms]
+                ms += 1
+            out.append((le, seen))
+        return out
+
+    def result_latency_percentile(self, q: float) -> float | None:
+        """The ``q``-th percentile (0-100) of result latency in ms (to the millisecond), None before any result."""
+        total = sum(self.result_latency_ms)
+        if total == 0:
+            return None
+        rank, seen = q / 100 * total, 0
+        for ms, count in enumerate(self.result_latency_ms):
+            seen += count
+            if seen >= rank and count:
+                return float(ms)
+        return float(RESULT_LATENCY_MAX_MS)
 
     def record_step(self, batch: int, seconds: float, audio_seconds: float) -> None:
         with _metrics_lock:
@@ -82,6 +122,7 @@ class BaseStreamState:
         self.total_samples = 0  # 16 kHz samples received, all epochs
         self.finalizing: str | None = None  # "flush" | "finish" once its barrier was reached
         self.last_audio_at = 0.0  # time.monotonic() of the last audio applied
+        self.arrivals: collections.deque[tuple[int, float]] = collections.deque()  # (total_samples, submitted at)
         self.closed = False
         self.counted = True  # counts against the engine's capacity
 
@@ -96,6 +137,8 @@ class BaseStreamState:
 
 class InferenceLoop:
     """The thread that owns the model, and the streams it serves."""
+
+    tracks_arrivals = False  # a subclass that records result latency (``_record_result_latency``) sets it
 
     def __init__(self, model, *, frame_s: float, batch_window_s: float = 0.0) -> None:
         self.model = model
@@ -166,7 +209,7 @@ class InferenceLoop:
         with self._cond:
             if command[0] == "close":
                 self._uncount(state)
-            state.inbox.append(command)
+            state.inbox.append((*command, time.monotonic()))
             self._dirty[state] = None
             self._cond.notify()
 
@@ -269,14 +312,25 @@ class InferenceLoop:
 
     def _apply_backlog(self, state: BaseStreamState) -> None:
         while state.backlog and not state.finalizing and not state.closed:
-            kind, payload = state.backlog.popleft()
+            kind, payload, submitted_at = state.backlog.popleft()
             if kind == "audio":
                 state.last_audio_at = time.monotonic()
                 self._add_audio(state, payload)
+                if self.tracks_arrivals:
+                    state.arrivals.append((state.total_samples, submitted_at))
             elif kind in ("flush", "finish"):
                 self._begin_finalize(state, kind)
             elif kind == "close":
                 self._release(state)
+
+    def _record_result_latency(self, state: BaseStreamState, now: float) -> None:
+        """Count the latency of a result that depends on the stream's audio up to ``processed_time``: ``now``
+        minus the moment the audio holding that sample was pushed."""
+        need = round(state.processed_time * MODEL_SAMPLE_RATE)
+        while len(state.arrivals) > 1 and state.arrivals[0][0] < need:
+            state.arrivals.popleft()  # results only move forward in stream time: older pushes are never needed
+        if state.arrivals and state.arrivals[0][0] >= need:
+            self.metrics.record_result_latency(now - state.arrivals[0][1])
 
     def _release(self, state: BaseStreamState) -> None:
         if state.closed:

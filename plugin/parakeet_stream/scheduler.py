@@ -105,6 +105,8 @@ class StreamState(BaseStreamState):
 class ChunkScheduler(InferenceLoop):
     """Steps every cache-aware stream that holds a full chunk, in batches."""
 
+    tracks_arrivals = True
+
     def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None,
                  batch_window_s: float = 0.0) -> None:
         super().__init__(model, frame_s=frame_s, batch_window_s=batch_window_s)
@@ -216,6 +218,7 @@ class ChunkScheduler(InferenceLoop):
                                  sum(frames) * self.frame_s)
         for state, hyp, n in zip(states, hyps, frames):
             self._guard(state, self._after_step, state, hyp, n, is_last)
+            self._record_result_latency(state, time.monotonic())
 
     def _after_step(self, state: StreamState, hyp, n_frames: int, is_last: bool) -> None:
         # the decoder continued from a carry that held no tokens (``_carry``), so ``hyp`` holds exactly this

@@ -52,10 +52,13 @@ def test_streamed_text_equals_offline_decode(result):
 
 def test_latency_counts_and_causality(result):
     for lv in result["engine"]["levels"] + result["baselines"]["per_stream"]["levels"]:
-        lat = lv["latency_ms"]
         assert lv["partials"] > 0
+        # every stream-step's result is counted, text changed or not; partials are the ones with new text
+        assert lv["results"] >= lv["partials"]
+        assert lv["results"] == pytest.approx(lv["mean_batch"] * lv["steps"], abs=lv["steps"] * 0.005 + 0.5)
         # a result is never emitted before the packet holding its audio_end arrived (causality)
-        assert 0 <= lat["min"] <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        for lat in (lv["latency_ms"], lv["partial_latency_ms"]):
+            assert 0 <= lat["min"] <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
         assert lv["steps"] > 0 and 1 <= lv["mean_batch"] <= lv["max_batch"] <= lv["streams"]
 
 
@@ -108,8 +111,9 @@ def test_bench_command_passes_baseline_streams():
 
     parser = argparse.ArgumentParser()
     bench_cmd.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "--streams", "64,512", "--baseline-streams", "4", "--no-vad"])
-    assert (args.streams, args.baseline_streams, args.no_vad) == ((64, 512), (4,), True)
+    args = parser.parse_args(["bench", "--streams", "64,512", "--baseline-streams", "4", "--no-vad",
+                              "--batch-window-ms", "0"])
+    assert (args.streams, args.baseline_streams, args.no_vad, args.batch_window_ms) == ((64, 512), (4,), True, 0.0)
 
 
 def test_calibration_leaves_the_random_joint_at_the_rate_it_reports(workload):

@@ -76,3 +76,11 @@ async def test_metrics_count_sessions_audio_and_engine_steps(worker, side_port, 
                      if k[0] == "parakeet_engine_step_seconds_bucket")
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
     assert samples[("parakeet_engine_batch_size_max", ())] == snapshot.max_batch_size >= 1
+    # every stream-step's result latency, as a histogram of the same engine counts
+    assert samples[("parakeet_engine_result_latency_seconds_count", ())] == snapshot.results \
+        == snapshot.streams_stepped
+    assert samples[("parakeet_engine_result_latency_seconds_sum", ())] == pytest.approx(
+        snapshot.result_latency_seconds_sum)
+    assert [(le, v) for (name, labels), v in samples.items()
+            if name == "parakeet_engine_result_latency_seconds_bucket" and labels != (("le", "+Inf"),)
+            for le in [float(dict(labels)["le"])]] == snapshot.result_latency_buckets()

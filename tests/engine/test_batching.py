@@ -1,6 +1,8 @@
 """Streams stepped together in batches give exactly what each gives alone; slots are reused."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import parakeet_stream as ps
@@ -53,6 +55,37 @@ def test_eight_staggered_streams_equal_their_solo_runs(tiny_engine):
     assert all(len(r) == 1 and r[0][0] for r in solo)
     assert after.max_batch_size >= 4
     assert after.streams_stepped - before.streams_stepped > after.steps - before.steps  # real batches
+    # every stream-step's result had its latency counted
+    assert after.results - before.results == after.streams_stepped - before.streams_stepped
+
+
+def test_result_latency_counts_the_wait_from_push_to_result():
+    from parakeet_stream.inference_loop import EngineMetrics
+
+    m = EngineMetrics()
+    for ms in range(1, 101):
+        m.record_result_latency(ms / 1000 + 0.0004)
+    m.record_result_latency(99.0)  # beyond the last bin: counted there
+    assert m.results == 101
+    assert [m.result_latency_percentile(q) for q in (0, 50, 95, 100)] == [1.0, 51.0, 96.0, 10000.0]
+    assert EngineMetrics().result_latency_percentile(50) is None
+
+
+def test_results_held_back_by_a_busy_inference_thread_show_the_wait(tiny_model):
+    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=1)
+    try:
+        stream = engine.open_stream(endpointing=NO_ENDPOINTS)
+        with engine._scheduler._cond:  # the inference thread cannot take the audio while we hold its lock
+            for p in packets(speech("one two three four")):
+                stream.push(p)
+            time.sleep(0.3)
+        stream.finish()
+        collect(stream)
+        m = engine.metrics()
+    finally:
+        engine.close()
+    assert m.results == m.streams_stepped > 5
+    assert m.result_latency_percentile(0) >= 300.0
 
 
 def test_five_hundred_streams_reuse_slots_without_growth(tiny_engine):

@@ -75,6 +75,12 @@ def render_metrics(stats: WorkerStats, *, active_sessions: int, capacity: int, d
     samples.append(("_bucket", {"le": "+Inf"}, m.steps))
     samples += [("_sum", {}, m.step_seconds_sum), ("_count", {}, m.steps)]
     out += _family("parakeet_engine_step_seconds", "histogram", "Latency of one batched engine step.", samples)
+    samples = [("_bucket", {"le": _fmt(le)}, count) for le, count in m.result_latency_buckets()]
+    samples.append(("_bucket", {"le": "+Inf"}, m.results))
+    samples += [("_sum", {}, m.result_latency_seconds_sum), ("_count", {}, m.results)]
+    out += _family("parakeet_engine_result_latency_seconds", "histogram",
+                   "From the arrival of the audio a stream-step's result depends on to the end of that step.",
+                   samples)
     out += _family("parakeet_engine_batch_size", "gauge", "Streams in the last batched step.",
                    [("", {}, m.last_batch_size)])
     out += _family("parakeet_engine_batch_size_max", "gauge", "Largest batch stepped so far.",
