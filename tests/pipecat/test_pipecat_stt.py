@@ -101,7 +101,7 @@ async def test_other_input_rates_are_resampled_by_the_engine(demo_engine):
 
 
 async def test_metrics_ttfb_processing_and_usage(demo_engine):
-    audio = utterances("four five six")
+    audio = utterances("two three four")
     stt = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY, stt_ttfb_timeout=600.0,
                              ttfs_p99_latency=0.3)
     rec = await run_pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer()), stt], stt, audio_frames(audio),
@@ -147,11 +147,11 @@ async def test_cancel_drops_the_stream_without_a_final(demo_engine):
 async def test_pipelines_share_one_engine_loaded_off_the_loop():
     a = ParakeetSTTService(model="espeak-demo-en", device="cpu", endpointing=VAD_ONLY)
     b = ParakeetSTTService(model="espeak-demo-en", device="cpu", endpointing=VAD_ONLY)
-    ra, rb = await asyncio.gather(run_pipeline([a], a, audio_frames(speech("four five six"))),
+    ra, rb = await asyncio.gather(run_pipeline([a], a, audio_frames(speech("two three four"))),
                                   run_pipeline([b], b, audio_frames(speech("can you call john for me"))))
 
     assert a.engine is b.engine is ps.shared_engine("espeak-demo-en", device="cpu")
-    assert [f.text for f in ra.of(TranscriptionFrame)] == ["four five six"]
+    assert [f.text for f in ra.of(TranscriptionFrame)] == ["two three four"]
     assert [f.text for f in rb.of(TranscriptionFrame)] == ["can you call john for me"]
 
 
@@ -159,7 +159,7 @@ async def test_turn_detection_proposes_turns_from_engine_segments(demo_engine):
     # forced on for the demo model (no <EOU>): the engine's trailing-blank endpoint ends each turn, and Pipecat's
     # VAD stops must not cut it
     stt = ParakeetSTTService(engine=demo_engine, turn_detection=True, should_interrupt=False)
-    sentences = ("call me at seven thirty", "four five six")
+    sentences = ("call me at seven thirty", "two three four")
     rec = await run_pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer()), stt], stt,
                              audio_frames(utterances(*sentences, gap=1.5)))
 
@@ -239,8 +239,8 @@ def test_example_pipeline_prints_interims_then_the_final():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, str(root / "examples" / "pipecat_pipeline.py"), "--text", "four five six",
+    out = subprocess.run([sys.executable, str(root / "examples" / "pipecat_pipeline.py"), "--text", "two three four",
                           "--device", "cpu"], capture_output=True, text=True, timeout=600, check=True).stdout
     lines = out.splitlines()
-    assert lines[-2:] == ["interim: four five six", "final:   four five six"]
+    assert lines[-2:] == ["interim: two three four", "final:   two three four"]
     assert all(line.startswith("interim: ") for line in lines[:-1])

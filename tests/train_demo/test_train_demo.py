@@ -100,7 +100,7 @@ def test_model_card_names_machine_data_and_wer_per_group(demo_run):
         assert f"| {group} | 2 |" in card
     assert "| **all held-out voices** | 4 |" in card
     assert "en-gb-x-gbcwmd" in card and "does NOT meet" in card
-    assert ("  `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --stages synth,train "
+    assert ("  2. `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --stages synth,train "
             "--max-steps 3 --batch-size 4 --device cpu`") in card
 
 
@@ -118,18 +118,19 @@ def test_decay_session_continues_from_the_saved_model_and_anneals_the_learning_r
     assert not (demo_run["out"] / "checkpoints" / "last.ckpt").exists()  # a decay session is not resumable
     assert "steps 3 -> 7" in demo_run["decay_card"]
     card = demo_run["decay_card"]
-    assert ("  `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --pron-noise 0.5 --stages "
+    assert ("  3. `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --pron-noise 0.5 --stages "
             "synth,train --decay-steps 4 --decay-lr 0.001 --batch-size 4 --device cpu`") in card
     # the earlier sessions trained on the clean data, and their commands say so
-    assert ("  `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --stages synth,train "
+    assert ("  2. `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --stages synth,train "
             "--max-steps 3 --batch-size 4 --device cpu`") in card
     noisy = [json.loads(line) for line in (demo_run["pn_data"] / "train_manifest.json").read_text().splitlines()]
     clean = [json.loads(line) for line in (demo_run["data"] / "train_manifest.json").read_text().splitlines()]
     assert [r["text"] for r in noisy] == [r["text"] for r in clean]
     n_noisy = sum("phonemes_changed" in r for r in noisy)
     assert 0 < n_noisy < 8
-    assert (f"- pronunciation noise (`--pron-noise 0.5`, train_demo/pronunciation.py): {n_noisy} of the training "
-            f"utterances spoken from espeak-ng's phonemes with each vowel swapped for another with p=0.15") in card
+    assert (f"- pronunciation noise (`--pron-noise 0.5`, train_demo/pronunciation.py; session 3): {n_noisy} of the "
+            f"training utterances spoken from espeak-ng's phonemes with each vowel swapped for another with p=0.15 "
+            f"and each consonant dropped with p=0.04, transcript unchanged") in card
     # the test set never gets noise: it is the same audio
     assert (demo_run["pn_data"] / "test_manifest.json").read_text() == \
         (demo_run["data"] / "test_manifest.json").read_text()

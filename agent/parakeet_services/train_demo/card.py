@@ -5,6 +5,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from .pronunciation import NoiseLevel
 from .recipe import Recipe
 from .voices import HELD_OUT_VOICES, SEEN_GROUP, TRAIN_ACCENTS, TRAIN_VARIANTS
 
@@ -32,6 +33,21 @@ def session_data(session: dict, data: dict) -> dict:
         noise = 0.0
     return dict(n_train=data.get("n_train"), n_test=data.get("n_test"), seed=data.get("seed"),
                 pron_noise=data.get("pron_noise", 0.0) if noise is None else noise)
+
+
+def pron_noise_lines(sessions: list[dict], data: dict) -> list[str]:
+    """The data section's line on pronunciation noise, naming the sessions that trained with it."""
+    noisy = [i for i, s in enumerate(sessions, 1) if session_data(s, data).get("pron_noise")]
+    if not noisy:
+        return []
+    fraction = session_data(sessions[noisy[-1] - 1], data)["pron_noise"]
+    made = data["train"].get("pron_noise") if data.get("pron_noise") == fraction else None
+    what = f"{made['utterances']} of the training utterances" if made else f"{fraction:.0%} of the training utterances"
+    level = NoiseLevel()
+    return [f"- pronunciation noise (`--pron-noise {fraction}`, train_demo/pronunciation.py; session"
+            f"{'s' if len(noisy) > 1 else ''} {', '.join(map(str, noisy))}): {what} spoken from espeak-ng's "
+            f"phonemes with each vowel swapped for another with p={level.vowel_p} and each consonant dropped with "
+            f"p={level.drop_p}, transcript unchanged"]
 
 
 def session_command(options: dict, data: dict) -> str:
@@ -75,19 +91,16 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
         f"- recipe: d_model {recipe['d_model']} x {recipe['n_layers']} layers, BPE {recipe['vocab_size']}, CTC "
         f"weight {recipe['ctc_weight']}, AdamW {recipe['lr']} ({recipe['warmup_steps']} warm-up steps, cosine over "
         f"{recipe['schedule_steps']}), batch {state.get('batch_size', recipe['batch_size'])}",
-        "- reproduce (one command per training session, then `--stages eval,card`):",
-        *[f"  `{session_command(s.get('options', {}), session_data(s, data))}`" for s in sessions],
+        "- reproduce (one command per training session, in order, then `--stages eval,card`):",
+        *[f"  {i}. `{session_command(s.get('options', {}), session_data(s, data))}`"
+          for i, s in enumerate(sessions, 1)],
         "",
         "## Data (synthetic, espeak-ng)",
         f"- train: {data['train']['utterances']} utterances, {data['train']['hours']} h, {data['words']} distinct "
         f"words; accents {', '.join(TRAIN_ACCENTS)} x variants "
         f"{', '.join(v or '(default)' for v in TRAIN_VARIANTS)}; speed 130-200 wpm, pitch 30-70, word gap 0-40 ms; "
         f"50-400 ms silence at each end, peak gain 0.1-0.9, white or brown noise at 15-45 dB SNR",
-        *([f"- pronunciation noise (`--pron-noise {data['pron_noise']}`, train_demo/pronunciation.py): "
-           f"{data['train']['pron_noise']['utterances']} of the training utterances spoken from espeak-ng's phonemes "
-           f"with each vowel swapped for another with p={data['train']['pron_noise']['vowel_p']} and each consonant "
-           f"dropped with p={data['train']['pron_noise']['drop_p']}, transcript unchanged"]
-          if data.get("pron_noise") else []),
+        *pron_noise_lines(sessions, data),
         f"- test: {data['test']['sentences']} held-out sentences (none in training), each spoken once per voice "
         f"group ({data['test']['utterances']} utterances)",
     ]
@@ -96,8 +109,8 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
     lines.append(f"  - {SEEN_GROUP}: training voices (only the sentences are new)")
     lines.append(f"- synthesis: {data.get('synth_seconds', '?')} s with {data.get('procs', '?')} processes")
     lines += ["", "## Training"]
-    for s in sessions:
-        lines.append(f"- {s['started']}: steps {s['from_step']} -> {s['to_step']} in {_fmt_minutes(s['seconds'])} "
+    for i, s in enumerate(sessions, 1):
+        lines.append(f"{i}. {s['started']}: steps {s['from_step']} -> {s['to_step']} in {_fmt_minutes(s['seconds'])} "
                      f"(+{s['setup_seconds']} s setup) on {s['machine']} [{s['accelerator']}], "
                      f"{s['audio_hours']} h of audio seen, stopped by {s['stopped_by']}")
     lines.append(f"- total: {state.get('global_step', 0)} steps, {_fmt_minutes(state.get('train_seconds', 0))} "
