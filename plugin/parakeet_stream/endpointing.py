@@ -46,8 +46,16 @@ _prototype = None
 def _silero_prototype():
     global _prototype
     if _prototype is None:
-        from silero_vad import load_silero_vad
+        import torch
 
+        # silero_vad's model module calls torch.set_num_threads(1) when imported. That sets torch's process-wide
+        # default, which every thread created afterwards starts from: the next engine's inference thread would
+        # step the ASR model on one core (measured: half the CPU throughput on 2 cores). Keep the caller's.
+        threads = torch.get_num_threads()
+        try:
+            from silero_vad import load_silero_vad
+        finally:
+            torch.set_num_threads(threads)
         _prototype = load_silero_vad()
     return _prototype
 
