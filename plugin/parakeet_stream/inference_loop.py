@@ -29,6 +29,7 @@ from .transcript import Token, TranscriptTracker, Vocabulary
 logger = logging.getLogger("parakeet_stream")
 
 STEP_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
+LOAD_STRETCH = 1.25  # a tick of the chunk clock is at least this many times the last step (``_batch_window_end``)
 RESULT_LATENCY_MAX_MS = 10_000  # result latencies are counted per millisecond up to here (the last bin: beyond)
 
 
@@ -143,6 +144,8 @@ class InferenceLoop:
     def __init__(self, model, *, frame_s: float, batch_window_s: float = 0.0) -> None:
         self.model = model
         self.batch_window_s = batch_window_s
+        self._last_step_at = float("-inf")  # time.monotonic() when the last batched step began (the chunk clock)
+        self._last_step_s = 0.0  # how long it took
         self.frame_s = frame_s
         self.vocab = Vocabulary(model.tokenizer)
         param = next(model.encoder.parameters())
@@ -265,18 +268,25 @@ class InferenceLoop:
             ready = [s for s in self._states if s.ready()]
             wake_at = self._batch_window_end(ready, wake_at)
             if ready and wake_at is None:
+                self._last_step_at = time.monotonic()
                 self._step_all(ready)
+                self._last_step_s = time.monotonic() - self._last_step_at
             busy = wake_at is None and any(s.ready() or (s.backlog and not s.finalizing) for s in self._states)
         for fn, fut in self._jobs:
             fut.set_exception(RuntimeError("engine is closed"))
 
     def _batch_window_end(self, ready: list[BaseStreamState], window_end: float | None) -> float | None:
-        """When to step the ready streams: None = now, else the end of a window in which more should join.
+        """When to step the ready streams: None = now, else the next tick of the chunk clock.
 
-        Streams start at arbitrary moments, so their chunks complete at different phases of the chunk clock;
-        stepped the moment each is ready, every step would run one stream (a B=1 step costs nearly what B=8
-        does). So the first ready stream waits up to ``batch_window_s`` for the others that are receiving audio
-        now, unless all of them are already ready or one has to finish (a flush or finish is never delayed)."""
+        Streams start at arbitrary moments, so their chunks complete at different phases; stepped the moment each
+        is ready, every step would carry one or two streams and pay the model's fixed cost (weights read, kernel
+        launches) again and again. So steps follow a clock: at most one every ``batch_window_s``, counted from
+        the start of the previous step, and each takes every stream ready by then; a stream waits at most one
+        tick. Under load a tick is stretched to 1.25x the last step's duration: back-to-back steps would each
+        take only what became ready during the previous one, paying the fixed cost more often than the load
+        allows (on 2 CPU cores that spiral turned a kept-up load into a growing backlog), while a stretched tick
+        lets batches grow until the steps fit. A single stream, a flush or a finish never waits, nor do ready
+        streams when no other stream is receiving audio."""
         if not ready or self.batch_window_s <= 0:
             return None
         now = time.monotonic()
@@ -285,9 +295,8 @@ class InferenceLoop:
         recent = now - 2 * self.batch_window_s
         if not any(not s.ready() and s.last_audio_at >= recent for s in self._states):
             return None
-        if window_end is None:
-            return now + self.batch_window_s
-        return None if now >= window_end else window_end
+        tick = self._last_step_at + max(self.batch_window_s, LOAD_STRETCH * self._last_step_s)
+        return None if now >= tick else tick
 
     def _attach_and_apply(self, state: BaseStreamState) -> None:
         self._attach(state)
