@@ -88,7 +88,7 @@ class Engine:
             chunk_ms, context = select_chunk(model, chunk_ms)
             model.encoder.set_default_att_context_size(context)
             keep_position_projections(model.encoder)
-            if batch_window_ms is None:  # half a chunk: at most +chunk/2 latency for one step per chunk clock
+            if batch_window_ms is None:  # half a chunk: a stream waits at most half a chunk for its step
                 batch_window_ms = 0.0 if max_batch == 1 else chunk_ms / 2
             self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=frame_s, max_batch=max_batch,
                                              batch_window_s=batch_window_ms / 1000)
@@ -117,8 +117,9 @@ class Engine:
         """Load a checkpoint on a new inference thread and serve from it. Blocks for seconds: call it at start-up.
 
         ``max_batch`` caps streams per model call (None: all ready streams; 1 reproduces per-stream stepping).
-        ``batch_window_ms``: how long a stream whose chunk is complete may wait for others to complete theirs so
-        they share one step (default: half a chunk; 0 = step at once; see ``InferenceLoop._batch_window_end``)."""
+        ``batch_window_ms``: the tick of the chunk clock, the least time between the starts of two steps, so that
+        streams completing their chunks at different moments share one (default: half a chunk; 0 = step at once;
+        see ``InferenceLoop._batch_window_end``)."""
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         return cls.from_factory(lambda: load_nemo_model(model, dev), name=model, dtype=torch_dtype,
