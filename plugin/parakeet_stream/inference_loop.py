@@ -239,7 +239,7 @@ class InferenceLoop:
     def _run(self) -> None:
         torch.set_grad_enabled(False)
         busy = False
-        wake_at: float | None = None  # end of the current batching window
+        wake_at: float | None = None  # the next tick of the chunk clock, while ready streams wait for it
         while True:
             with self._cond:
                 while not (self._dirty or self._jobs or self._arrivals or busy or self._stopping):
@@ -266,7 +266,7 @@ class InferenceLoop:
                 self._run_job(fn, fut)
             self._before_step()
             ready = [s for s in self._states if s.ready()]
-            wake_at = self._batch_window_end(ready, wake_at)
+            wake_at = self._batch_window_end(ready)
             if ready and wake_at is None:
                 self._last_step_at = time.monotonic()
                 self._step_all(ready)
@@ -275,7 +275,7 @@ class InferenceLoop:
         for fn, fut in self._jobs:
             fut.set_exception(RuntimeError("engine is closed"))
 
-    def _batch_window_end(self, ready: list[BaseStreamState], window_end: float | None) -> float | None:
+    def _batch_window_end(self, ready: list[BaseStreamState]) -> float | None:
         """When to step the ready streams: None = now, else the next tick of the chunk clock.
 
         Streams start at arbitrary moments, so their chunks complete at different phases; stepped the moment each
