@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything a short GPU lease is for, in one command that ends inside a time budget:
-#   RESULTS=DIR [BUDGET_S=540] [TRAIN_MIN=4] [DECAY_STEPS=1500] [LEVELS=128,256,512,1024] bash scripts/gpu_session.sh
-# 1. trains the demo model (scripts/train_demo_gpu.sh: synthesis, TRAIN_MIN minutes of training, DECAY_STEPS of
-#    annealing, evaluation, card) unless TRAIN_MIN=0;
+#   RESULTS=DIR [BUDGET_S=540] [TRAIN_MIN=0] [DECAY_STEPS=1500] [LEVELS=128,256,512,1024] bash scripts/gpu_session.sh
+# 1. with TRAIN_MIN > 0 (e.g. 4), trains the demo model first (scripts/train_demo_gpu.sh: synthesis, TRAIN_MIN
+#    minutes of training, DECAY_STEPS of annealing, evaluation, card); the bundled model is done, so by default not;
 # 2. runs the GPU benchmark (bench/gpu.sh: xl bf16 @ 160 ms at LEVELS, per-stream baseline at 4) with the time left.
 # Small results land in RESULTS (model.nemo, MODEL_CARD.md, eval.json, curve.csv, train_state.json, data.json,
 # bench.json, session.log: 8 files, ~11 MB; the card and bench.json name the GPU). Needs what bench/gpu-env.sh needs (carry bench/wheels and
@@ -14,9 +14,9 @@ RESULTS=${RESULTS:?set RESULTS to the folder that comes back}
 BUDGET_S=${BUDGET_S:-540}
 mkdir -p "$RESULTS"
 LOG="$RESULTS/session.log"
-if [ "${TRAIN_MIN:-4}" != "0" ]; then
+if [ "${TRAIN_MIN:-0}" != "0" ]; then
     RUN_DIR=${RUN_DIR:-/tmp/train-demo-run} COPY_TO="$RESULTS" DECAY_STEPS=${DECAY_STEPS:-1500} \
-        bash scripts/train_demo_gpu.sh --minutes "${TRAIN_MIN:-4}" --max-steps 20000 2>&1 \
+        bash scripts/train_demo_gpu.sh --minutes "$TRAIN_MIN" --max-steps 20000 2>&1 \
         | grep --line-buffered -v '^synth .*[1-9] %' | tee -a "$LOG"
     rm -f "$RESULTS/gpu.txt"
     echo "== training done at ${SECONDS}s" | tee -a "$LOG"
