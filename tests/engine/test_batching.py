@@ -123,3 +123,29 @@ def test_shared_engine_raises_capacity_for_a_later_caller():
     again = ps.shared_engine("espeak-demo-en", device="cpu", max_streams=base + 3)
     assert again is first and first.capacity == base + 3
     assert ps.shared_engine("espeak-demo-en", device="cpu", max_streams=1).capacity == base + 3
+
+
+def test_steps_follow_a_chunk_clock_stretched_under_load():
+    import types
+
+    from parakeet_stream.inference_loop import InferenceLoop
+
+    def stream(ready: bool, receiving: bool, finalizing: str | None = None):
+        return types.SimpleNamespace(ready=lambda: ready, finalizing=finalizing,
+                                     last_audio_at=time.monotonic() if receiving else 0.0)
+
+    a, b = stream(True, True), stream(False, True)  # b is still receiving the rest of its chunk
+    now = time.monotonic()
+    loop = types.SimpleNamespace(batch_window_s=0.08, _states=[a, b], _last_step_at=now - 0.03, _last_step_s=0.02)
+    # the next tick: 80 ms after the previous step began
+    assert InferenceLoop._batch_window_end(loop, [a]) == pytest.approx(now + 0.05, abs=1e-9)
+    loop._last_step_at = now - 0.1  # that tick has passed: step now
+    assert InferenceLoop._batch_window_end(loop, [a]) is None
+    loop._last_step_at, loop._last_step_s = now - 0.1, 0.2  # steps take longer than a tick: it stretches
+    assert InferenceLoop._batch_window_end(loop, [a]) == pytest.approx(now - 0.1 + 1.25 * 0.2, abs=1e-9)
+    # a flush/finish, no other stream receiving audio, or no window at all: step now
+    assert InferenceLoop._batch_window_end(loop, [stream(True, True, "finish")]) is None
+    loop._states = [a]
+    assert InferenceLoop._batch_window_end(loop, [a]) is None
+    loop._states, loop.batch_window_s = [a, b], 0.0
+    assert InferenceLoop._batch_window_end(loop, [a]) is None
