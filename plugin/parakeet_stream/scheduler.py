@@ -27,6 +27,7 @@ from .events import Event, StreamEnded, StreamFailed
 from .features import IncrementalFeaturizer, featurize_batch
 from .inference_loop import BaseStreamState, InferenceLoop, logger, tokens_of
 from .slots import CacheSlots
+from .traced_step import steady_step_for
 from .transcript import Token
 
 
@@ -118,8 +119,23 @@ class ChunkScheduler(InferenceLoop):
         self.chunk_geometry = (int(cfg.chunk_size[0]), int(cfg.chunk_size[1]), int(cfg.pre_encode_cache_size[1]),
                                int(cfg.drop_extra_pre_encoded))
         self.slots = CacheSlots(model.encoder, max_streams, self.dtype, str(self.device))
+        # the steady step runs traced on the CPU (traced_step.py); on CUDA it stays eager until measured there
+        self.steady_step = steady_step_for(model.encoder, self.chunk_geometry) \
+            if self.device.type == "cpu" else None
+        if self.steady_step is not None:
+            self._trace_steady_step()
         if self.device.type == "cuda":
             self.size_decoder_graphs(max_batch or max_streams)
+
+    def _trace_steady_step(self) -> None:
+        """Trace the steady step now, on silence, so that the first stream's first steady chunk does not wait for
+        it (~1 s for the 114 M model)."""
+        c_ch, c_t, c_len = self.model.encoder.get_initial_cache_state(batch_size=1, dtype=self.dtype,
+                                                                      device=self.device)
+        width = self.chunk_geometry[1] + self.chunk_geometry[2]
+        x = torch.zeros(1, self.n_mels, width, dtype=self.dtype, device=self.device)
+        with torch.inference_mode():
+            self.steady_step(x, torch.tensor([width], device=self.device), c_ch, c_t, c_len)
 
     def size_decoder_graphs(self, batch: int, frames: int = 16) -> None:
         """Decode one batch of ``batch`` silent rows, so that NeMo's label-looping decoder sizes its state (and, on
@@ -202,11 +218,16 @@ class ChunkScheduler(InferenceLoop):
         lengths = torch.tensor([c.features.shape[1] for _, c in items], dtype=torch.int64, device=self.device)
         index = torch.tensor([s.slot for s in states], dtype=torch.int64, device=self.device)
         c_ch, c_t, c_len = self.slots.gather(index)
+        x = x.to(device=self.device, dtype=self.dtype)
+        steady = not is_last and drop == self.chunk_geometry[3] and x.shape[2] == sum(self.chunk_geometry[1:3])
         with torch.inference_mode():
-            enc, enc_len, n_ch, n_t, n_len = self.model.encoder.cache_aware_stream_step(
-                processed_signal=x.to(device=self.device, dtype=self.dtype), processed_signal_length=lengths,
-                cache_last_channel=c_ch, cache_last_time=c_t, cache_last_channel_len=c_len,
-                keep_all_outputs=is_last, drop_extra_pre_encoded=drop)
+            if steady and self.steady_step is not None:
+                enc, enc_len, n_ch, n_t, n_len = self.steady_step(x, lengths, c_ch, c_t, c_len)
+            else:
+                enc, enc_len, n_ch, n_t, n_len = self.model.encoder.cache_aware_stream_step(
+                    processed_signal=x, processed_signal_length=lengths, cache_last_channel=c_ch,
+                    cache_last_time=c_t, cache_last_channel_len=c_len, keep_all_outputs=is_last,
+                    drop_extra_pre_encoded=drop)
             self.slots.scatter(index, n_ch, n_t, n_len)
             prev = [_carry(s.hyp) for s in states]
             hyps = self.model.decoding.rnnt_decoder_predictions_tensor(
