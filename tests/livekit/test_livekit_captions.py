@@ -24,6 +24,11 @@ class Caption:
     track_id: str
 
 
+def agents_in(room: rtc.Room) -> list[str]:
+    return [p.identity for p in room.remote_participants.values()
+            if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT]
+
+
 class Viewer:
     """A participant that records every ``lk.transcription`` text stream, as ``useTranscriptions()`` does."""
 
@@ -197,7 +202,9 @@ async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(liveki
         await asyncio.wait_for(gina.heard.wait(), 60)  # the agent subscribed: nothing she says is lost
         await gina.say(utterance(speech, MESSAGE))
         await until(lambda: viewer.finals("gina") == [MESSAGE],
-                    what=lambda: f"gina's caption from the CLI worker (captions so far: {viewer.finals('gina')})")
+                    what=lambda: "gina's caption from the CLI worker (finals so far, with segment and track ids: "
+                                 f"{[(c.text, c.segment_id, c.track_id) for c in viewer.captions if c.final]}; agents "
+                                 f"in the room: {agents_in(viewer.room)}; worker log: {log_path.read_text()[-3000:]})")
         await gina.room.disconnect()
         await viewer.room.disconnect()
         proc.send_signal(signal.SIGTERM)
