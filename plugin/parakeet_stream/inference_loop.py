@@ -83,7 +83,7 @@ class EngineMetrics:
 
     def result_latency_percentile(self, q: float) -> float | None:
         """The ``q``-th percentile (0-100) of result latency in ms (to the millisecond), None before any result."""
-        total = sum(self.result_latency_ms)
+        total = self.results
         if total == 0:
             return None
         rank, seen = q / 100 * total, 0

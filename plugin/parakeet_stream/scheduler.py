@@ -122,8 +122,8 @@ class ChunkScheduler(InferenceLoop):
         # the steady step runs traced on the CPU (traced_step.py); on CUDA it stays eager until measured there
         self.steady_step = steady_step_for(model.encoder, self.chunk_geometry) \
             if self.device.type == "cpu" else None
-        if self.steady_step is not None:
-            self._trace_steady_step()
+        if self.steady_step is not None and self.steady_step.traced is None and not self.steady_step.failed:
+            self._trace_steady_step()  # once per model setup: later engines over the same model reuse the graph
         if self.device.type == "cuda":
             self.size_decoder_graphs(max_batch or max_streams)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .pronunciation import NoiseLevel
 from .recipe import Recipe
+from .synth import data_settings
 from .voices import HELD_OUT_VOICES, SEEN_GROUP, TRAIN_ACCENTS, TRAIN_VARIANTS
 
 TARGET_WER = 10.0  # issue 8: held-out sentences by held-out voices, streamed at 160 ms
@@ -28,11 +29,8 @@ def session_data(session: dict, data: dict) -> dict:
         return session["data_settings"]
     path = Path(session.get("options", {}).get("data") or "/nonexistent") / "data.json"
     if path.is_file():
-        data, noise = json.loads(path.read_text()), None
-    else:
-        noise = 0.0
-    return dict(n_train=data.get("n_train"), n_test=data.get("n_test"), seed=data.get("seed"),
-                pron_noise=data.get("pron_noise", 0.0) if noise is None else noise)
+        return data_settings(json.loads(path.read_text()))
+    return {**data_settings(data), "pron_noise": 0.0}
 
 
 def pron_noise_lines(sessions: list[dict], data: dict) -> list[str]:

@@ -137,6 +137,12 @@ def make_test_jobs(test_texts: list[str], wav_dir: Path) -> tuple[list[SynthJob]
     return jobs, groups
 
 
+def data_settings(stats: dict) -> dict:
+    """The numbers that decide a data set, from its ``data.json``: equal settings make identical data. A data set
+    made before ``pron_noise`` existed had none."""
+    return {k: stats.get(k, 0.0 if k == "pron_noise" else None) for k in ("n_train", "n_test", "seed", "pron_noise")}
+
+
 def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: int = 2, seed: int = 1234,
                pron_noise: float = 0.0, log: Callable[[str], None] | None = None) -> dict:
     """Make (or keep, when ``data.json`` says it was made with the same numbers) the data set in ``data_dir``.
@@ -150,7 +156,7 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
     wanted = dict(n_train=n_train, n_test=n_test, seed=seed, pron_noise=pron_noise)
     if stats_path.exists():
         stats = json.loads(stats_path.read_text())
-        if {k: stats.get(k, 0.0 if k == "pron_noise" else None) for k in wanted} == wanted:
+        if data_settings(stats) == wanted:
             log(f"data: reusing {data} ({stats['train']['utterances']} train, {stats['test']['utterances']} test)")
             return stats
     espeak_binary()

@@ -28,7 +28,7 @@ from typing import Callable
 from . import sentences as sentences_mod
 from .recipe import Recipe, build_config, train_tokenizer
 from .rnnt_loss import use_batched_rnnt_loss
-from .synth import load_manifest
+from .synth import data_settings, load_manifest
 
 TOKENIZER_MIN_LINES = 2000  # BPE 128 needs more text than a smoke run's handful of transcripts
 
@@ -98,13 +98,6 @@ def machine_description(accelerator: str) -> str:
     if accelerator == "gpu":
         desc = f"1 x {torch.cuda.get_device_name(0)}, " + desc
     return desc + f", torch {torch.__version__}"
-
-
-def data_settings(data_dir: str) -> dict:
-    """What decided a data set (``synth.synthesize``'s numbers), recorded with each session: sessions of one run
-    may train on different data (a decay session on data with pronunciation noise)."""
-    stats = json.loads((Path(data_dir) / "data.json").read_text())
-    return {k: stats.get(k, 0.0 if k == "pron_noise" else None) for k in ("n_train", "n_test", "seed", "pron_noise")}
 
 
 def bucketed_manifest(rows: list[dict], batch_size: int, path: Path, seed: int) -> None:
@@ -403,7 +396,8 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
                                       to_step=end_step, seconds=round(seconds, 1),
                                       setup_seconds=round(t_fit - t_start, 1),
                                       audio_hours=round(progress.audio_s / 3600, 3), stopped_by=progress.stopped_by,
-                                      options=asdict(opts), data_settings=data_settings(opts.data)))
+                                      options=asdict(opts), data_settings=data_settings(
+                                          json.loads((Path(opts.data) / "data.json").read_text()))))
         state["global_step"] = end_step
         state["train_seconds"] = round(sum(s["seconds"] for s in state["sessions"]), 1)
         _write_json(out / "train_state.json", state)
