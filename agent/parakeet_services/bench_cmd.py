@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-streams", type=int, default=d.max_level, help="highest N the ramp may try")
     p.add_argument("--spread", type=float, default=d.spread_s, help="seconds over which stream starts are spread")
     p.add_argument("--batch-window-ms", type=float, default=d.batch_window_ms,
-                   help="how long a ready stream may wait for others to share its step (default: the engine's)")
+                   help="the chunk clock's tick: least time between the starts of two steps (default: the engine's)")
     p.add_argument("--baselines", type=_names, default=d.baselines,
                    help=f"comma list of {','.join(BASELINES)} or none")
     p.add_argument("--no-vad", action="store_true", help="no VAD endpointing (no final-latency numbers)")

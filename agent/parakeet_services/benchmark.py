@@ -68,7 +68,7 @@ class BenchConfig:
     baseline_levels: tuple[int, ...] | None = None  # fixed stream counts of the baselines; None = as the engine
     max_level: int = 4096
     spread_s: float = 1.0  # stream i starts at i * spread_s / N
-    batch_window_ms: float | None = None  # the engine's batching window (None: the engine's default)
+    batch_window_ms: float | None = None  # the tick of the engine's chunk clock (None: the engine's default)
     baselines: tuple[str, ...] = BASELINES
     vad: bool = True  # endpointing by Silero VAD (the same detector the vad_offline baseline uses)
     min_silence_ms: int = 500
