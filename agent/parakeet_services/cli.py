@@ -7,6 +7,7 @@ Each subcommand lives in its own module and registers itself through ``add_parse
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import sys
 
@@ -35,7 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _print_stacks_on_native_crash()
     return int(args.run(args) or 0)
+
+
+def _print_stacks_on_native_crash() -> None:
+    """A native crash (torch, WebRTC) first prints every thread's Python stack to the process's stderr."""
+    try:
+        faulthandler.enable(file=sys.__stderr__)
+    except (AttributeError, ValueError, OSError):  # no real stderr (embedded, closed): nothing to print to
+        pass
 
 
 if __name__ == "__main__":

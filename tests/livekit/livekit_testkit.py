@@ -1,9 +1,13 @@
-"""Helpers shared by the LiveKit tests: the sentences the demo model knows, frames, and waiting."""
+"""Helpers shared by the LiveKit tests: the sentences the demo model knows, frames, waiting, and the participants
+(a viewer reading captions, a speaker publishing a microphone) of the captions tests."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import numpy as np
+
+from livekit import rtc
 
 MODEL = "espeak-demo-en"
 CHUNK_MS = 160
@@ -46,3 +50,78 @@ async def until(predicate, timeout: float = 60.0, what="condition") -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         await asyncio.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Caption:
+    sender: str
+    text: str
+    final: bool
+    segment_id: str
+    track_id: str
+
+
+def agents_in(room: rtc.Room) -> list[str]:
+    return [p.identity for p in room.remote_participants.values()
+            if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT]
+
+
+class Viewer:
+    """A participant that records every ``lk.transcription`` text stream, as ``useTranscriptions()`` does."""
+
+    def __init__(self) -> None:
+        self.room = rtc.Room()
+        self.captions: list[Caption] = []
+        self._reads: set[asyncio.Task] = set()
+
+    async def join(self, server, room: str) -> Viewer:
+        self.room.register_text_stream_handler("lk.transcription", self._on_stream)
+        # no audio subscription: only the captions agent subscribes to the speakers' microphones
+        await self.room.connect(server.url, server.token("viewer", room), rtc.RoomOptions(auto_subscribe=False))
+        return self
+
+    def _on_stream(self, reader: rtc.TextStreamReader, sender: str) -> None:
+        async def read() -> None:
+            text = await reader.read_all()
+            a = reader.info.attributes
+            self.captions.append(Caption(sender, text, a["lk.transcription_final"] == "true", a["lk.segment_id"],
+                                         a["lk.transcribed_track_id"]))
+        task = asyncio.create_task(read())
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+
+    def finals(self, sender: str) -> list[str]:
+        return [c.text for c in self.captions if c.final and c.sender == sender]
+
+
+class Speaker:
+    """A participant publishing a microphone track fed with synthesized speech in real time."""
+
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+        self.room = rtc.Room()
+        self.source = rtc.AudioSource(48000, 1)
+        self.track_sid = ""
+        self.heard = asyncio.Event()  # someone (the captions agent) subscribed to the microphone
+        self.room.on("local_track_subscribed", lambda track: self.heard.set())
+
+    async def join(self, server, room: str) -> Speaker:
+        await self.room.connect(server.url, server.token(self.identity, room))
+        track = rtc.LocalAudioTrack.create_audio_track("mic", self.source)
+        pub = await self.room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+        self.track_sid = pub.sid
+        return self
+
+    async def say(self, audio: np.ndarray, *, stop_after: int | None = None) -> None:
+        # capture_frame waits while the source's 1 s queue is full: that paces the audio in real time
+        for i, f in enumerate(frames(audio, rate=48000, frame_ms=10)):
+            if stop_after is not None and i == stop_after:
+                return
+            await self.source.capture_frame(f)
+
+
+
+
+def utterance(speech, sentence: str) -> np.ndarray:
+    return np.concatenate([silence(0.3, 48000), speech(sentence, 48000), silence(1.5, 48000)])

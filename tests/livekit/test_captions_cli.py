@@ -1,0 +1,64 @@
+"""``parakeet-stream captions`` as an operator runs it, against a real livekit-server: explicit dispatch by agent
+name, captions, then a graceful stop on SIGTERM.
+
+A module of its own: test_livekit_captions.py's in-process worker joins every new room (automatic dispatch), so
+while it is registered a room here would get two captions agents and every caption twice."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from livekit import rtc
+from tests.livekit.livekit_testkit import MESSAGE, MODEL, Speaker, Viewer, agents_in, until, utterance
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.realtime]
+
+
+async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(livekit_server, speech, tmp_path):
+    """Explicit dispatch, one agent in the room, captions, then a graceful stop."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from livekit import api
+
+    log_path = tmp_path / "captions.log"
+    env = {**os.environ, "LIVEKIT_URL": livekit_server.url, "LIVEKIT_API_KEY": livekit_server.api_key,
+           "LIVEKIT_API_SECRET": livekit_server.api_secret}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "parakeet_services.cli", "captions", "--model", MODEL,
+                                 "--agent-name", "cli-captions", "--http-port", "0", "--max-streams", "4"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        await until(lambda: b"registered worker" in log_path.read_bytes() or proc.poll() is not None,
+                    what="the captions command to register")
+        assert proc.poll() is None, log_path.read_text()
+        viewer = await Viewer().join(livekit_server, "room-cli")
+        gina = await Speaker("gina").join(livekit_server, "room-cli")
+        async with api.LiveKitAPI(livekit_server.url.replace("ws://", "http://"), livekit_server.api_key,
+                                  livekit_server.api_secret) as lkapi:
+            await lkapi.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(agent_name="cli-captions", room="room-cli"))
+        await until(lambda: any(p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+                                for p in viewer.room.remote_participants.values()), what="the dispatched agent")
+        await asyncio.wait_for(gina.heard.wait(), 60)  # the agent subscribed: nothing she says is lost
+        await gina.say(utterance(speech, MESSAGE))
+        await until(lambda: viewer.finals("gina") == [MESSAGE],
+                    what=lambda: "gina's caption from the CLI worker (finals so far, with segment and track ids: "
+                                 f"{[(c.text, c.segment_id, c.track_id) for c in viewer.captions if c.final]}; agents "
+                                 f"in the room: {agents_in(viewer.room)}; worker log: {log_path.read_text()[-3000:]})")
+        assert len(agents_in(viewer.room)) == 1, agents_in(viewer.room)
+        await gina.room.disconnect()
+        await viewer.room.disconnect()
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = log_path.read_text()
+    assert rc == 0, out
+    assert "draining: no new rooms; waiting for running ones" in out
+    assert out.rstrip().endswith("INFO parakeet_services.captions stopped"), out
