@@ -21,6 +21,8 @@ from .events import Word
 from .models import (DEFAULT_MODEL, ModelInfo, chunk_sizes_ms, frame_seconds, is_cache_aware, load_nemo_model,
                      resolve_device, resolve_dtype, select_chunk)
 from .inference_loop import EngineMetrics
+from .kv_cache import install_key_value_cache
+from .packed_weights import pack_linear_weights
 from .positions import keep_position_projections
 from .scheduler import ChunkScheduler
 from .segmented import SegmentedScheduler, log_segmented_mode
@@ -88,6 +90,8 @@ class Engine:
             chunk_ms, context = select_chunk(model, chunk_ms)
             model.encoder.set_default_att_context_size(context)
             keep_position_projections(model.encoder)
+            if pack_linear_weights(model.encoder) is not None:  # bf16 on the CPU; before the step is traced
+                install_key_value_cache(model.encoder)  # exact there: each row's product alone (kv_cache.py)
             if batch_window_ms is None:  # half a chunk: a stream waits at most half a chunk for its step
                 batch_window_ms = 0.0 if max_batch == 1 else chunk_ms / 2
             self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=frame_s, max_batch=max_batch,

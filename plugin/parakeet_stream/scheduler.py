@@ -118,10 +118,13 @@ class ChunkScheduler(InferenceLoop):
         cfg = model.encoder.streaming_cfg
         self.chunk_geometry = (int(cfg.chunk_size[0]), int(cfg.chunk_size[1]), int(cfg.pre_encode_cache_size[1]),
                                int(cfg.drop_extra_pre_encoded))
-        self.slots = CacheSlots(model.encoder, max_streams, self.dtype, str(self.device))
         # the steady step runs traced on the CPU (traced_step.py); on CUDA it stays eager until measured there
         self.steady_step = steady_step_for(model.encoder, self.chunk_geometry) \
             if self.device.type == "cpu" else None
+        # the cached frames' keys and values are kept (kv_cache.py) where the traced step uses them
+        self.kv = self.steady_step.kv if self.steady_step is not None else None
+        self.slots = CacheSlots(model.encoder, max_streams, self.dtype, str(self.device),
+                                keys_values=self.kv is not None)
         if self.steady_step is not None and self.steady_step.traced is None and not self.steady_step.failed:
             self._trace_steady_step()  # once per model setup: later engines over the same model reuse the graph
         if self.device.type == "cuda":
@@ -135,7 +138,8 @@ class ChunkScheduler(InferenceLoop):
         width = self.chunk_geometry[1] + self.chunk_geometry[2]
         x = torch.zeros(1, self.n_mels, width, dtype=self.dtype, device=self.device)
         with torch.inference_mode():
-            self.steady_step(x, torch.tensor([width], device=self.device), c_ch, c_t, c_len)
+            kv = self.kv.project(c_ch) if self.kv is not None else ()
+            self.steady_step(x, torch.tensor([width], device=self.device), c_ch, c_t, c_len, *kv)
 
     def size_decoder_graphs(self, batch: int, frames: int = 16) -> None:
         """Decode one batch of ``batch`` silent rows, so that NeMo's label-looping decoder sizes its state (and, on
@@ -222,13 +226,17 @@ class ChunkScheduler(InferenceLoop):
         steady = not is_last and drop == self.chunk_geometry[3] and x.shape[2] == sum(self.chunk_geometry[1:3])
         with torch.inference_mode():
             if steady and self.steady_step is not None:
-                enc, enc_len, n_ch, n_t, n_len = self.steady_step(x, lengths, c_ch, c_t, c_len)
+                kv = self.slots.gather_keys_values(index) if self.kv is not None else ()
+                enc, enc_len, n_ch, n_t, n_len, *kv = self.steady_step(x, lengths, c_ch, c_t, c_len, *kv)
             else:
                 enc, enc_len, n_ch, n_t, n_len = self.model.encoder.cache_aware_stream_step(
                     processed_signal=x, processed_signal_length=lengths, cache_last_channel=c_ch,
                     cache_last_time=c_t, cache_last_channel_len=c_len, keep_all_outputs=is_last,
                     drop_extra_pre_encoded=drop)
+                kv = self.kv.project(n_ch) if self.kv is not None else ()  # NeMo's step: rebuild them
             self.slots.scatter(index, n_ch, n_t, n_len)
+            if kv:
+                self.slots.scatter_keys_values(index, *kv)
             prev = [_carry(s.hyp) for s in states]
             hyps = self.model.decoding.rnnt_decoder_predictions_tensor(
                 encoder_output=enc, encoded_lengths=enc_len, return_hypotheses=True,

@@ -12,8 +12,10 @@ import torch
 
 
 class CacheSlots:
-    def __init__(self, encoder, max_slots: int, dtype: torch.dtype, device: str, initial: int = 4) -> None:
+    def __init__(self, encoder, max_slots: int, dtype: torch.dtype, device: str, initial: int = 4,
+                 keys_values: bool = False) -> None:
         self._encoder = encoder
+        self.keys_values = keys_values  # also keep the cached frames' attention keys and values (kv_cache.py)
         self.max_slots = max_slots
         self.dtype = dtype
         self.device = device
@@ -21,6 +23,7 @@ class CacheSlots:
         self._in_use: set[int] = set()
         self.capacity = 0
         self.channel = self.time = self.channel_len = None
+        self.keys = self.values = None  # [L,S,C,D] like channel, when keys_values
         self._grow(min(initial, max_slots))
 
     def _grow(self, new_capacity: int) -> None:
@@ -30,6 +33,12 @@ class CacheSlots:
             ch[:, : self.capacity] = self.channel
             t[:, : self.capacity] = self.time
             ln[: self.capacity] = self.channel_len
+        if self.keys_values:
+            keys, values = torch.zeros_like(ch), torch.zeros_like(ch)
+            if self.capacity:
+                keys[:, : self.capacity] = self.keys
+                values[:, : self.capacity] = self.values
+            self.keys, self.values = keys, values
         self.channel, self.time, self.channel_len = ch, t, ln  # [L,S,C,D], [L,S,D,K-1], [S]
         self._free.extend(range(new_capacity - 1, self.capacity - 1, -1))  # pop() hands out low slots first
         self.capacity = new_capacity
@@ -58,6 +67,9 @@ class CacheSlots:
         self.channel[:, slot].zero_()
         self.time[:, slot].zero_()
         self.channel_len[slot] = 0
+        if self.keys_values:  # rebuilt from channel after the stream's first (NeMo) step
+            self.keys[:, slot].zero_()
+            self.values[:, slot].zero_()
 
     def gather(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return (self.channel.index_select(1, index), self.time.index_select(1, index),
@@ -68,3 +80,10 @@ class CacheSlots:
         self.channel.index_copy_(1, index, channel.to(self.dtype))
         self.time.index_copy_(1, index, time.to(self.dtype))
         self.channel_len.index_copy_(0, index, channel_len.to(self.channel_len.dtype))
+
+    def gather_keys_values(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.keys.index_select(1, index), self.values.index_select(1, index)
+
+    def scatter_keys_values(self, index: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
+        self.keys.index_copy_(1, index, keys.to(self.dtype))
+        self.values.index_copy_(1, index, values.to(self.dtype))

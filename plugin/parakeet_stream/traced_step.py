@@ -15,32 +15,60 @@ import warnings
 
 import torch
 
+from .kv_cache import KeyValueCache, key_value_cache_of
+from .packed_weights import PackedLinears, packed_linears_of
+
 logger = logging.getLogger("parakeet_stream")
 
 
 class _SteadyStep(torch.nn.Module):
-    def __init__(self, encoder, drop: int) -> None:
+    def __init__(self, encoder, drop: int, packs: PackedLinears | None = None,
+                 kv: KeyValueCache | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.drop = drop
+        self.packs = packs
+        self.kv = kv
 
-    def forward(self, x, lengths, cache_channel, cache_time, cache_len):
-        return self.encoder.cache_aware_stream_step(
-            processed_signal=x, processed_signal_length=lengths, cache_last_channel=cache_channel,
-            cache_last_time=cache_time, cache_last_channel_len=cache_len, keep_all_outputs=False,
-            drop_extra_pre_encoded=self.drop)
+    def forward(self, x, lengths, cache_channel, cache_time, cache_len, *extra):
+        """``extra``: the kept keys and values [L, B, C, D] when ``kv`` (``kv_cache.py``; then two more outputs: the
+        next ones), then the packed linear weights when ``packs`` (``packed_weights.py``): inputs, not constants."""
+        def step():
+            return self.encoder.cache_aware_stream_step(
+                processed_signal=x, processed_signal_length=lengths, cache_last_channel=cache_channel,
+                cache_last_time=cache_time, cache_last_channel_len=cache_len, keep_all_outputs=False,
+                drop_extra_pre_encoded=self.drop)
+
+        run = step
+        if self.kv is not None:
+            keys, values, extra = extra[0], extra[1], extra[2:]
+            run = lambda: self.kv.step(step, keys, values)  # noqa: E731
+        if self.packs is None:
+            return run()
+        with self.packs.using(extra):
+            return run()
 
 
 class TracedSteadyStep:
-    """``__call__`` = ``encoder.cache_aware_stream_step`` of a steady chunk; traced on first use."""
+    """``__call__`` = ``encoder.cache_aware_stream_step`` of a steady chunk; traced on first use. With kept keys and
+    values (``kv``), it takes them after the caches and returns the next ones after NeMo's outputs."""
 
     def __init__(self, encoder, drop: int) -> None:
-        self.eager = _SteadyStep(encoder, drop).eval()
+        param = next(encoder.parameters())
+        # both are exact for bf16 on the CPU only, which is where they were installed (a model may change dtype)
+        bf16_cpu = param.dtype == torch.bfloat16 and param.device.type == "cpu"
+        self.packs = packed_linears_of(encoder) if bf16_cpu else None
+        self.kv = key_value_cache_of(encoder) if self.packs is not None else None
+        self.eager = _SteadyStep(encoder, drop, self.packs, self.kv).eval()
         self.traced = None
         self.failed = False
 
-    def __call__(self, x, lengths, cache_channel, cache_time, cache_len):
+    def __call__(self, x, lengths, cache_channel, cache_time, cache_len, keys=None, values=None):
         args = (x, lengths, cache_channel, cache_time, cache_len)
+        if self.kv is not None:
+            args += (keys, values)
+        if self.packs is not None:
+            args += tuple(self.packs.tensors())
         if self.traced is not None:
             return self.traced(*args)
         expected = self.eager(*args)

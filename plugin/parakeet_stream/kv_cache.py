@@ -1,0 +1,137 @@
+"""Keys and values of the cached frames, kept from the step that computed them instead of projected again.
+
+NeMo's cache-aware attention caches each layer's *input* for the last ``C`` frames (``cache_last_channel``) and,
+every step, projects all ``C + T`` rows through ``linear_k`` and ``linear_v``: with C=70 and T=2 (160 ms), ~77 % of
+the multiply-adds of a step re-project old audio (4·C·d² per stream and layer, against ~46·d² for everything
+else). Here the projections of the cached rows are kept, per stream and layer, in slot tensors beside NeMo's
+caches (``slots.CacheSlots``), and a step projects only its new rows: K = [K_cache ; linear_k(new)].
+
+That is exact where a row's projection does not depend on the other rows of the product: oneDNN's bf16 linear
+(``packed_weights.py``) on the CPU; checked when installed, and only installed there. NeMo's own cache is still
+computed and kept, so every other step kind (first chunk, the R=0 second step, the last chunk) runs NeMo's code
+unchanged, and afterwards the kept projections are rebuilt from NeMo's cache (``project``).
+
+Only the traced steady step uses it: ``KeyValueCache.using`` lends the gathered keys and values to the attention
+layers while the step runs (as inputs of the trace), and collects the next ones.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+_MARK = "_parakeet_kv_cache"
+
+
+class _Lent:
+    """One step's keys and values [L, B, C, D] and, per layer, the next ones."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        self.keys, self.values = keys, values
+        n = keys.shape[0]
+        self.next_keys: list[torch.Tensor | None] = [None] * n
+        self.next_values: list[torch.Tensor | None] = [None] * n
+        self.active = [False] * n
+
+
+class KeyValueCache:
+    """Installed on every self-attention layer of an encoder: with keys and values lent, a layer projects only the
+    chunk's rows; otherwise it is NeMo's layer."""
+
+    def __init__(self, encoder) -> None:
+        self.layers = [layer.self_attn for layer in encoder.layers]
+        self._lent: _Lent | None = None
+
+    @contextlib.contextmanager
+    def using(self, keys: torch.Tensor, values: torch.Tensor) -> Iterator[_Lent]:
+        self._lent = lent = _Lent(keys, values)
+        try:
+            yield lent
+        finally:
+            self._lent = None
+
+    def step(self, run, keys: torch.Tensor, values: torch.Tensor) -> tuple:
+        """``run()`` (a steady ``cache_aware_stream_step``) with ``keys``/``values`` lent; its outputs and then the
+        next keys and values, [L, B, C, D] each."""
+        with self.using(keys, values) as lent:
+            out = run()
+            if not all(lent.active):
+                raise RuntimeError("a self-attention layer ran without the kept keys and values")
+            return (*out, torch.stack(lent.next_keys), torch.stack(lent.next_values))
+
+    def project(self, channel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of NeMo's cache ``channel`` [L, B, C, D], as the layers would project them."""
+        keys = torch.stack([attn.linear_k(channel[i]) for i, attn in enumerate(self.layers)])
+        values = torch.stack([attn.linear_v(channel[i]) for i, attn in enumerate(self.layers)])
+        return keys, values
+
+    def _install(self) -> None:
+        for i, attn in enumerate(self.layers):
+            attn.update_cache = self._update_cache_of(i, attn)
+            attn.forward_qkv = self._forward_qkv_of(i, attn)
+
+    def _update_cache_of(self, i: int, attn):
+        nemo = type(attn).update_cache.__get__(attn)
+
+        def update_cache(key, value, query, cache):
+            lent = self._lent
+            if lent is None or cache is None:
+                return nemo(key, value, query, cache)
+            _, _, _, cache_next = nemo(key, value, query, cache)  # NeMo's own cache, kept as before
+            lent.active[i] = True
+            return key, value, query, cache_next  # only the chunk's rows go on to forward_qkv
+
+        return update_cache
+
+    def _forward_qkv_of(self, i: int, attn):
+        nemo = type(attn).forward_qkv.__get__(attn)
+
+        def forward_qkv(query, key, value):
+            lent = self._lent
+            if lent is None or not lent.active[i]:
+                return nemo(query, key, value)
+            n = query.size(0)
+            k_new, v_new = attn.linear_k(key), attn.linear_v(value)
+            cached_k, cached_v = lent.keys[i], lent.values[i]
+            keep = query.shape[1] - attn.cache_drop_size  # NeMo's update_cache keeps this many new rows
+            lent.next_keys[i] = torch.cat([cached_k[:, keep:], k_new[:, :keep]], dim=1)
+            lent.next_values[i] = torch.cat([cached_v[:, keep:], v_new[:, :keep]], dim=1)
+            q = attn.linear_q(query).view(n, -1, attn.h, attn.d_k)
+            k = torch.cat([cached_k, k_new], dim=1).view(n, -1, attn.h, attn.d_k)
+            v = torch.cat([cached_v, v_new], dim=1).view(n, -1, attn.h, attn.d_k)
+            return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+        return forward_qkv
+
+
+def install_key_value_cache(encoder) -> KeyValueCache | None:
+    """Keep the cached frames' keys and values on ``encoder`` (idempotent) where that is exact: every layer NeMo's
+    relative-position attention, and its projections independent of the other rows (checked); else None."""
+    if _MARK in encoder.__dict__:
+        return encoder.__dict__[_MARK]
+    from nemo.collections.asr.parts.submodules.multi_head_attention import RelPositionMultiHeadAttention
+
+    layers = getattr(encoder, "layers", ())
+    if not (layers and all(type(getattr(layer, "self_attn", None)) is RelPositionMultiHeadAttention
+                           for layer in layers) and _rows_independent(layers[0].self_attn.linear_k)):
+        return None
+    kv = KeyValueCache(encoder)
+    kv._install()
+    encoder.__dict__[_MARK] = kv
+    return kv
+
+
+def key_value_cache_of(encoder) -> KeyValueCache | None:
+    return encoder.__dict__.get(_MARK)
+
+
+def _rows_independent(linear: torch.nn.Linear) -> bool:
+    """Whether ``linear`` gives each row the same bits alone as within a taller product (the layer's own kernel)."""
+    param = linear.weight
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 72, linear.in_features, generator=g).to(dtype=param.dtype, device=param.device)
+    with torch.inference_mode():
+        whole = linear(x)
+        return all(torch.equal(whole[:, a:b], linear(x[:, a:b].contiguous())) for a, b in ((70, 72), (71, 72), (0, 70))) \
+            and torch.equal(whole[:1, 71:], linear(x[:1, 71:].contiguous()))

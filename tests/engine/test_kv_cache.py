@@ -1,0 +1,89 @@
+"""Kept keys and values (kv_cache.py): steady steps project only the chunk's rows, and stay bit-identical."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import parakeet_stream as ps
+from parakeet_stream.kv_cache import install_key_value_cache, key_value_cache_of
+from parakeet_stream.packed_weights import _onednn_bf16, pack_linear_weights
+from parakeet_stream.testing import build_random_model
+from parakeet_stream.traced_step import _SteadyStep, steady_step_for
+from tests.support import collect, packets, speech
+
+needs_bf16 = pytest.mark.skipif(not _onednn_bf16(), reason="this CPU's oneDNN has no bf16 kernels")
+
+
+def _bf16_model(seed: int = 5):
+    return build_random_model("tiny", seed=seed, att_context_size=((70, 1),)).to(torch.bfloat16)
+
+
+def _geometry(encoder) -> tuple[int, int, int, int]:
+    cfg = encoder.streaming_cfg
+    return (int(cfg.chunk_size[0]), int(cfg.chunk_size[1]), int(cfg.pre_encode_cache_size[1]),
+            int(cfg.drop_extra_pre_encoded))
+
+
+@needs_bf16
+def test_steady_steps_with_kept_keys_and_values_equal_nemos_steps_to_the_bit():
+    plain, kept = _bf16_model(), _bf16_model()
+    pack_linear_weights(kept.encoder)
+    kv = install_key_value_cache(kept.encoder)
+    assert kv is not None and install_key_value_cache(kept.encoder) is kv
+    geometry = _geometry(kept.encoder)
+    step = steady_step_for(kept.encoder, geometry)
+    assert step.kv is kv
+    nemo = _SteadyStep(plain.encoder, geometry[3]).eval()
+    T = geometry[1] + geometry[2]
+    g = torch.Generator().manual_seed(3)
+    lens = [0, 12, 70]  # a young cache, a filling one, a full one
+    c_ch, c_t, c_len = plain.encoder.get_initial_cache_state(batch_size=3, dtype=torch.bfloat16)
+    c_ch = torch.randn(c_ch.shape, generator=g).to(torch.bfloat16)
+    c_t = torch.randn(c_t.shape, generator=g).to(torch.bfloat16)
+    c_len = torch.tensor(lens, dtype=c_len.dtype)
+    with torch.inference_mode():
+        keys, values = kv.project(c_ch)
+        for _ in range(4):  # the kept keys and values carry from step to step
+            x = torch.randn(3, 80, T, generator=g).to(torch.bfloat16)
+            want = nemo(x, torch.full((3,), T), c_ch, c_t, c_len)
+            *got, keys, values = step(x, torch.full((3,), T), c_ch, c_t, c_len, keys, values)
+            assert all(torch.equal(a, b) for a, b in zip(got, want))
+            _, _, c_ch, c_t, c_len = want
+            projected = kv.project(c_ch)
+            assert torch.equal(keys, projected[0]) and torch.equal(values, projected[1])
+    assert step.traced is not None and not step.failed
+
+
+def test_fp32_on_the_cpu_keeps_nemos_attention():
+    model = build_random_model("tiny", seed=5, att_context_size=((70, 1),))
+    assert install_key_value_cache(model.encoder) is None  # MKL's fp32 product of one row differs from a taller one
+    assert key_value_cache_of(model.encoder) is None
+    assert not any("forward_qkv" in layer.self_attn.__dict__ for layer in model.encoder.layers)
+
+
+@needs_bf16
+def test_a_bf16_engine_keeps_keys_and_values_per_stream_across_flushes():
+    model = _bf16_model(seed=4)  # whose bf16 offline decode of these sentences the streams match (not all seeds do)
+    engine = ps.Engine.from_model(model, name="tiny-bf16", chunk_ms=160, max_streams=2)
+    try:
+        assert engine._scheduler.kv is key_value_cache_of(model.encoder) is not None
+        assert engine._scheduler.slots.keys is not None
+        opts = ps.EndpointingOptions(trailing_blank_ms=None, eou=False)
+        a, b = speech("two three four"), speech("turn on the radio")
+        s1, s2 = engine.open_stream(endpointing=opts), engine.open_stream(endpointing=opts)
+        for p1, p2 in zip(packets(a), packets(b[: len(a)])):
+            s1.push(p1)
+            s2.push(p2)
+        for p in packets(b[len(a):]):
+            s2.push(p)
+        s1.flush()  # a new epoch: NeMo's first steps, then kept keys and values again
+        for p in packets(b):
+            s1.push(p)
+        s1.finish()
+        s2.finish()
+        got1 = [e.text for e in collect(s1) if isinstance(e, ps.Final)]
+        got2 = [e.text for e in collect(s2) if isinstance(e, ps.Final)]
+        assert got1 == [engine.transcribe(a).text, engine.transcribe(b).text]
+        assert " ".join(got2) == engine.transcribe(b).text
+    finally:
+        engine.close()
