@@ -78,7 +78,10 @@ class KeyValueCache:
             lent = self._lent
             if lent is None or cache is None:
                 return nemo(key, value, query, cache)
-            _, _, _, cache_next = nemo(key, value, query, cache)  # NeMo's own cache, kept as before
+            # NeMo's own next cache, as MultiHeadAttention.update_cache makes it (without the [cache; key] rows,
+            # which only the projections needed)
+            keep = query.shape[1] - attn.cache_drop_size
+            cache_next = torch.cat([cache[:, keep:, :], query[:, :keep, :]], dim=1)
             lent.active[i] = True
             return key, value, query, cache_next  # only the chunk's rows go on to forward_qkv
 
@@ -92,14 +95,16 @@ class KeyValueCache:
             if lent is None or not lent.active[i]:
                 return nemo(query, key, value)
             n = query.size(0)
-            k_new, v_new = attn.linear_k(key), attn.linear_v(value)
             cached_k, cached_v = lent.keys[i], lent.values[i]
-            keep = query.shape[1] - attn.cache_drop_size  # NeMo's update_cache keeps this many new rows
-            lent.next_keys[i] = torch.cat([cached_k[:, keep:], k_new[:, :keep]], dim=1)
-            lent.next_values[i] = torch.cat([cached_v[:, keep:], v_new[:, :keep]], dim=1)
+            k_all = torch.cat([cached_k, attn.linear_k(key)], dim=1)  # = linear_k([cache; key]), row by row
+            v_all = torch.cat([cached_v, attn.linear_v(value)], dim=1)
+            # the next cache is [cache[keep:]; new[:keep]] (update_cache), i.e. these rows of [cache; new]
+            keep, size = query.shape[1] - attn.cache_drop_size, cached_k.shape[1]
+            lent.next_keys[i] = k_all[:, keep:keep + size]
+            lent.next_values[i] = v_all[:, keep:keep + size]
             q = attn.linear_q(query).view(n, -1, attn.h, attn.d_k)
-            k = torch.cat([cached_k, k_new], dim=1).view(n, -1, attn.h, attn.d_k)
-            v = torch.cat([cached_v, v_new], dim=1).view(n, -1, attn.h, attn.d_k)
+            k = k_all.view(n, -1, attn.h, attn.d_k)
+            v = v_all.view(n, -1, attn.h, attn.d_k)
             return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
         return forward_qkv
