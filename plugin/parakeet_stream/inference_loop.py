@@ -130,6 +130,10 @@ class BaseStreamState:
     def ready(self) -> bool:
         raise NotImplementedError
 
+    def seconds_until_ready(self) -> float:
+        """How much more audio (seconds) the stream needs before it is ready; 0 = unknown, could be any moment."""
+        return 0.0
+
     @property
     def processed_time(self) -> float:
         """Stream seconds the engine has dealt with (a streaming scheduler says how far it has decoded)."""
@@ -286,17 +290,21 @@ class InferenceLoop:
         take only what became ready during the previous one, paying the fixed cost more often than the load
         allows (on 2 CPU cores that spiral turned a kept-up load into a growing backlog), while a stretched tick
         lets batches grow until the steps fit. A single stream, a flush or a finish never waits, nor do ready
-        streams when no other stream is receiving audio."""
+        streams when no other stream receiving audio will be ready by the tick (its audio arrives in real time:
+        waiting would only add latency, and the batch would be the same)."""
         if not ready or self.batch_window_s <= 0:
             return None
         now = time.monotonic()
         if any(s.finalizing for s in ready):
             return None
-        recent = now - 2 * self.batch_window_s
-        if not any(not s.ready() and s.last_audio_at >= recent for s in self._states):
-            return None
         tick = self._last_step_at + max(self.batch_window_s, LOAD_STRETCH * self._last_step_s)
-        return None if now >= tick else tick
+        if now >= tick:
+            return None
+        recent = now - 2 * self.batch_window_s
+        if not any(not s.ready() and s.last_audio_at >= recent and s.seconds_until_ready() <= tick - now
+                   for s in self._states):
+            return None
+        return tick
 
     def _attach_and_apply(self, state: BaseStreamState) -> None:
         self._attach(state)

@@ -125,13 +125,13 @@ def test_shared_engine_raises_capacity_for_a_later_caller():
     assert ps.shared_engine("espeak-demo-en", device="cpu", max_streams=1).capacity == base + 3
 
 
-def test_steps_follow_a_chunk_clock_stretched_under_load():
+def test_steps_follow_a_chunk_clock_stretched_under_load_waiting_only_for_streams_due_by_the_tick():
     import types
 
     from parakeet_stream.inference_loop import InferenceLoop
 
-    def stream(ready: bool, receiving: bool, finalizing: str | None = None):
-        return types.SimpleNamespace(ready=lambda: ready, finalizing=finalizing,
+    def stream(ready: bool, receiving: bool, finalizing: str | None = None, ready_in: float = 0.0):
+        return types.SimpleNamespace(ready=lambda: ready, finalizing=finalizing, seconds_until_ready=lambda: ready_in,
                                      last_audio_at=time.monotonic() if receiving else 0.0)
 
     a, b = stream(True, True), stream(False, True)  # b is still receiving the rest of its chunk
@@ -147,5 +147,12 @@ def test_steps_follow_a_chunk_clock_stretched_under_load():
     assert InferenceLoop._batch_window_end(loop, [stream(True, True, "finish")]) is None
     loop._states = [a]
     assert InferenceLoop._batch_window_end(loop, [a]) is None
+    # b receives its chunk's last 40 ms by the tick: worth waiting for; 60 ms: it would miss the tick, step now
+    loop._last_step_at, loop._last_step_s = now - 0.03, 0.02
+    loop._states = [a, stream(False, True, ready_in=0.04)]
+    assert InferenceLoop._batch_window_end(loop, [a]) == pytest.approx(now + 0.05, abs=1e-9)
+    loop._states = [a, stream(False, True, ready_in=0.06)]
+    assert InferenceLoop._batch_window_end(loop, [a]) is None
+    loop._states = [a, b]
     loop._states, loop.batch_window_s = [a, b], 0.0
     assert InferenceLoop._batch_window_end(loop, [a]) is None
