@@ -4,8 +4,10 @@ N streams are fed at real-time pace (20 ms packets, staggered starts) from speec
 measured from the engine's own timestamps: a Partial carries ``audio_end`` (the stream audio its result depends
 on) and ``emitted_at``; the feeder records when the packet holding sample ``audio_end`` arrived. The same audio runs through the baselines in the same process:
 
-* ``per_stream``  — the engine with ``max_batch=1`` (one stream per model call: NVIDIA's Pipecat service,
-  dalston's nemotron path);
+* ``per_stream``  — the engine with ``max_batch=1``: one stream per model call, with every per-step gain of the
+  engine (traced step, packed weights, kept keys and values), so it isolates what batching brings;
+* ``per_stream_nemo`` — one stream per call of NeMo's own eager ``cache_aware_stream_step`` on a copy of the model
+  no engine has changed (``nemo_step=True``): how NVIDIA's Pipecat service and dalston's nemotron path step;
 * ``vad_offline`` — the original dalston design: Silero VAD segments, each decoded offline after its end;
 * ``nemo_pipeline`` — NeMo's own ``nemo.collections.asr.inference`` cache-aware pipeline (``nemo_pipeline.py``).
 
@@ -40,7 +42,7 @@ SAMPLE_RATE = 16000
 PACKET_MS = 20
 PACKET = SAMPLE_RATE * PACKET_MS // 1000
 RANDOM_ARCHS = ("tiny", "large", "xl")
-BASELINES = ("per_stream", "vad_offline", "nemo_pipeline")
+BASELINES = ("per_stream", "per_stream_nemo", "vad_offline", "nemo_pipeline")
 LEVEL_GRACE_S = 30.0  # after the last packet, how long a level may take to deliver its results
 # Sentences the demo model transcribes word for word (tests/support.py RELIABLE_SENTENCES) plus a few more
 # from its closed vocabulary, so a run on the demo model also shows real text.
@@ -313,16 +315,18 @@ def _gpu_peak_mb(device: str) -> float | None:
 class EngineRun:
     """One level of the streaming engine (batched, or ``max_batch=1`` for the per-stream baseline)."""
 
-    def __init__(self, model, cfg: BenchConfig, offline: list[str], max_batch: int | None):
+    def __init__(self, model, cfg: BenchConfig, offline: list[str], max_batch: int | None,
+                 nemo_step: bool = False):
         self.model, self.cfg, self.offline, self.max_batch = model, cfg, offline, max_batch
+        self.nemo_step = nemo_step  # NeMo's own step on a model no engine has changed (``plain_copy``)
 
     def __call__(self, workload: Workload, n: int, log: Callable[[str], None]) -> LevelResult:
         import parakeet_stream as ps
 
         cfg = self.cfg
-        system = "engine" if self.max_batch is None else "per_stream"
+        system = "engine" if self.max_batch is None else "per_stream_nemo" if self.nemo_step else "per_stream"
         engine = ps.Engine.from_model(self.model, name=cfg.model, chunk_ms=cfg.chunk_ms, max_streams=n,
-                                      max_batch=self.max_batch,
+                                      max_batch=self.max_batch, nemo_step=self.nemo_step,
                                       batch_window_ms=None if self.max_batch == 1 else cfg.batch_window_ms)
         opts = ps.EndpointingOptions(vad=cfg.vad, eou=False, trailing_blank_ms=None,
                                      min_silence_ms=cfg.min_silence_ms)
@@ -552,21 +556,12 @@ RANDOM_TOKENS_PER_FRAME = 0.3  # English speech on Parakeet's 80 ms frames (rese
 def load_model(cfg: BenchConfig):
     """The NeMo model for ``cfg.model``: random weights at a real layout, or a checkpoint; on the device in
     the requested dtype (``prepare_model`` keeps the preprocessor on the CPU, where features are computed)."""
-    from parakeet_stream.engine import prepare_model
-    from parakeet_stream.models import load_nemo_model, resolve_device, resolve_dtype, select_chunk
+    from parakeet_stream.models import select_chunk
 
-    device = resolve_device(cfg.device)
+    model = _build_model(cfg)
     if cfg.model in RANDOM_ARCHS:
-        from parakeet_stream.testing import build_random_model, calibrate_token_rate
+        from parakeet_stream.testing import calibrate_token_rate
 
-        model = build_random_model(cfg.model, seed=cfg.seed)
-    else:
-        model = load_nemo_model(cfg.model, "cpu")
-    model = prepare_model(model, resolve_dtype(cfg.dtype, device))
-    if device != "cpu":
-        model.to(device)
-        model.preprocessor.to("cpu")  # where prepare_model keeps it: features are computed on the CPU
-    if cfg.model in RANDOM_ARCHS:
         # random joints emit up to max_symbols tokens a frame; speech gives ~0.3, and the decoder's cost follows.
         # Calibrated in the dtype and on the device it runs in: a blank bias tuned in fp32 rounds differently in
         # bf16, and the random joint's rate is a steep function of it (xl emitted nothing at all).
@@ -575,6 +570,34 @@ def load_model(cfg: BenchConfig):
         rate = calibrate_token_rate(model, speech_workload(4.0, seed=cfg.seed).audio[0], RANDOM_TOKENS_PER_FRAME)
         print(f"bench: random joint calibrated to {rate:.3f} tokens per encoder frame", file=sys.stderr, flush=True)
     return model
+
+
+def _build_model(cfg: BenchConfig):
+    from parakeet_stream.engine import prepare_model
+    from parakeet_stream.models import load_nemo_model, resolve_device, resolve_dtype
+
+    device = resolve_device(cfg.device)
+    if cfg.model in RANDOM_ARCHS:
+        from parakeet_stream.testing import build_random_model
+
+        model = build_random_model(cfg.model, seed=cfg.seed)
+    else:
+        model = load_nemo_model(cfg.model, "cpu")
+    model = prepare_model(model, resolve_dtype(cfg.dtype, device))
+    if device != "cpu":
+        model.to(device)
+        model.preprocessor.to("cpu")  # where prepare_model keeps it: features are computed on the CPU
+    return model
+
+
+def plain_copy(model, cfg: BenchConfig):
+    """The same weights in a model no engine has changed: the engine keeps projections and packs weights in the
+    layers of the model it serves, and the baselines that stand for NeMo's code must run NeMo's layers (a NeMo
+    model cannot be ``deepcopy``-ed: the architecture is built again and the weights copied)."""
+    copy = _build_model(cfg)
+    copy.load_state_dict(model.state_dict())
+    copy.encoder.set_default_att_context_size(list(model.encoder.att_context_size))
+    return copy
 
 
 def machine_info(device: str) -> dict[str, Any]:
@@ -671,6 +694,14 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
         return level
 
     _warm_up(model, cfg, workload, offline)
+    plain_model: list = []
+
+    def plain():
+        """NeMo's own layers for the baselines that stand for NeMo's code (built once, when first needed)."""
+        if not plain_model:
+            log("bench: building a copy of the model with NeMo's own layers ...")
+            plain_model.append(build_off_main_thread(lambda: plain_copy(model, cfg)))
+        return plain_model[0]
     baselines: dict[str, dict[str, Any]] = {}
     engine_levels: list[LevelResult] = []
     engine_best = 0
@@ -708,6 +739,12 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
                          cfg.max_level)
         baselines["per_stream"] = {"levels": [dataclasses.asdict(r) for r in res], "max_sustainable_streams": best}
         assemble()
+    if "per_stream_nemo" in cfg.baselines:
+        res, best = ramp(runner(EngineRun(plain(), cfg, offline, 1, nemo_step=True), "per_stream_nemo"),
+                         base_levels, deadline, cfg.max_level)
+        baselines["per_stream_nemo"] = {"levels": [dataclasses.asdict(r) for r in res],
+                                        "max_sustainable_streams": best}
+        assemble()
     common = max(base_levels) if base_levels else max(engine_best, 1)
     if "vad_offline" in cfg.baselines:
         r = runner(VadOfflineRun(model, cfg), "vad_offline")(common)
@@ -718,7 +755,7 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
     if "nemo_pipeline" in cfg.baselines:
         from . import nemo_pipeline
 
-        baselines["nemo_pipeline"] = nemo_pipeline.run(model, cfg, workload, base_levels, deadline, log)
+        baselines["nemo_pipeline"] = nemo_pipeline.run(plain(), cfg, workload, base_levels, deadline, log)
     return assemble()
 
 

@@ -21,9 +21,9 @@ from .events import Word
 from .models import (DEFAULT_MODEL, ModelInfo, chunk_sizes_ms, frame_seconds, is_cache_aware, load_nemo_model,
                      resolve_device, resolve_dtype, select_chunk)
 from .inference_loop import EngineMetrics
-from .kv_cache import install_key_value_cache
-from .packed_weights import pack_linear_weights
-from .positions import keep_position_projections
+from .kv_cache import install_key_value_cache, key_value_cache_of
+from .packed_weights import pack_linear_weights, packed_linears_of
+from .positions import keep_position_projections, position_projections_kept
 from .scheduler import ChunkScheduler
 from .segmented import SegmentedScheduler, log_segmented_mode
 from .stream import Stream
@@ -45,13 +45,15 @@ class Engine:
 
     def __init__(self, model, *, name: str, path: str | None = None, chunk_ms: int | None = None,
                  max_streams: int = 64, num_threads: int | None = None, max_batch: int | None = None,
-                 batch_window_ms: float | None = None) -> None:
+                 batch_window_ms: float | None = None, nemo_step: bool = False) -> None:
         """Serve ``model`` (an already built NeMo model: see ``from_model``); prefer ``load``/``from_factory``."""
         self._start(lambda: model, name=name, path=path, chunk_ms=chunk_ms, max_streams=max_streams,
-                    num_threads=num_threads, max_batch=max_batch, batch_window_ms=batch_window_ms)
+                    num_threads=num_threads, max_batch=max_batch, batch_window_ms=batch_window_ms,
+                    nemo_step=nemo_step)
 
     def _start(self, factory, *, name: str, path: str | None, chunk_ms: int | None, max_streams: int,
-               num_threads: int | None, max_batch: int | None, batch_window_ms: float | None) -> None:
+               num_threads: int | None, max_batch: int | None, batch_window_ms: float | None,
+               nemo_step: bool = False) -> None:
         """Start the inference thread, build the model *on it*, then serve from it.
 
         On the CPU every thread that runs torch ops gets its own OpenMP pool; with more pool threads than
@@ -69,7 +71,8 @@ class Engine:
 
                 if num_threads:
                     torch.set_num_threads(num_threads)
-                scheduler = self._configure(factory(), name, path, chunk_ms, max_streams, max_batch, batch_window_ms)
+                scheduler = self._configure(factory(), name, path, chunk_ms, max_streams, max_batch, batch_window_ms,
+                                            nemo_step)
             except BaseException as e:  # re-raised in the caller of Engine.load
                 ready.set_exception(e)
                 return
@@ -83,19 +86,22 @@ class Engine:
                                            "max_streams": max_streams})
 
     def _configure(self, model, name: str, path: str | None, chunk_ms: int | None, max_streams: int,
-                   max_batch: int | None, batch_window_ms: float | None):
+                   max_batch: int | None, batch_window_ms: float | None, nemo_step: bool = False):
         streaming = is_cache_aware(model)
         frame_s = frame_seconds(model)
         if streaming:
             chunk_ms, context = select_chunk(model, chunk_ms)
             model.encoder.set_default_att_context_size(context)
-            keep_position_projections(model.encoder)
-            if pack_linear_weights(model.encoder) is not None:  # bf16 on the CPU; before the step is traced
-                install_key_value_cache(model.encoder)  # exact there: each row's product alone (kv_cache.py)
+            if nemo_step:
+                check_unmodified(model.encoder)
+            else:
+                keep_position_projections(model.encoder)
+                if pack_linear_weights(model.encoder) is not None:  # bf16 on the CPU; before the step is traced
+                    install_key_value_cache(model.encoder)  # exact there: each row's product alone (kv_cache.py)
             if batch_window_ms is None:  # half a chunk: a stream waits at most half a chunk for its step
                 batch_window_ms = 0.0 if max_batch == 1 else chunk_ms / 2
             self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=frame_s, max_batch=max_batch,
-                                             batch_window_s=batch_window_ms / 1000)
+                                             batch_window_s=batch_window_ms / 1000, traced_step=not nemo_step)
         else:
             chunk_ms = 0
             log_segmented_mode(name)
@@ -117,39 +123,43 @@ class Engine:
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
              chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None,
-             max_batch: int | None = None, batch_window_ms: float | None = None) -> Engine:
+             max_batch: int | None = None, batch_window_ms: float | None = None, nemo_step: bool = False) -> Engine:
         """Load a checkpoint on a new inference thread and serve from it. Blocks for seconds: call it at start-up.
 
         ``max_batch`` caps streams per model call (None: all ready streams; 1 reproduces per-stream stepping).
         ``batch_window_ms``: the tick of the chunk clock, the least time between the starts of two steps, so that
         streams completing their chunks at different moments share one (default: half a chunk; 0 = step at once;
-        see ``InferenceLoop._batch_window_end``)."""
+        see ``InferenceLoop._batch_window_end``). ``nemo_step=True`` steps with NeMo's own eager
+        ``cache_aware_stream_step`` (no traced step, packed weights, kept keys/values or position projections): what
+        per-stream services run (the benchmark's baseline), and a way to rule the engine's step out when debugging."""
         dev = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, dev)
         return cls.from_factory(lambda: load_nemo_model(model, dev), name=model, dtype=torch_dtype,
                                 path=model if model.endswith(".nemo") else None, chunk_ms=chunk_ms,
                                 max_streams=max_streams, num_threads=num_threads, max_batch=max_batch,
-                                batch_window_ms=batch_window_ms)
+                                batch_window_ms=batch_window_ms, nemo_step=nemo_step)
 
     @classmethod
     def from_factory(cls, factory, *, name: str = "custom", dtype=None, path: str | None = None,
                      chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None,
-                     max_batch: int | None = None, batch_window_ms: float | None = None) -> Engine:
+                     max_batch: int | None = None, batch_window_ms: float | None = None,
+                     nemo_step: bool = False) -> Engine:
         """Serve the NeMo model ``factory()`` returns, building it on the inference thread (the fast way on CPU:
         see ``_start``); e.g. ``Engine.from_factory(lambda: build_random_model("large"), dtype=torch.bfloat16)``."""
         engine = cls.__new__(cls)
         engine._start(lambda: prepare_model(factory(), dtype), name=name, path=path, chunk_ms=chunk_ms,
                       max_streams=max_streams, num_threads=num_threads, max_batch=max_batch,
-                      batch_window_ms=batch_window_ms)
+                      batch_window_ms=batch_window_ms, nemo_step=nemo_step)
         return engine
 
     @classmethod
     def from_model(cls, model, *, name: str = "custom", chunk_ms: int | None = None, max_streams: int = 64,
-                   dtype=None, max_batch: int | None = None, batch_window_ms: float | None = None) -> Engine:
+                   dtype=None, max_batch: int | None = None, batch_window_ms: float | None = None,
+                   nemo_step: bool = False) -> Engine:
         """Wrap an already loaded NeMo model (tests, notebooks). Built on another thread, it steps slower on the
         CPU than one from ``load``/``from_factory``."""
         return cls.from_factory(lambda: model, name=name, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams,
-                                max_batch=max_batch, batch_window_ms=batch_window_ms)
+                                max_batch=max_batch, batch_window_ms=batch_window_ms, nemo_step=nemo_step)
 
     # -- streams -----------------------------------------------------------------------------------------
     def open_stream(self, *, sample_rate: int = MODEL_SAMPLE_RATE, endpointing: EndpointingOptions | None = None,
@@ -189,6 +199,15 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"Engine({self.info.name!r}, chunk_ms={self.info.chunk_ms}, device={self.info.device})"
+
+
+def check_unmodified(encoder) -> None:
+    """``nemo_step`` needs NeMo's layers as NeMo made them: an engine without it changes them in place (kept
+    position projections, packed weights, kept keys and values) for every later user of the model object."""
+    if packed_linears_of(encoder) is not None or key_value_cache_of(encoder) is not None or any(
+            position_projections_kept(layer.self_attn) for layer in getattr(encoder, "layers", ())):
+        raise ValueError("nemo_step=True needs a model no other engine has served (an engine keeps projections and "
+                         "packs weights in the model's layers); pass a copy, e.g. copy.deepcopy(model) beforehand")
 
 
 def prepare_model(model, dtype=None):

@@ -63,3 +63,8 @@ def keep_position_projections(encoder) -> list[ProjectionMemo]:
             linear.forward = memo  # an instance attribute: Module.__call__ finds it before the class's forward
         memos.append(memo)
     return memos
+
+
+def position_projections_kept(attention) -> bool:
+    """Whether ``keep_position_projections`` installed a memo on this attention layer's ``linear_pos``."""
+    return hasattr(getattr(attention, "linear_pos", None), _MARK)

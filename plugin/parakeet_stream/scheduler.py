@@ -119,7 +119,7 @@ class ChunkScheduler(InferenceLoop):
     tracks_arrivals = True
 
     def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None,
-                 batch_window_s: float = 0.0) -> None:
+                 batch_window_s: float = 0.0, traced_step: bool = True) -> None:
         super().__init__(model, frame_s=frame_s, batch_window_s=batch_window_s)
         self.max_batch = max_batch  # None: every ready stream in one call; 1 = per-stream stepping (baseline)
         self.n_mels = int(model.preprocessor.featurizer.nfilt)
@@ -130,7 +130,7 @@ class ChunkScheduler(InferenceLoop):
                                int(cfg.drop_extra_pre_encoded))
         # the steady step runs traced on the CPU (traced_step.py); on CUDA it stays eager until measured there
         self.steady_step = steady_step_for(model.encoder, self.chunk_geometry) \
-            if self.device.type == "cpu" else None
+            if self.device.type == "cpu" and traced_step else None
         # the cached frames' keys and values are kept (kv_cache.py) where the traced step uses them
         self.kv = self.steady_step.kv if self.steady_step is not None else None
         self.slots = CacheSlots(model.encoder, max_streams, self.dtype, str(self.device),

@@ -38,14 +38,15 @@ def result(tiny_model, workload, tmp_path_factory):
 
 def test_every_system_ran_the_requested_level(result):
     assert [lv["streams"] for lv in result["engine"]["levels"]] == [2]
-    for name in ("per_stream", "vad_offline"):
+    for name in ("per_stream", "per_stream_nemo", "vad_offline"):
         assert [lv["streams"] for lv in result["baselines"][name]["levels"]] == [2]
     nemo = result["baselines"]["nemo_pipeline"]
     assert nemo["levels"] or nemo["skipped"]  # ran, or says exactly why not
 
 
 def test_streamed_text_equals_offline_decode(result):
-    for lv in result["engine"]["levels"] + result["baselines"]["per_stream"]["levels"]:
+    for lv in (result["engine"]["levels"] + result["baselines"]["per_stream"]["levels"]
+               + result["baselines"]["per_stream_nemo"]["levels"]):
         assert lv["text_matches_offline"] == lv["streams"]
         assert lv["failed_streams"] == 0
 
@@ -70,9 +71,10 @@ def test_every_speech_end_gets_one_final(result, workload):
         assert lv["final_latency_ms"]["min"] >= 0
 
 
-def test_per_stream_baseline_steps_one_stream_per_call(result):
-    lv = result["baselines"]["per_stream"]["levels"][0]
-    assert lv["max_batch"] == 1
+def test_per_stream_baselines_step_one_stream_per_call(result):
+    for name in ("per_stream", "per_stream_nemo"):
+        lv = result["baselines"][name]["levels"][0]
+        assert lv["system"] == name and lv["max_batch"] == 1
 
 
 def test_comparison_is_relative_to_the_engine(result):

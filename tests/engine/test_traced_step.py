@@ -48,3 +48,26 @@ def test_engines_trace_the_step_at_start_and_stream_with_it(tiny_model):
         assert engine._scheduler.steady_step.traced is not None
     finally:
         engine.close()
+
+
+def test_nemo_step_engines_run_nemos_own_layers_and_refuse_a_changed_model():
+    import pytest
+
+    from parakeet_stream.positions import position_projections_kept
+
+    model = build_random_model("tiny", seed=4, att_context_size=((70, 1),))
+    engine = ps.Engine.from_model(model, name="tiny", chunk_ms=160, nemo_step=True)
+    try:
+        assert engine._scheduler.steady_step is None and engine._scheduler.kv is None
+        assert not any(position_projections_kept(layer.self_attn) for layer in model.encoder.layers)
+        audio = speech("one two three four five six")
+        s = engine.open_stream(endpointing=ps.EndpointingOptions(trailing_blank_ms=None, eou=False))
+        for p in packets(audio):
+            s.push(p)
+        s.finish()
+        assert " ".join(e.text for e in collect(s) if isinstance(e, ps.Final)) == engine.transcribe(audio).text
+    finally:
+        engine.close()
+    ps.Engine.from_model(model, name="tiny", chunk_ms=160).close()  # an engine of ours changes the layers
+    with pytest.raises(ValueError, match=r"^nemo_step=True needs a model no other engine has served"):
+        ps.Engine.from_model(model, name="tiny", chunk_ms=160, nemo_step=True)
