@@ -238,6 +238,53 @@ def latency_growth(points: list[tuple[float, float]]) -> float:
     return float(late - early)
 
 
+def histogram_median(counts: np.ndarray) -> float | None:
+    """The median of a per-millisecond latency histogram (ms; the upper middle one of an even count), None when
+    it is empty."""
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    return float(np.searchsorted(np.cumsum(counts), (total + 1) / 2))
+
+
+def result_growth(snapshots: list[np.ndarray]) -> float | None:
+    """``latency_growth`` over every stream-step's result: the engine's cumulative latency histogram, sampled at
+    regular times while the audio is fed, gives one median per interval; the median of the last fifth of those
+    minus that of the second fifth (seconds). Hundreds of results instead of a few dozen partials, so one slow
+    partial does not make a level look like it falls behind. None with too few intervals."""
+    medians = [m for m in (histogram_median(b - a) for a, b in zip(snapshots, snapshots[1:])) if m is not None]
+    if len(medians) < 10:
+        return None
+    k = len(medians) // 5
+    return float(np.median(medians[-k:]) - np.median(medians[k:2 * k])) / 1000
+
+
+class ResultSampler:
+    """Samples an engine's cumulative result-latency histogram every ``period`` seconds (for ``result_growth``)."""
+
+    def __init__(self, engine, period: float = 0.5) -> None:
+        self.engine, self.period = engine, period
+        self.snapshots: list[np.ndarray] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def __enter__(self) -> ResultSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _sample(self) -> None:
+        self.snapshots.append(np.asarray(self.engine.metrics().result_latency_ms, dtype=np.int64))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self._sample()
+
+
 def squash(text: str) -> str:
     """Text without spaces: segment cuts may fall inside a word, so compare the character stream."""
     return "".join(text.split())
@@ -335,8 +382,9 @@ class EngineRun:
             audios = [workload.audio[workload.for_stream(i)] for i in range(n)]
             feeder = Feeder(audios, cfg.spread_s)
             cpu0, wall0 = time.process_time(), time.monotonic()
-            feeder.run(lambda i, pcm: streams[i].push(pcm), lambda i: streams[i].finish(),
-                       lambda t: log(f"    {system} N={n}: {t:.0f} s fed, {engine.metrics().steps} steps"))
+            with ResultSampler(engine) as sampler:
+                feeder.run(lambda i, pcm: streams[i].push(pcm), lambda i: streams[i].finish(),
+                           lambda t: log(f"    {system} N={n}: {t:.0f} s fed, {engine.metrics().steps} steps"))
             deadline = time.monotonic() + LEVEL_GRACE_S
             events = [_drain(s, deadline) for s in streams]
             wall = time.monotonic() - wall0
@@ -344,9 +392,9 @@ class EngineRun:
             metrics = engine.metrics()
         finally:
             engine.close()
-        return self._result(system, n, workload, feeder, events, metrics, wall, cpu)
+        return self._result(system, n, workload, feeder, events, metrics, wall, cpu, sampler.snapshots)
 
-    def _result(self, system, n, workload, feeder, events, metrics, wall, cpu) -> LevelResult:
+    def _result(self, system, n, workload, feeder, events, metrics, wall, cpu, snapshots) -> LevelResult:
         from parakeet_stream.events import Final, Partial, StreamFailed
 
         chunk_s = self.cfg.chunk_ms / 1000
@@ -369,7 +417,9 @@ class EngineRun:
             matched += len(pairs)
             final_lat += [emitted - feeder.arrival_of_sample(i, round(e * SAMPLE_RATE)) for e, emitted in pairs]
         audio_s = sum(a.shape[0] for a in feeder.audios) / SAMPLE_RATE
-        growth = latency_growth(points)
+        growth = result_growth(snapshots)
+        if growth is None:  # too short a run for intervals: the partials' own trend
+            growth = latency_growth(points)
         partial_p = percentiles(lat)
         p = result_percentiles(metrics) or partial_p
         res = LevelResult(

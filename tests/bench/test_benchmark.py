@@ -134,3 +134,20 @@ def test_calibration_leaves_the_random_joint_at_the_rate_it_reports(workload):
     hyp = (hyps[0] if isinstance(hyps, tuple) else hyps)[0]
     assert rate > 0
     assert len(hyp.y_sequence) / int(enc_len[0]) == rate
+
+
+def test_result_growth_compares_late_and_early_interval_medians():
+    import numpy as np
+
+    from parakeet_services.benchmark import histogram_median, result_growth
+
+    hist = np.zeros(10_001, dtype=np.int64)
+    snapshots = [hist.copy()]
+    for i in range(20):  # interval i: ten results 100 + 10 i ms late
+        hist[100 + 10 * i] += 10
+        snapshots.append(hist.copy())
+    # fifths of 20 intervals: the last (260..290 ms, median 275) minus the second (140..170 ms, median 155)
+    assert result_growth(snapshots) == pytest.approx(0.120)
+    assert result_growth(snapshots[:5]) is None  # too few intervals: the caller falls back to partials
+    assert histogram_median(np.bincount([3, 3, 5], minlength=10)) == 3.0
+    assert histogram_median(np.zeros(10, dtype=np.int64)) is None
