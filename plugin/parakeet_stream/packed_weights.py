@@ -21,6 +21,8 @@ from typing import Iterator, Optional
 
 import torch
 
+from .positions import tensor_version
+
 logger = logging.getLogger("parakeet_stream")
 
 _MARK = "_parakeet_packed_linears"
@@ -35,13 +37,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, and what traced_step.py uses
     # scripted: tracing cannot record the op's (empty) scalar list, but it records a call to a script function
     packed_linear = torch.jit.script(_packed_linear)
-
-
-def _version(t: torch.Tensor) -> int | None:
-    try:
-        return t._version
-    except RuntimeError:  # inference tensors keep no version counter (and cannot be changed in place)
-        return None
 
 
 class PackedLinears:
@@ -59,7 +54,7 @@ class PackedLinears:
         """Layer ``i``'s packed weight, packed again if the weight changed (another dtype or device, or written
         in place)."""
         w = self.modules[i].weight
-        key = (w.data_ptr(), w.dtype, w.device, _version(w))
+        key = (w.data_ptr(), w.dtype, w.device, tensor_version(w))
         if key != self._keys[i]:
             self._packed[i] = torch.ops.mkldnn._reorder_linear_weight(w.detach(), 8)
             self._keys[i] = key

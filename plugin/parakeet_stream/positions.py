@@ -15,7 +15,8 @@ import torch
 _MARK = "_parakeet_position_memo"
 
 
-def _version(t: torch.Tensor) -> int | None:
+def tensor_version(t: torch.Tensor) -> int | None:
+    """The in-place write counter of ``t`` (None for inference tensors, which cannot be written in place)."""
     try:
         return t._version
     except RuntimeError:  # inference tensors keep no version counter (and cannot be changed in place)
@@ -37,8 +38,8 @@ class ProjectionMemo:
         if self.linear.training or torch.is_grad_enabled():
             return self.forward(x)
         w = self.linear.weight
-        key = (x.data_ptr(), tuple(x.shape), x.stride(), x.dtype, x.device, _version(x), w.data_ptr(), w.dtype,
-               w.device, _version(w))
+        key = (x.data_ptr(), tuple(x.shape), x.stride(), x.dtype, x.device, tensor_version(x), w.data_ptr(), w.dtype,
+               w.device, tensor_version(w))
         if key == self.key:
             self.hits += 1
             return self.value

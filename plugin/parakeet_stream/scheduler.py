@@ -125,9 +125,7 @@ class ChunkScheduler(InferenceLoop):
         self.n_mels = int(model.preprocessor.featurizer.nfilt)
         # Read once, here: NeMo's cache_aware_stream_step overwrites streaming_cfg.drop_extra_pre_encoded for the
         # duration of each call, so a stream opened on another thread mid-step would read the step's value.
-        cfg = model.encoder.streaming_cfg
-        self.chunk_geometry = (int(cfg.chunk_size[0]), int(cfg.chunk_size[1]), int(cfg.pre_encode_cache_size[1]),
-                               int(cfg.drop_extra_pre_encoded))
+        self.chunk_geometry = chunk_geometry(model.encoder)
         # the steady step runs traced on the CPU (traced_step.py); on CUDA it stays eager until measured there
         self.steady_step = steady_step_for(model.encoder, self.chunk_geometry) \
             if self.device.type == "cpu" and traced_step else None
@@ -343,6 +341,14 @@ class ChunkScheduler(InferenceLoop):
             return
         self.slots.reset(state.slot)
         state.new_epoch()
+
+
+def chunk_geometry(encoder) -> tuple[int, int, int, int]:
+    """(first chunk, chunk, pre-encode cache, drop_extra_pre_encoded) in feature frames, for the encoder's current
+    look-ahead."""
+    cfg = encoder.streaming_cfg
+    return (int(cfg.chunk_size[0]), int(cfg.chunk_size[1]), int(cfg.pre_encode_cache_size[1]),
+            int(cfg.drop_extra_pre_encoded))
 
 
 def _carry(hyp):

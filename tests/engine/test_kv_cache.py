@@ -7,6 +7,7 @@ import torch
 import parakeet_stream as ps
 from parakeet_stream.kv_cache import install_key_value_cache, key_value_cache_of
 from parakeet_stream.packed_weights import _onednn_bf16, pack_linear_weights
+from parakeet_stream.scheduler import chunk_geometry
 from parakeet_stream.testing import build_random_model
 from parakeet_stream.traced_step import _SteadyStep, steady_step_for
 from tests.support import collect, packets, speech
@@ -18,19 +19,13 @@ def _bf16_model(seed: int = 5):
     return build_random_model("tiny", seed=seed, att_context_size=((70, 1),)).to(torch.bfloat16)
 
 
-def _geometry(encoder) -> tuple[int, int, int, int]:
-    cfg = encoder.streaming_cfg
-    return (int(cfg.chunk_size[0]), int(cfg.chunk_size[1]), int(cfg.pre_encode_cache_size[1]),
-            int(cfg.drop_extra_pre_encoded))
-
-
 @needs_bf16
 def test_steady_steps_with_kept_keys_and_values_equal_nemos_steps_to_the_bit():
     plain, kept = _bf16_model(), _bf16_model()
     pack_linear_weights(kept.encoder)
     kv = install_key_value_cache(kept.encoder)
     assert kv is not None and install_key_value_cache(kept.encoder) is kv
-    geometry = _geometry(kept.encoder)
+    geometry = chunk_geometry(kept.encoder)
     step = steady_step_for(kept.encoder, geometry)
     assert step.kv is kv
     nemo = _SteadyStep(plain.encoder, geometry[3]).eval()

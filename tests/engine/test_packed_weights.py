@@ -6,6 +6,7 @@ import torch
 
 import parakeet_stream as ps
 from parakeet_stream.packed_weights import _onednn_bf16, pack_linear_weights, packed_linears_of
+from parakeet_stream.scheduler import chunk_geometry
 from parakeet_stream.testing import build_random_model
 from parakeet_stream.traced_step import _SteadyStep, steady_step_for
 from tests.support import collect, packets, speech
@@ -15,12 +16,6 @@ pytestmark = pytest.mark.skipif(not _onednn_bf16(), reason="this CPU's oneDNN ha
 
 def _bf16_model(seed: int = 4):
     return build_random_model("tiny", seed=seed, att_context_size=((70, 1),)).to(torch.bfloat16)
-
-
-def _geometry(encoder) -> tuple[int, int, int, int]:
-    cfg = encoder.streaming_cfg
-    return (int(cfg.chunk_size[0]), int(cfg.chunk_size[1]), int(cfg.pre_encode_cache_size[1]),
-            int(cfg.drop_extra_pre_encoded))
 
 
 def test_packed_encoder_equals_the_plain_one_to_the_bit():
@@ -40,7 +35,7 @@ def test_packed_encoder_equals_the_plain_one_to_the_bit():
 def test_traced_step_takes_the_packed_weights_as_inputs_and_equals_the_plain_step():
     plain, packed = _bf16_model(), _bf16_model()
     pack_linear_weights(packed.encoder)
-    geometry = _geometry(packed.encoder)
+    geometry = chunk_geometry(packed.encoder)
     step = steady_step_for(packed.encoder, geometry)
     assert step.packs is packed_linears_of(packed.encoder)
     reference = _SteadyStep(plain.encoder, geometry[3]).eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 import parakeet_stream as ps
+from parakeet_stream.scheduler import chunk_geometry
 from parakeet_stream.testing import build_random_model
 from parakeet_stream.traced_step import _SteadyStep, steady_step_for
 from tests.support import collect, packets, speech
@@ -19,9 +20,7 @@ def _inputs(encoder, T: int, cache_lens: list[int], seed: int):
 
 def test_traced_step_equals_eager_for_any_batch_and_cache_length():
     model = build_random_model("tiny", seed=4, att_context_size=((70, 1),))
-    cfg = model.encoder.streaming_cfg
-    geometry = (int(cfg.chunk_size[0]), int(cfg.chunk_size[1]), int(cfg.pre_encode_cache_size[1]),
-                int(cfg.drop_extra_pre_encoded))
+    geometry = chunk_geometry(model.encoder)
     T = geometry[1] + geometry[2]
     step = steady_step_for(model.encoder, geometry)
     eager = _SteadyStep(model.encoder, geometry[3]).eval()
