@@ -17,6 +17,7 @@ layers while the step runs (as inputs of the trace), and collects the next ones.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterator
 
 import torch
@@ -41,15 +42,15 @@ class KeyValueCache:
 
     def __init__(self, encoder) -> None:
         self.layers = [layer.self_attn for layer in encoder.layers]
-        self._lent: _Lent | None = None
+        self._local = threading.local()  # .lent: one step's keys and values, per inference thread
 
     @contextlib.contextmanager
     def using(self, keys: torch.Tensor, values: torch.Tensor) -> Iterator[_Lent]:
-        self._lent = lent = _Lent(keys, values)
+        self._local.lent = lent = _Lent(keys, values)
         try:
             yield lent
         finally:
-            self._lent = None
+            self._local.lent = None
 
     def step(self, run, keys: torch.Tensor, values: torch.Tensor) -> tuple:
         """``run()`` (a steady ``cache_aware_stream_step``) with ``keys``/``values`` lent; its outputs and then the
@@ -75,7 +76,7 @@ class KeyValueCache:
         nemo = type(attn).update_cache.__get__(attn)
 
         def update_cache(key, value, query, cache):
-            lent = self._lent
+            lent = getattr(self._local, "lent", None)
             if lent is None or cache is None:
                 return nemo(key, value, query, cache)
             # NeMo's own next cache, as MultiHeadAttention.update_cache makes it (without the [cache; key] rows,
@@ -91,7 +92,7 @@ class KeyValueCache:
         nemo = type(attn).forward_qkv.__get__(attn)
 
         def forward_qkv(query, key, value):
-            lent = self._lent
+            lent = getattr(self._local, "lent", None)
             if lent is None or not lent.active[i]:
                 return nemo(query, key, value)
             n = query.size(0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import warnings
 from typing import Iterator, Optional
 
@@ -47,7 +48,7 @@ class PackedLinears:
         self.modules = [m for m in encoder.modules() if type(m) is torch.nn.Linear and "forward" not in m.__dict__]
         self._keys: list[tuple] = [()] * len(self.modules)
         self._packed: list[torch.Tensor] = [torch.empty(0)] * len(self.modules)
-        self._lent: list[torch.Tensor] | None = None  # the traced step's inputs while it is traced
+        self._local = threading.local()  # .lent: the traced step's inputs while it runs, per inference thread
         self.tensors()
 
     def weight(self, i: int) -> torch.Tensor:
@@ -67,11 +68,11 @@ class PackedLinears:
     @contextlib.contextmanager
     def using(self, tensors: tuple[torch.Tensor, ...]) -> Iterator[None]:
         """Layers compute with ``tensors`` (the traced step's inputs, so the trace records them as inputs)."""
-        self._lent = list(tensors)
+        self._local.lent = list(tensors)
         try:
             yield
         finally:
-            self._lent = None
+            self._local.lent = None
 
     def _install(self) -> None:
         for i, m in enumerate(self.modules):
@@ -83,7 +84,8 @@ class PackedLinears:
         def forward(x: torch.Tensor) -> torch.Tensor:
             if m.training or torch.is_grad_enabled() or x.dtype != torch.bfloat16 or x.device.type != "cpu":
                 return plain(x)
-            weight = self._lent[i] if self._lent is not None else self.weight(i)
+            lent = getattr(self._local, "lent", None)
+            weight = lent[i] if lent is not None else self.weight(i)
             return packed_linear(x, weight, m.bias)
 
         return forward

@@ -29,9 +29,10 @@ class ProjectionMemo:
     def __init__(self, linear: torch.nn.Linear) -> None:
         self.linear = linear
         self.forward = type(linear).forward.__get__(linear)  # the class's own forward, bound to the layer
-        self.key: tuple | None = None
-        self.source: torch.Tensor | None = None  # held so that no other tensor can take its address
-        self.value: torch.Tensor | None = None
+        # (key, input, projection), replaced as one: two engines stepping the same model object from their own
+        # threads may recompute, never get the other's projection. The input is held so that no other tensor can
+        # take its address.
+        self.entry: tuple | None = None
         self.hits = 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,12 +41,13 @@ class ProjectionMemo:
         w = self.linear.weight
         key = (x.data_ptr(), tuple(x.shape), x.stride(), x.dtype, x.device, tensor_version(x), w.data_ptr(), w.dtype,
                w.device, tensor_version(w))
-        if key == self.key:
+        entry = self.entry
+        if entry is not None and entry[0] == key:
             self.hits += 1
-            return self.value
-        self.value = self.forward(x)
-        self.key, self.source = key, x
-        return self.value
+            return entry[2]
+        value = self.forward(x)
+        self.entry = (key, x, value)
+        return value
 
 
 def keep_position_projections(encoder) -> list[ProjectionMemo]:

@@ -82,3 +82,36 @@ def test_a_bf16_engine_keeps_keys_and_values_per_stream_across_flushes():
         assert " ".join(got2) == engine.transcribe(b).text
     finally:
         engine.close()
+
+
+@needs_bf16
+def test_two_engines_stepping_one_model_object_at_once_keep_their_steps_apart():
+    """Two engines over one model object share its traced step, packed weights and kept position projections;
+    their inference threads step at the same time and each stream still decodes exactly."""
+    import threading
+
+    model = _bf16_model(seed=4)
+    engines = [ps.Engine.from_model(model, name="tiny-bf16", chunk_ms=160) for _ in range(2)]
+    try:
+        audios = [speech("set a timer for ten minutes then call me at seven thirty"), speech("turn on the radio")]
+        opts = ps.EndpointingOptions(trailing_blank_ms=None, eou=False)
+        streams = [[e.open_stream(endpointing=opts) for _ in range(2)] for e in engines]
+        texts: dict[tuple[int, int], str] = {}
+
+        def feed(e: int, a: int) -> None:
+            s = streams[e][a]
+            for p in packets(audios[a]):
+                s.push(p)
+            s.finish()
+            texts[e, a] = " ".join(ev.text for ev in collect(s) if isinstance(ev, ps.Final))
+
+        threads = [threading.Thread(target=feed, args=(e, a)) for e in range(2) for a in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        offline = [engines[0].transcribe(a).text for a in audios]
+        assert texts == {(e, a): offline[a] for e in range(2) for a in range(2)}
+    finally:
+        for e in engines:
+            e.close()
