@@ -3,8 +3,9 @@
 NeMo's cache-aware attention caches each layer's *input* for the last ``C`` frames (``cache_last_channel``) and,
 every step, projects all ``C + T`` rows through ``linear_k`` and ``linear_v``: with C=70 and T=2 (160 ms), 75 % of
 a step's weight multiply-adds re-project old audio (2·C·d² = 140·d² per stream and layer, against 46·d² for the
-chunk's own rows through every linear and pointwise convolution). Here the projections of the cached rows are kept, per stream and layer, in slot tensors beside NeMo's
-caches (``slots.CacheSlots``), and a step projects only its new rows: K = [K_cache ; linear_k(new)].
+chunk's own rows through every linear and pointwise convolution). Here the projections of the cached rows are
+kept, per stream and layer, in slot tensors beside NeMo's caches (``slots.CacheSlots``), and a step projects only
+its new rows: K = [K_cache ; linear_k(new)].
 
 That is exact where a row's projection does not depend on the other rows of the product: oneDNN's bf16 linear
 (``packed_weights.py``) on the CPU; checked when installed, and only installed there. NeMo's own cache is still
