@@ -207,7 +207,8 @@ def check_unmodified(encoder) -> None:
     if packed_linears_of(encoder) is not None or key_value_cache_of(encoder) is not None or any(
             position_projections_kept(layer.self_attn) for layer in getattr(encoder, "layers", ())):
         raise ValueError("nemo_step=True needs a model no other engine has served (an engine keeps projections and "
-                         "packs weights in the model's layers); pass a copy, e.g. copy.deepcopy(model) beforehand")
+                         "packs weights in the model's layers); build the model again and load_state_dict() this "
+                         "one's weights into it (a NeMo model cannot be deep-copied)")
 
 
 def prepare_model(model, dtype=None):
