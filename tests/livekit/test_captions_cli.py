@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from livekit import rtc
-from tests.livekit.livekit_testkit import MESSAGE, MODEL, Speaker, Viewer, agents_in, until, utterance
+from tests.livekit.livekit_testkit import MESSAGE, MODEL, Speaker, Viewer, agents_in, finals_match, until, utterance
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.realtime]
 
@@ -45,7 +45,7 @@ async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(liveki
                                 for p in viewer.room.remote_participants.values()), what="the dispatched agent")
         await asyncio.wait_for(gina.heard.wait(), 60)  # the agent subscribed: nothing she says is lost
         await gina.say(utterance(speech, MESSAGE))
-        await until(lambda: viewer.finals("gina") == [MESSAGE],
+        await until(lambda: finals_match(viewer.finals("gina"), [MESSAGE]),
                     what=lambda: "gina's caption from the CLI worker (finals so far, with segment and track ids: "
                                  f"{[(c.text, c.segment_id, c.track_id) for c in viewer.captions if c.final]}; agents "
                                  f"in the room: {agents_in(viewer.room)}; worker log: {log_path.read_text()[-3000:]})")

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.livekit.livekit_testkit import CALL, LIGHTS, MESSAGE, MODEL, TIMER, Speaker, Viewer, until, utterance
+from tests.livekit.livekit_testkit import (CALL, LIGHTS, MESSAGE, MODEL, TIMER, TRANSPORT_WORD_ERRORS, Speaker, Viewer,
+                                           finals_match, until, utterance, word_errors)
 
 # realtime: the captions worker must keep up with WebRTC audio; scripts/test.sh runs these in a process of their own
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.realtime]
@@ -36,16 +37,18 @@ async def test_speaker_gets_captions_with_identity_track_and_segments(livekit_se
         await until(lambda: engine.active_streams >= 1, what="the worker subscribing to alice's microphone")
         assert worker.load_fnc(worker) == 1 / 64  # live streams / capacity: what LiveKit dispatches on
         await alice.say(utterance(speech, TIMER))
-        await until(lambda: viewer.finals("alice") == [TIMER], what="alice's final caption")
+        await until(lambda: finals_match(viewer.finals("alice"), [TIMER]),
+                    what=lambda: f"alice's final caption: {viewer.captions}")
     finally:
         await alice.room.disconnect()
         await viewer.room.disconnect()
 
     final = next(c for c in viewer.captions if c.final)
-    assert (final.sender, final.text, final.track_id) == ("alice", TIMER, alice.track_sid)
+    assert (final.sender, final.track_id) == ("alice", alice.track_sid)
+    assert word_errors(TIMER, final.text) <= TRANSPORT_WORD_ERRORS, final.text
     assert final.segment_id.startswith("SG_")
     interims = [c for c in viewer.captions if not c.final and c.segment_id == final.segment_id]
-    assert interims and all(TIMER.startswith(c.text) for c in interims)
+    assert interims and all(final.text.startswith(c.text) for c in interims)  # streamed text only grows
     assert {(c.sender, c.track_id) for c in viewer.captions} == {("alice", alice.track_sid)}
     await until(lambda: engine.active_streams == 0, what="alice's engine stream to close")
 
@@ -61,8 +64,9 @@ async def test_two_speakers_in_one_room_and_two_rooms_at_once(livekit_server, wo
         await until(lambda: engine.active_streams == 3, what="three captioned microphones")
         await asyncio.gather(bob.say(utterance(speech, CALL)), carol.say(utterance(speech, LIGHTS)),
                              dave.say(utterance(speech, TIMER)))
-        await until(lambda: (viewer_a.finals("bob"), viewer_a.finals("carol"), viewer_b.finals("dave"))
-                    == ([CALL], [LIGHTS], [TIMER]),
+        await until(lambda: finals_match(viewer_a.finals("bob"), [CALL])
+                    and finals_match(viewer_a.finals("carol"), [LIGHTS])
+                    and finals_match(viewer_b.finals("dave"), [TIMER]),
                     what=lambda: f"each speaker's final caption: {viewer_a.captions} {viewer_b.captions}")
     finally:
         for p in (*speakers, viewer_a, viewer_b):
@@ -85,7 +89,8 @@ async def test_speaker_leaving_mid_sentence_frees_the_stream_without_error(livek
         await erin.room.disconnect()
         await until(lambda: engine.active_streams == 1, what="erin's engine stream to be freed")
         await frank.say(utterance(speech, CALL))
-        await until(lambda: viewer.finals("frank") == [CALL], what="frank's caption after erin left")
+        await until(lambda: finals_match(viewer.finals("frank"), [CALL]),
+                    what=lambda: f"frank's caption after erin left: {viewer.captions}")
     finally:
         await frank.room.disconnect()
         await viewer.room.disconnect()
