@@ -67,7 +67,8 @@ async def test_two_speakers_in_one_room_and_two_rooms_at_once(livekit_server, wo
         await until(lambda: finals_match(viewer_a.finals("bob"), [CALL])
                     and finals_match(viewer_a.finals("carol"), [LIGHTS])
                     and finals_match(viewer_b.finals("dave"), [TIMER]),
-                    what=lambda: f"each speaker's final caption: {viewer_a.captions} {viewer_b.captions}")
+                    what=lambda: f"each speaker's final caption: bob {viewer_a.finals('bob')}, carol "
+                                 f"{viewer_a.finals('carol')}, dave {viewer_b.finals('dave')}")
     finally:
         for p in (*speakers, viewer_a, viewer_b):
             await p.room.disconnect()
