@@ -98,6 +98,8 @@ class Engine:
                 keep_position_projections(model.encoder)
                 if pack_linear_weights(model.encoder) is not None:  # bf16 on the CPU; before the step is traced
                     install_key_value_cache(model.encoder)  # exact there: each row's product alone (kv_cache.py)
+                elif next(model.parameters()).device.type == "cuda":  # batching already changes rounding there
+                    install_key_value_cache(model.encoder, exact_only=False)
             if batch_window_ms is None:  # half a chunk: a stream waits at most half a chunk for its step
                 batch_window_ms = 0.0 if max_batch == 1 else chunk_ms / 2
             self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=frame_s, max_batch=max_batch,

@@ -8,12 +8,15 @@ kept, per stream and layer, in slot tensors beside NeMo's caches (``slots.CacheS
 its new rows: K = [K_cache ; linear_k(new)].
 
 That is exact where a row's projection does not depend on the other rows of the product: oneDNN's bf16 linear
-(``packed_weights.py``) on the CPU; checked when installed, and only installed there. NeMo's own cache is still
-computed and kept, so every other step kind (first chunk, the R=0 second step, the last chunk) runs NeMo's code
-unchanged, and afterwards the kept projections are rebuilt from NeMo's cache (``project``).
+(``packed_weights.py``) on the CPU; checked when installed. On CUDA it is not (cuBLAS picks its kernel by the
+product's height), but there batching streams already changes each stream's rounding the same way, so the engine
+installs it on CUDA too (``exact_only=False``): at a thousand streams the step is compute-bound and this removes
+three quarters of its weight multiply-adds. NeMo's own cache is still computed and kept, so every other step kind
+(first chunk, the R=0 second step, the last chunk) runs NeMo's code unchanged, and afterwards the kept
+projections are rebuilt from NeMo's cache (``project``).
 
-Only the traced steady step uses it: ``KeyValueCache.using`` lends the gathered keys and values to the attention
-layers while the step runs (as inputs of the trace), and collects the next ones.
+Only the steady step (``traced_step.py``: traced on the CPU, eager on CUDA) uses it: ``KeyValueCache.using`` lends
+the gathered keys and values to the attention layers while the step runs, and collects the next ones.
 """
 from __future__ import annotations
 
@@ -112,16 +115,19 @@ class KeyValueCache:
         return forward_qkv
 
 
-def install_key_value_cache(encoder) -> KeyValueCache | None:
-    """Keep the cached frames' keys and values on ``encoder`` (idempotent) where that is exact: every layer NeMo's
-    relative-position attention, and its projections independent of the other rows (checked); else None."""
+def install_key_value_cache(encoder, *, exact_only: bool = True) -> KeyValueCache | None:
+    """Keep the cached frames' keys and values on ``encoder`` (idempotent) where every layer is NeMo's
+    relative-position attention and, with ``exact_only``, its projections are independent of the other rows
+    (checked); else None."""
     if _MARK in encoder.__dict__:
         return encoder.__dict__[_MARK]
     from nemo.collections.asr.parts.submodules.multi_head_attention import RelPositionMultiHeadAttention
 
     layers = getattr(encoder, "layers", ())
     if not (layers and all(type(getattr(layer, "self_attn", None)) is RelPositionMultiHeadAttention
-                           for layer in layers) and _rows_independent(layers[0].self_attn.linear_k)):
+                           for layer in layers)):
+        return None
+    if exact_only and not _rows_independent(layers[0].self_attn.linear_k):
         return None
     kv = KeyValueCache(encoder)
     kv._install()

@@ -126,10 +126,9 @@ class ChunkScheduler(InferenceLoop):
         # Read once, here: NeMo's cache_aware_stream_step overwrites streaming_cfg.drop_extra_pre_encoded for the
         # duration of each call, so a stream opened on another thread mid-step would read the step's value.
         self.chunk_geometry = chunk_geometry(model.encoder)
-        # the steady step runs traced on the CPU (traced_step.py); on CUDA it stays eager until measured there
-        self.steady_step = steady_step_for(model.encoder, self.chunk_geometry) \
-            if self.device.type == "cpu" and traced_step else None
-        # the cached frames' keys and values are kept (kv_cache.py) where the traced step uses them
+        # the steady step runs traced on the CPU and eager on CUDA (traced_step.py)
+        self.steady_step = steady_step_for(model.encoder, self.chunk_geometry) if traced_step else None
+        # the cached frames' keys and values are kept (kv_cache.py) where the steady step uses them
         self.kv = self.steady_step.kv if self.steady_step is not None else None
         self.slots = CacheSlots(model.encoder, max_streams, self.dtype, str(self.device),
                                 keys_values=self.kv is not None)

@@ -50,18 +50,20 @@ class _SteadyStep(torch.nn.Module):
 
 
 class TracedSteadyStep:
-    """``__call__`` = ``encoder.cache_aware_stream_step`` of a steady chunk; traced on first use. With kept keys and
-    values (``kv``), it takes them after the caches and returns the next ones after NeMo's outputs."""
+    """``__call__`` = ``encoder.cache_aware_stream_step`` of a steady chunk; with ``trace``, traced on first use.
+    With kept keys and values (``kv``), it takes them after the caches and returns the next ones after NeMo's
+    outputs."""
 
-    def __init__(self, encoder, drop: int) -> None:
+    def __init__(self, encoder, drop: int, *, trace: bool = True) -> None:
         param = next(encoder.parameters())
-        # both are exact for bf16 on the CPU only, which is where they were installed (a model may change dtype)
+        # on the CPU both are exact for bf16 only, which is where they were installed (a model may change dtype);
+        # on CUDA the kept keys and values are installed without being exact (kv_cache.py)
         bf16_cpu = param.dtype == torch.bfloat16 and param.device.type == "cpu"
         self.packs = packed_linears_of(encoder) if bf16_cpu else None
-        self.kv = key_value_cache_of(encoder) if self.packs is not None else None
+        self.kv = key_value_cache_of(encoder) if self.packs is not None or param.device.type == "cuda" else None
         self.eager = _SteadyStep(encoder, drop, self.packs, self.kv).eval()
         self.traced = None
-        self.failed = False
+        self.failed = not trace  # an untraced step runs eager for good, as one whose trace failed
 
     def __call__(self, x, lengths, cache_channel, cache_time, cache_len, keys=None, values=None):
         args = (x, lengths, cache_channel, cache_time, cache_len)
@@ -92,12 +94,13 @@ class TracedSteadyStep:
 
 
 def steady_step_for(encoder, geometry: tuple[int, int, int, int]) -> TracedSteadyStep:
-    """One traced step per encoder configuration, kept on the encoder: every engine over the same model (one per
+    """One steady step per encoder configuration, kept on the encoder: every engine over the same model (one per
     benchmark level, say) reuses it instead of tracing again (~1 s for the 114 M model, inside a step). The graph
-    holds the look-ahead, chunk geometry, dtype and device it was traced with, so they are its key."""
+    holds the look-ahead, chunk geometry, dtype and device it was traced with, so they are its key. Traced on the
+    CPU only: on CUDA it runs eager until tracing is measured there."""
     param = next(encoder.parameters())
     key = (tuple(int(c) for c in encoder.att_context_size), tuple(geometry), param.dtype, str(param.device))
     steps = encoder.__dict__.setdefault("_parakeet_steady_steps", {})
     if key not in steps:
-        steps[key] = TracedSteadyStep(encoder, geometry[3])
+        steps[key] = TracedSteadyStep(encoder, geometry[3], trace=param.device.type == "cpu")
     return steps[key]

@@ -9,7 +9,7 @@ from parakeet_stream.kv_cache import install_key_value_cache, key_value_cache_of
 from parakeet_stream.packed_weights import _onednn_bf16, pack_linear_weights
 from parakeet_stream.scheduler import chunk_geometry
 from parakeet_stream.testing import build_random_model
-from parakeet_stream.traced_step import _SteadyStep, steady_step_for
+from parakeet_stream.traced_step import TracedSteadyStep, _SteadyStep, steady_step_for
 from tests.support import collect, packets, speech
 
 needs_bf16 = pytest.mark.skipif(not _onednn_bf16(), reason="this CPU's oneDNN has no bf16 kernels")
@@ -32,10 +32,7 @@ def test_steady_steps_with_kept_keys_and_values_equal_nemos_steps_to_the_bit():
     T = geometry[1] + geometry[2]
     g = torch.Generator().manual_seed(3)
     lens = [0, 12, 70]  # a young cache, a filling one, a full one
-    c_ch, c_t, c_len = plain.encoder.get_initial_cache_state(batch_size=3, dtype=torch.bfloat16)
-    c_ch = torch.randn(c_ch.shape, generator=g).to(torch.bfloat16)
-    c_t = torch.randn(c_t.shape, generator=g).to(torch.bfloat16)
-    c_len = torch.tensor(lens, dtype=c_len.dtype)
+    c_ch, c_t, c_len = _random_caches(plain.encoder, lens, torch.bfloat16, g)
     with torch.inference_mode():
         keys, values = kv.project(c_ch)
         for _ in range(4):  # the kept keys and values carry from step to step
@@ -47,6 +44,65 @@ def test_steady_steps_with_kept_keys_and_values_equal_nemos_steps_to_the_bit():
             projected = kv.project(c_ch)
             assert torch.equal(keys, projected[0]) and torch.equal(values, projected[1])
     assert step.traced is not None and not step.failed
+
+
+def _random_caches(encoder, lens: list[int], dtype, g: torch.Generator):
+    c_ch, c_t, c_len = encoder.get_initial_cache_state(batch_size=len(lens), dtype=dtype)
+    return (torch.randn(c_ch.shape, generator=g).to(dtype), torch.randn(c_t.shape, generator=g).to(dtype),
+            torch.tensor(lens, dtype=c_len.dtype))
+
+
+@needs_bf16
+def test_the_untraced_steady_step_with_kept_keys_and_values_is_nemos_step_to_the_bit():
+    """The eager steady step (what CUDA runs: traced_step.steady_step_for traces on the CPU only), here where
+    the kept keys and values are exact: bf16 oneDNN."""
+    plain, kept = _bf16_model(), _bf16_model()
+    pack_linear_weights(kept.encoder)
+    kv = install_key_value_cache(kept.encoder)
+    geometry = chunk_geometry(kept.encoder)
+    step = TracedSteadyStep(kept.encoder, geometry[3], trace=False)
+    assert step.kv is kv and step.failed
+    nemo = _SteadyStep(plain.encoder, geometry[3]).eval()
+    T = geometry[1] + geometry[2]
+    g = torch.Generator().manual_seed(7)
+    c_ch, c_t, c_len = _random_caches(plain.encoder, [70, 3], torch.bfloat16, g)
+    with torch.inference_mode():
+        keys, values = kv.project(c_ch)
+        for _ in range(3):
+            x = torch.randn(2, 80, T, generator=g).to(torch.bfloat16)
+            want = nemo(x, torch.full((2,), T), c_ch, c_t, c_len)
+            *got, keys, values = step(x, torch.full((2,), T), c_ch, c_t, c_len, keys, values)
+            assert all(torch.equal(a, b) for a, b in zip(got, want))
+            _, _, c_ch, c_t, c_len = want
+    assert step.traced is None
+
+
+def test_kept_keys_and_values_where_rows_are_not_independent_match_nemo_within_rounding():
+    """What CUDA gets (``exact_only=False``): fp32 MKL rounds one row differently from a taller product, so the
+    step differs from NeMo's in the last bits only, and the kept keys stay those of NeMo's next cache."""
+    plain = build_random_model("tiny", seed=5, att_context_size=((70, 1),))
+    kept = build_random_model("tiny", seed=5, att_context_size=((70, 1),))
+    kv = install_key_value_cache(kept.encoder, exact_only=False)
+    assert kv is not None and key_value_cache_of(kept.encoder) is kv
+    geometry = chunk_geometry(kept.encoder)
+    step = _SteadyStep(kept.encoder, geometry[3], kv=kv).eval()
+    nemo = _SteadyStep(plain.encoder, geometry[3]).eval()
+    T = geometry[1] + geometry[2]
+    g = torch.Generator().manual_seed(3)
+    c_ch, c_t, c_len = _random_caches(plain.encoder, [0, 12, 70], torch.float32, g)
+    with torch.inference_mode():
+        keys, values = kv.project(c_ch)
+        for _ in range(4):
+            x = torch.randn(3, 80, T, generator=g)
+            want = nemo(x, torch.full((3,), T), c_ch, c_t, c_len)
+            *got, keys, values = step(x, torch.full((3,), T), c_ch, c_t, c_len, keys, values)
+            assert [a.shape for a in got] == [b.shape for b in want]
+            assert torch.equal(got[1], want[1]) and torch.equal(got[4], want[4])  # lengths
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+            _, _, c_ch, c_t, c_len = want
+            projected = kv.project(c_ch)
+            torch.testing.assert_close(keys, projected[0], rtol=1e-4, atol=1e-4)
 
 
 def test_fp32_on_the_cpu_keeps_nemos_attention():
