@@ -132,21 +132,10 @@ class ChunkScheduler(InferenceLoop):
         self.kv = self.steady_step.kv if self.steady_step is not None else None
         self.slots = CacheSlots(model.encoder, max_streams, self.dtype, str(self.device),
                                 keys_values=self.kv is not None)
-        if self.steady_step is not None and self.steady_step.traced is None and not self.steady_step.failed:
-            self._trace_steady_step()  # once per model setup: later engines over the same model reuse the graph
+        if self.steady_step is not None:  # trace it (CPU) or capture its graphs (CUDA) before any stream waits
+            self.steady_step.prepare(max_batch or max_streams, self.chunk_geometry)
         if self.device.type == "cuda":
             self.size_decoder_graphs(max_batch or max_streams)
-
-    def _trace_steady_step(self) -> None:
-        """Trace the steady step now, on silence, so that the first stream's first steady chunk does not wait for
-        it (~1 s for the 114 M model)."""
-        c_ch, c_t, c_len = self.model.encoder.get_initial_cache_state(batch_size=1, dtype=self.dtype,
-                                                                      device=self.device)
-        width = self.chunk_geometry[1] + self.chunk_geometry[2]
-        x = torch.zeros(1, self.n_mels, width, dtype=self.dtype, device=self.device)
-        with torch.inference_mode():
-            kv = self.kv.project(c_ch) if self.kv is not None else ()
-            self.steady_step(x, torch.tensor([width], device=self.device), c_ch, c_t, c_len, *kv)
 
     def size_decoder_graphs(self, batch: int, frames: int = 16) -> None:
         """Decode one batch of ``batch`` silent rows, so that NeMo's label-looping decoder sizes its state (and, on

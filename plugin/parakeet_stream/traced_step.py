@@ -64,6 +64,14 @@ class TracedSteadyStep:
         self.eager = _SteadyStep(encoder, drop, self.packs, self.kv).eval()
         self.traced = None
         self.failed = not trace  # an untraced step runs eager for good, as one whose trace failed
+        self._encoder = encoder
+
+    def prepare(self, max_batch: int, geometry: tuple[int, int, int, int]) -> None:
+        """Trace now, on silence, so that the first stream's first steady chunk does not wait for it (~1 s for the
+        114 M model). Once per model setup: later engines over the same model reuse the graph."""
+        if self.traced is None and not self.failed:
+            with torch.inference_mode():
+                self(*silent_inputs(self._encoder, geometry, 1, self.kv is not None))
 
     def __call__(self, x, lengths, cache_channel, cache_time, cache_len, keys=None, values=None):
         args = (x, lengths, cache_channel, cache_time, cache_len)
@@ -93,14 +101,33 @@ class TracedSteadyStep:
         self.traced = traced
 
 
-def steady_step_for(encoder, geometry: tuple[int, int, int, int]) -> TracedSteadyStep:
+def silent_inputs(encoder, geometry: tuple[int, int, int, int], batch: int, with_kv: bool) -> tuple:
+    """Inputs of a steady step of ``batch`` streams that have heard nothing: zero features and caches (with zero
+    kept keys and values, which a zero cache does not project to: any finite rows do where outputs are unread)."""
+    param = next(encoder.parameters())
+    width = geometry[1] + geometry[2]
+    x = torch.zeros(batch, int(encoder._feat_in), width, dtype=param.dtype, device=param.device)
+    lengths = torch.full((batch,), width, dtype=torch.int64, device=param.device)
+    c_ch, c_t, c_len = encoder.get_initial_cache_state(batch_size=batch, dtype=param.dtype, device=param.device)
+    kv = (torch.zeros_like(c_ch), torch.zeros_like(c_ch)) if with_kv else ()
+    return (x, lengths, c_ch, c_t, c_len, *kv)
+
+
+def steady_step_for(encoder, geometry: tuple[int, int, int, int]):
     """One steady step per encoder configuration, kept on the encoder: every engine over the same model (one per
-    benchmark level, say) reuses it instead of tracing again (~1 s for the 114 M model, inside a step). The graph
-    holds the look-ahead, chunk geometry, dtype and device it was traced with, so they are its key. Traced on the
-    CPU only: on CUDA it runs eager until tracing is measured there."""
+    benchmark level, say) reuses it instead of tracing or capturing again (~1 s for the 114 M model, inside a
+    step). A graph holds the look-ahead, chunk geometry, dtype and device it was made with, so they are its key.
+    Traced on the CPU; on CUDA replayed from CUDA graphs (``graphed_step.py``), or eager with
+    ``PARAKEET_CUDA_GRAPHS=0``."""
+    from .graphed_step import GraphedSteadyStep, graphs_enabled
+
     param = next(encoder.parameters())
     key = (tuple(int(c) for c in encoder.att_context_size), tuple(geometry), param.dtype, str(param.device))
     steps = encoder.__dict__.setdefault("_parakeet_steady_steps", {})
     if key not in steps:
-        steps[key] = TracedSteadyStep(encoder, geometry[3], trace=param.device.type == "cpu")
+        if param.device.type == "cuda" and graphs_enabled():
+            kv = key_value_cache_of(encoder)
+            steps[key] = GraphedSteadyStep(_SteadyStep(encoder, geometry[3], kv=kv).eval(), encoder)
+        else:
+            steps[key] = TracedSteadyStep(encoder, geometry[3], trace=param.device.type == "cpu")
     return steps[key]
