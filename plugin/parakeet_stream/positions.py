@@ -38,6 +38,10 @@ class ProjectionMemo:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.linear.training or torch.is_grad_enabled():
             return self.forward(x)
+        if x.is_cuda and torch.cuda.is_current_stream_capturing():
+            # a CUDA graph (graphed_step.py) must compute its own: a kept tensor is freed when a step of another
+            # length replaces it, and the graph would go on reading its memory
+            return self.forward(x)
         w = self.linear.weight
         key = (x.data_ptr(), tuple(x.shape), x.stride(), x.dtype, x.device, tensor_version(x), w.data_ptr(), w.dtype,
                w.device, tensor_version(w))
