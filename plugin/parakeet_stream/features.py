@@ -29,6 +29,7 @@ class IncrementalFeaturizer:
         # virtual left zero padding: what center=True with constant padding does at the signal start
         self._buf = np.zeros(self.margin * self.hop, dtype=np.float32)
         self._buf_offset = -self.margin * self.hop  # signal sample index of _buf[0]
+        self._appended: list[np.ndarray] = []  # packets not yet joined to _buf (one concatenate per featurize)
         self.n_samples = 0
         self.n_emitted = 0
 
@@ -38,14 +39,21 @@ class IncrementalFeaturizer:
     def append(self, samples: np.ndarray) -> None:
         """Add 16 kHz float32 samples without computing anything yet (see ``featurize_batch``)."""
         if samples.shape[0]:
-            self._buf = np.concatenate([self._buf, samples])
+            self._appended.append(samples)
             self.n_samples += samples.shape[0]
+
+    def _joined(self) -> np.ndarray:
+        if self._appended:
+            self._buf = np.concatenate([self._buf, *self._appended])
+            self._appended.clear()
+        return self._buf
 
     def ready_segment(self) -> tuple[np.ndarray, int] | None:
         """The audio segment whose preprocessing yields every newly complete frame, and how many there are."""
         n_final = (self.n_samples - self.half) // self.hop + 1 if self.n_samples >= self.half else 0
         if n_final <= self.n_emitted:
             return None
+        self._joined()
         start = (self.n_emitted - self.margin) * self.hop - self._buf_offset
         end = (n_final - 1) * self.hop + self.half - self._buf_offset
         return self._buf[start:end], n_final - self.n_emitted
@@ -57,7 +65,7 @@ class IncrementalFeaturizer:
         keep_from = (self.n_emitted - self.margin) * self.hop  # where the next segment will start
         cut = keep_from - self._buf_offset
         if cut > 0:
-            self._buf = self._buf[cut:]
+            self._buf = self._joined()[cut:]
             self._buf_offset = keep_from
         return out
 
@@ -74,7 +82,7 @@ class IncrementalFeaturizer:
             return self._empty()
         start = (self.n_emitted - self.margin) * self.hop - self._buf_offset
         end = (total - 1) * self.hop + self.half - self._buf_offset
-        seg = self._buf[start:end]
+        seg = self._joined()[start:end]
         real_len = seg.shape[0]
         seg = np.concatenate([seg, np.zeros(end - start - real_len, dtype=np.float32)])
         with torch.inference_mode():

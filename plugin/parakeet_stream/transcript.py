@@ -73,14 +73,18 @@ class SegmentTranscript:
                     round(self.time_base + (tokens[-1].frame + 1) * self.frame_s, 3), round(conf, 4))
 
     def words(self) -> tuple[Word, ...]:
-        last = self._word(self._open) if self._open else None
-        return tuple(self._done) + ((last,) if last else ())
+        return self.snapshot()[1]
 
     def text(self) -> str:
+        return self.snapshot()[0]
+
+    def snapshot(self) -> tuple[str, tuple[Word, ...]]:
+        """The text and the words so far, decoding the open word once."""
         last = self._word(self._open) if self._open else None
         if last is None:
-            return self._done_text
-        return f"{self._done_text} {last.text}" if self._done_text else last.text
+            return self._done_text, tuple(self._done)
+        text = f"{self._done_text} {last.text}" if self._done_text else last.text
+        return text, (*self._done, last)
 
 
 class TranscriptTracker:
@@ -129,10 +133,10 @@ class TranscriptTracker:
         events = self.start(self.time_of_frame(tokens[0].frame))
         self._seg.extend(tokens)
         self.last_token_frame = tokens[-1].frame
-        text = self._seg.text()
+        text, words = self._seg.snapshot()
         delta = text[len(self._text):] if text.startswith(self._text) else text
         self._text = text
-        events.append(Partial(self.segment_id, text, delta, self.words(), round(audio_end, 3), time.monotonic()))
+        events.append(Partial(self.segment_id, text, delta, words, round(audio_end, 3), time.monotonic()))
         return events
 
     @property
