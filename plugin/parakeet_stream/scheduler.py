@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .audio import MODEL_SAMPLE_RATE
+from .decoding import BatchedGreedyDecoder
 from .endpointing import EndpointingOptions, detect
 from .events import Event, StreamEnded, StreamFailed
 from .features import IncrementalFeaturizer, featurize_batch
@@ -61,7 +62,7 @@ class StreamState(BaseStreamState):
         self.steps = 0
         self.consumed = 0
         self.n_enc = 0
-        self.hyp = None
+        self.decoder_state = None  # what the next step's decode continues from (None: the epoch's first step)
         self.finalizing = None
         self.cut_at_next_word = False  # a max-duration cut waiting for the word in progress to end
 
@@ -126,6 +127,7 @@ class ChunkScheduler(InferenceLoop):
         # Read once, here: NeMo's cache_aware_stream_step overwrites streaming_cfg.drop_extra_pre_encoded for the
         # duration of each call, so a stream opened on another thread mid-step would read the step's value.
         self.chunk_geometry = chunk_geometry(model.encoder)
+        self.decoder = BatchedGreedyDecoder(model)
         # the steady step runs traced on the CPU and eager on CUDA (traced_step.py)
         self.steady_step = steady_step_for(model.encoder, self.chunk_geometry) if traced_step else None
         # the cached frames' keys and values are kept (kv_cache.py) where the steady step uses them
@@ -233,23 +235,30 @@ class ChunkScheduler(InferenceLoop):
             self.slots.scatter(index, n_ch, n_t, n_len)
             if kv:
                 self.slots.scatter_keys_values(index, *kv)
-            prev = [_carry(s.hyp) for s in states]
-            hyps = self.model.decoding.rnnt_decoder_predictions_tensor(
-                encoder_output=enc, encoded_lengths=enc_len, return_hypotheses=True,
-                partial_hypotheses=None if all(p is None for p in prev) else prev)
-        hyps = hyps[0] if isinstance(hyps, tuple) else hyps
+            decoded = self._decode(enc, enc_len, [s.decoder_state for s in states])
         frames = [int(n) for n in enc_len.tolist()]
         self.metrics.record_step(len(states), time.perf_counter() - t0,
                                  sum(frames) * self.frame_s)
-        for state, hyp, n in zip(states, hyps, frames):
-            self._guard(state, self._after_step, state, hyp, n, is_last)
+        for state, (tokens, carry), n in zip(states, decoded, frames):
+            self._guard(state, self._after_step, state, tokens, carry, n, is_last)
             self._record_result_latency(state, time.monotonic())
 
-    def _after_step(self, state: StreamState, hyp, n_frames: int, is_last: bool) -> None:
-        # the decoder continued from a carry that held no tokens (``_carry``), so ``hyp`` holds exactly this
-        # step's tokens; their frames count from the epoch start (the label-looping state keeps decoded_lengths)
-        tokens = tokens_of(hyp)
-        state.hyp = hyp
+    def _decode(self, enc: torch.Tensor, enc_len: torch.Tensor, carries: list) -> list[tuple[list[Token], object]]:
+        """Each stream's tokens of this step and what its next step continues from. Their frames count from the
+        epoch start (the label-looping state keeps the decoded length)."""
+        if self.decoder.available:  # NeMo's label-looping computer, read batched (decoding.py)
+            return list(zip(*self.decoder.decode(enc, enc_len, carries)))
+        # NeMo's own path, continuing from a carry that holds no tokens (``_carry``): ``hyp`` holds exactly this
+        # step's tokens
+        prev = [_carry(c) for c in carries]
+        hyps = self.model.decoding.rnnt_decoder_predictions_tensor(
+            encoder_output=enc, encoded_lengths=enc_len, return_hypotheses=True,
+            partial_hypotheses=None if all(p is None for p in prev) else prev)
+        hyps = hyps[0] if isinstance(hyps, tuple) else hyps
+        return [(tokens_of(h), h) for h in hyps]
+
+    def _after_step(self, state: StreamState, tokens: list[Token], carry, n_frames: int, is_last: bool) -> None:
+        state.decoder_state = carry
         state.n_enc += n_frames
         tr, now = state.tracker, state.processed_time
         events: list[Event] = []
