@@ -15,8 +15,9 @@ three quarters of its weight multiply-adds. NeMo's own cache is still computed a
 (first chunk, the R=0 second step, the last chunk) runs NeMo's code unchanged, and afterwards the kept
 projections are rebuilt from NeMo's cache (``project``).
 
-Only the steady step (``traced_step.py``: traced on the CPU, eager on CUDA) uses it: ``KeyValueCache.using`` lends
-the gathered keys and values to the attention layers while the step runs, and collects the next ones.
+Only the steady step (``traced_step.py``: traced on the CPU; ``graphed_step.py`` on CUDA) uses it:
+``KeyValueCache.using`` lends the gathered keys and values to the attention layers while the step runs, and
+collects the next ones.
 """
 from __future__ import annotations
 

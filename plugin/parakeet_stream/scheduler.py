@@ -128,7 +128,7 @@ class ChunkScheduler(InferenceLoop):
         # duration of each call, so a stream opened on another thread mid-step would read the step's value.
         self.chunk_geometry = chunk_geometry(model.encoder)
         self.decoder = BatchedGreedyDecoder(model)
-        # the steady step runs traced on the CPU and eager on CUDA (traced_step.py)
+        # the steady step runs traced on the CPU and from CUDA graphs on CUDA (traced_step.py, graphed_step.py)
         self.steady_step = steady_step_for(model.encoder, self.chunk_geometry) if traced_step else None
         # the cached frames' keys and values are kept (kv_cache.py) where the steady step uses them
         self.kv = self.steady_step.kv if self.steady_step is not None else None
