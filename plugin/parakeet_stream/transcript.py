@@ -7,6 +7,7 @@ event order promised in ``events.py`` is enforced in one place.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -30,9 +31,14 @@ class Vocabulary:
         pieces = tokenizer.ids_to_tokens(list(range(n)))
         self.starts_word = [p.startswith("▁") for p in pieces]
         self.eou_ids = frozenset(i for i, p in enumerate(pieces) if p.strip("▁").upper() in ("<EOU>", "<EOB>"))
+        # words recur: a dict lookup instead of a SentencePiece decode (~10 us) for each word of each partial
+        self._text_of = functools.lru_cache(maxsize=1 << 16)(self._decode)
 
     def text(self, ids: list[int]) -> str:
-        return self._tokenizer.ids_to_text(ids).strip() if ids else ""
+        return self._text_of(tuple(ids)) if ids else ""
+
+    def _decode(self, ids: tuple[int, ...]) -> str:
+        return self._tokenizer.ids_to_text(list(ids)).strip()
 
 
 class SegmentTranscript:
