@@ -30,6 +30,7 @@ class IncrementalFeaturizer:
         self._buf = np.zeros(self.margin * self.hop, dtype=np.float32)
         self._buf_offset = -self.margin * self.hop  # signal sample index of _buf[0]
         self._appended: list[np.ndarray] = []  # packets not yet joined to _buf (one concatenate per featurize)
+        self.no_frames = torch.zeros(self.n_mels, 0)  # what a call that completes no frame returns (shared)
         self.n_samples = 0
         self.n_emitted = 0
 
@@ -99,7 +100,7 @@ def featurize_batch(preprocessor: torch.nn.Module, featurizers: list[Incremental
     """
     segments = [f.ready_segment() for f in featurizers]
     live = [(i, *segment) for i, segment in enumerate(segments) if segment is not None]  # (index, audio, count)
-    out = [torch.zeros(f.n_mels, 0) for f in featurizers]
+    out = [f.no_frames for f in featurizers]
     if not live:
         return out
     width = max(seg.shape[0] for _, seg, _ in live)
