@@ -27,6 +27,10 @@ LIGHTS = "turn off the lights in the kitchen"
 # which track, so a final caption may differ from the spoken sentence by at most this many words (insertions,
 # deletions, substitutions). The test sentences differ from each other by far more.
 TRANSPORT_WORD_ERRORS = 1
+# silence before the first word of an utterance; speakers publish without DTX, so packets flow during it. With
+# 0.3 s and DTX, a fresh-clone CI run here once heard "turn off the lights ..." as "car the lights ...": three
+# speakers starting at once in one busy process, the first word lost in the receiver's start-up.
+LEAD_S = 1.0
 
 
 def finals_match(finals: list[str], said: list[str]) -> bool:
@@ -125,7 +129,7 @@ class Speaker:
         await self.room.connect(server.url, server.token(self.identity, room))
         track = rtc.LocalAudioTrack.create_audio_track("mic", self.source)
         pub = await self.room.local_participant.publish_track(
-            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, dtx=False))
         self.track_sid = pub.sid
         return self
 
@@ -139,5 +143,7 @@ class Speaker:
 
 
 
-def utterance(speech, sentence: str) -> np.ndarray:
-    return np.concatenate([silence(0.3, 48000), speech(sentence, 48000), silence(1.5, 48000)])
+def utterance(speech, sentence: str, lead: float = LEAD_S) -> np.ndarray:
+    """``lead`` seconds of silence (the receiver's jitter buffer settles on a steady packet flow before the first
+    word), the sentence, then 1.5 s of silence (the end of speech)."""
+    return np.concatenate([silence(lead, 48000), speech(sentence, 48000), silence(1.5, 48000)])

@@ -62,8 +62,9 @@ async def test_two_speakers_in_one_room_and_two_rooms_at_once(livekit_server, wo
     speakers = (bob, carol, dave)
     try:
         await until(lambda: engine.active_streams == 3, what="three captioned microphones")
-        await asyncio.gather(bob.say(utterance(speech, CALL)), carol.say(utterance(speech, LIGHTS)),
-                             dave.say(utterance(speech, TIMER)))
+        await asyncio.gather(bob.say(utterance(speech, CALL)),  # overlapping speech, first words apart
+                             carol.say(utterance(speech, LIGHTS, lead=1.4)),
+                             dave.say(utterance(speech, TIMER, lead=1.8)))
         await until(lambda: finals_match(viewer_a.finals("bob"), [CALL])
                     and finals_match(viewer_a.finals("carol"), [LIGHTS])
                     and finals_match(viewer_b.finals("dave"), [TIMER]),
@@ -85,7 +86,7 @@ async def test_speaker_leaving_mid_sentence_frees_the_stream_without_error(livek
     frank = await Speaker("frank").join(livekit_server, "room-leave")
     try:
         await until(lambda: engine.active_streams == 2, what="two captioned microphones")
-        await erin.say(utterance(speech, MESSAGE), stop_after=150)  # about half of the sentence
+        await erin.say(utterance(speech, MESSAGE), stop_after=220)  # the lead and about half of the sentence
         await until(lambda: any(c.sender == "erin" for c in viewer.captions), what="erin's first interim")
         await erin.room.disconnect()
         await until(lambda: engine.active_streams == 1, what="erin's engine stream to be freed")
