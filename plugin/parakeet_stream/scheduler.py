@@ -217,7 +217,8 @@ class ChunkScheduler(InferenceLoop):
         t0 = time.perf_counter()
         states = [s for s, _ in items]
         width = max(c.features.shape[1] for _, c in items)
-        x = torch.stack([torch.nn.functional.pad(c.features, (0, width - c.features.shape[1])) for _, c in items])
+        x = torch.stack([c.features if c.features.shape[1] == width  # steady chunks: all of one width
+                         else torch.nn.functional.pad(c.features, (0, width - c.features.shape[1])) for _, c in items])
         lengths = torch.tensor([c.features.shape[1] for _, c in items], dtype=torch.int64, device=self.device)
         index = torch.tensor([s.slot for s in states], dtype=torch.int64, device=self.device)
         c_ch, c_t, c_len = self.slots.gather(index)
