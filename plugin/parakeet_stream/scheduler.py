@@ -102,14 +102,14 @@ class StreamState(BaseStreamState):
             return None  # finalizing with nothing left to decode
         new, self.pending = self.pending[:, :take], self.pending[:, take:]
         is_last = self.finalizing is not None and self.pending.shape[1] == 0
-        joined = torch.cat([self.context, new], dim=1) if self.steps else new  # no context before the first step
+        x = torch.cat([self.context, new], dim=1) if self.steps else new  # no context before the first step
         if self.steps == 0:
-            x, drop = new, 0
+            drop = 0
         elif self.consumed < self.pre_cache:
-            x, drop = joined, self.n_enc  # the R=0 second step
+            drop = self.n_enc  # the R=0 second step
         else:
-            x, drop = joined, self.drop_extra
-        self.context = joined[:, -self.pre_cache:]
+            drop = self.drop_extra
+        self.context = x[:, -self.pre_cache:]
         self.consumed += take
         self.steps += 1
         return Chunk(x, drop, is_last)

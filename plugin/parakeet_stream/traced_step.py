@@ -68,7 +68,8 @@ class TracedSteadyStep:
 
     def prepare(self, max_batch: int, geometry: tuple[int, int, int, int]) -> None:
         """Trace now, on silence, so that the first stream's first steady chunk does not wait for it (~1 s for the
-        114 M model). Once per model setup: later engines over the same model reuse the graph."""
+        114 M model). Once per model setup: later engines over the same model reuse the graph. ``max_batch`` is
+        unused (a trace takes any batch); ``GraphedSteadyStep.prepare`` needs it."""
         if self.traced is None and not self.failed:
             with torch.inference_mode():
                 self(*silent_inputs(self._encoder, geometry, 1, self.kv is not None))
