@@ -62,7 +62,9 @@ class StreamState(BaseStreamState):
         self.steps = 0
         self.consumed = 0
         self.n_enc = 0
-        self.decoder_state = None  # what the next step's decode continues from (None: the epoch's first step)
+        # NeMo's path only (no label-looping computer): what the next step's decode continues from (None: the
+        # epoch's first step); else the state lives in the decoder's slot rows
+        self.decoder_state = None
         self.finalizing = None
         self.cut_at_next_word = False  # a max-duration cut waiting for the word in progress to end
 
@@ -156,6 +158,11 @@ class ChunkScheduler(InferenceLoop):
 
     def _attach(self, state: StreamState) -> None:
         state.slot = self.slots.acquire()
+        self._reset_decoder(state.slot)
+
+    def _reset_decoder(self, slot: int) -> None:
+        if self.decoder.available:
+            self.decoder.reset(slot)
 
     def _free(self, state: StreamState) -> None:
         if state.slot >= 0:
@@ -237,7 +244,7 @@ class ChunkScheduler(InferenceLoop):
             self.slots.scatter(index, n_ch, n_t, n_len)
             if kv:
                 self.slots.scatter_keys_values(index, *kv)
-            decoded = self._decode(enc, enc_len, [s.decoder_state for s in states])
+            decoded = self._decode(enc, enc_len, index, [s.decoder_state for s in states])
         frames = [int(n) for n in enc_len.tolist()]
         self.metrics.record_step(len(states), time.perf_counter() - t0,
                                  sum(frames) * self.frame_s)
@@ -245,11 +252,13 @@ class ChunkScheduler(InferenceLoop):
             self._guard(state, self._after_step, state, tokens, carry, n, is_last)
             self._record_result_latency(state, time.monotonic())
 
-    def _decode(self, enc: torch.Tensor, enc_len: torch.Tensor, carries: list) -> list[tuple[list[Token], object]]:
-        """Each stream's tokens of this step and what its next step continues from. Their frames count from the
-        epoch start (the label-looping state keeps the decoded length)."""
-        if self.decoder.available:  # NeMo's label-looping computer, read batched (decoding.py)
-            return list(zip(*self.decoder.decode(enc, enc_len, carries)))
+    def _decode(self, enc: torch.Tensor, enc_len: torch.Tensor, index: torch.Tensor,
+                carries: list) -> list[tuple[list[Token], object]]:
+        """Each stream's tokens of this step and what its next step continues from (the carry; None where the
+        decoder keeps the state in its slot rows). Frames count from the epoch start (the decoder state keeps the
+        decoded length)."""
+        if self.decoder.available:  # NeMo's label-looping computer, read batched, states in slots (decoding.py)
+            return [(tokens, None) for tokens in self.decoder.decode(enc, enc_len, index)]
         # NeMo's own path, continuing from a carry that holds no tokens (``_carry``): ``hyp`` holds exactly this
         # step's tokens
         prev = [_carry(c) for c in carries]
@@ -339,6 +348,7 @@ class ChunkScheduler(InferenceLoop):
             self._emit(state, [StreamEnded(seconds, state.tracker.segments_finalised)])
             return
         self.slots.reset(state.slot)
+        self._reset_decoder(state.slot)
         state.new_epoch()
 
 
