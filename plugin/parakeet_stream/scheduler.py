@@ -34,7 +34,7 @@ from .transcript import Token
 
 @dataclass(frozen=True)
 class Chunk:
-    features: torch.Tensor  # [F, T]
+    features: np.ndarray  # [F, T] float32
     drop: int
     is_last: bool
 
@@ -57,8 +57,8 @@ class StreamState(BaseStreamState):
         self.epoch_start = self.total_samples / MODEL_SAMPLE_RATE
         self.tracker.time_base = self.epoch_start
         self.featurizer = IncrementalFeaturizer(self._preprocessor)
-        self.pending = torch.zeros(self._n_mels, 0)
-        self.context = torch.zeros(self._n_mels, 0)
+        self.pending = self.featurizer.no_frames  # feature frames not yet stepped, [F, k] float32
+        self.context = self.featurizer.no_frames  # the last pre_encode_cache_size frames stepped
         self.steps = 0
         self.consumed = 0
         self.n_enc = 0
@@ -104,7 +104,7 @@ class StreamState(BaseStreamState):
             return None  # finalizing with nothing left to decode
         new, self.pending = self.pending[:, :take], self.pending[:, take:]
         is_last = self.finalizing is not None and self.pending.shape[1] == 0
-        x = torch.cat([self.context, new], dim=1) if self.steps else new  # no context before the first step
+        x = np.concatenate([self.context, new], axis=1) if self.steps else new  # no context before the first step
         if self.steps == 0:
             drop = 0
         elif self.consumed < self.pre_cache:
@@ -171,7 +171,7 @@ class ChunkScheduler(InferenceLoop):
     def _begin_finalize(self, state: StreamState, kind: str) -> None:
         if state.vad is not None:  # VAD changes of the audio before the barrier belong before it
             self._take_vad([state], detect([state.vad]))
-        state.pending = torch.cat([state.pending, state.featurizer.flush()], dim=1)
+        state.pending = np.concatenate([state.pending, state.featurizer.flush()], axis=1)
         state.finalizing = kind
 
     def _add_audio(self, state: StreamState, samples: np.ndarray) -> None:
@@ -186,7 +186,7 @@ class ChunkScheduler(InferenceLoop):
         states = [s for s in self._states if not s.closed and not s.finalizing]
         for state, feats in zip(states, featurize_batch(self.model.preprocessor, [s.featurizer for s in states])):
             if feats.shape[1]:
-                state.pending = torch.cat([state.pending, feats], dim=1)
+                state.pending = np.concatenate([state.pending, feats], axis=1) if state.pending.shape[1] else feats
         listening = [s for s in states if s.vad is not None and s.vad.windows_ready]
         if listening:
             self._take_vad(listening, detect([s.vad for s in listening]))
@@ -223,13 +223,11 @@ class ChunkScheduler(InferenceLoop):
     def _step_group(self, items: list[tuple[StreamState, Chunk]], drop: int, is_last: bool) -> None:
         t0 = time.perf_counter()
         states = [s for s, _ in items]
-        width = max(c.features.shape[1] for _, c in items)
-        x = torch.stack([c.features if c.features.shape[1] == width  # steady chunks: all of one width
-                         else torch.nn.functional.pad(c.features, (0, width - c.features.shape[1])) for _, c in items])
-        lengths = torch.tensor([c.features.shape[1] for _, c in items], dtype=torch.int64, device=self.device)
+        x, lengths = _batch_of([c.features for _, c in items])
+        lengths = lengths.to(self.device)
         index = torch.tensor([s.slot for s in states], dtype=torch.int64, device=self.device)
         c_ch, c_t, c_len = self.slots.gather(index)
-        x = x.to(device=self.device, dtype=self.dtype)
+        x = torch.from_numpy(x).to(device=self.device, dtype=self.dtype)
         steady = not is_last and drop == self.chunk_geometry[3] and x.shape[2] == sum(self.chunk_geometry[1:3])
         with torch.inference_mode():
             if steady and self.steady_step is not None:
@@ -350,6 +348,20 @@ class ChunkScheduler(InferenceLoop):
         self.slots.reset(state.slot)
         self._reset_decoder(state.slot)
         state.new_epoch()
+
+
+def _batch_of(chunks: list[np.ndarray]) -> tuple[np.ndarray, torch.Tensor]:
+    """Chunks [F, T_i] as one zero-padded batch [B, F, T] and their lengths (steady chunks are all of one width:
+    stacked without padding)."""
+    widths = [c.shape[1] for c in chunks]
+    width = max(widths)
+    if min(widths) == width:
+        x = np.stack(chunks)
+    else:
+        x = np.zeros((len(chunks), chunks[0].shape[0], width), dtype=np.float32)
+        for row, c in zip(x, chunks):
+            row[:, : c.shape[1]] = c
+    return x, torch.tensor(widths, dtype=torch.int64)
 
 
 def chunk_geometry(encoder) -> tuple[int, int, int, int]:
