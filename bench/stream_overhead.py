@@ -1,0 +1,216 @@
+"""What the inference thread spends per stream-step outside the model: the Python that scales with the number of
+live streams (features bookkeeping, chunk assembly, reading the decode, transcripts, events). On a GPU the model
+step of 1 000 streams takes ~100 ms (research/gpu-step-cost.md), so every microsecond per stream-step here is a
+millisecond of latency there. The bundled demo model runs N streams on the CPU in rounds of 160 ms of audio per
+stream; each round is stepped as one batch. Prints a markdown table and writes JSON.
+
+    .venv/bin/python bench/stream_overhead.py [--streams 64,256,1024] [--rounds 20] [--threads 2]
+        [--baseline GIT_REF] [--repeats 3] [--out PATH]
+
+``--baseline`` runs the engine of another commit (a temporary git worktree) interleaved with this checkout's,
+each level in a fresh process, and reports the ratio of their medians.
+
+The thread's time is split by timing its calls: the model (preprocessor, encoder steps and the label-looping
+decoder), the slot copies (caches gathered and written back), and the rest, reported per stream-step. On the CPU
+"the rest" also holds freeing the batch's large tensors (glibc returns them with munmap: ~25 % of it at 1024
+streams). A round's packets are pushed from a job on the inference thread itself (not timed), so no other thread
+holds the GIL while the thread works.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUND_S = 0.16
+SENTENCES = ("set a timer for ten minutes", "call me at seven thirty tomorrow morning", "turn on the radio")
+
+
+class Timed:
+    """A callable (or an object's method) whose calls add their wall time to ``clock[key]``."""
+
+    def __init__(self, fn, clock: dict, key: str) -> None:
+        self._fn, self._clock, self._key = fn, clock, key
+
+    def __call__(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return self._fn(*args, **kwargs)
+        finally:
+            self._clock[self._key] += time.perf_counter() - t0
+
+    def __getattr__(self, name):
+        return getattr(self._fn, name)
+
+
+def instrument(sched, clock: dict) -> None:
+    """Time the thread's work per wake-up (received audio applied, features, steps) and, inside it, the model
+    and the slot copies."""
+    for name in ("_apply_backlog", "_before_step", "_step_all"):
+        setattr(sched, name, Timed(getattr(sched, name), clock, "thread"))
+    pre = sched.model.preprocessor
+    pre.forward = Timed(pre.forward, clock, "model")
+    enc = sched.model.encoder
+    enc.cache_aware_stream_step = Timed(enc.cache_aware_stream_step, clock, "model")
+    if sched.steady_step is not None:
+        sched.steady_step = Timed(sched.steady_step, clock, "model")
+    if sched.decoder.computer is not None:
+        sched.decoder.computer = Timed(sched.decoder.computer, clock, "model")
+    for name in ("gather", "scatter", "gather_keys_values", "scatter_keys_values"):
+        setattr(sched.slots, name, Timed(getattr(sched.slots, name), clock, "copies"))
+
+
+def speech_audio(seconds: float) -> np.ndarray:
+    """The demo model's sentences with pauses, repeated to ``seconds``."""
+    from parakeet_services.benchmark import espeak
+
+    pause = np.zeros(8000, dtype=np.float32)
+    one = np.concatenate([part for s in SENTENCES for part in (espeak(s, "en-us"), pause)])
+    return np.tile(one, int(np.ceil(seconds * 16000 / one.shape[0])))[: int(seconds * 16000)]
+
+
+def run_level(n: int, rounds: int, audio: np.ndarray) -> dict:
+    import parakeet_stream as ps
+
+    engine = ps.Engine.load("espeak-demo-en", device="cpu", dtype="fp32", max_streams=n)
+    try:
+        sched = engine._scheduler
+        clock = {"thread": 0.0, "model": 0.0, "copies": 0.0}
+        opts = ps.EndpointingOptions(vad=False)
+        streams = [engine.open_stream(endpointing=opts) for _ in range(n)]
+        per_round = int(ROUND_S * 16000)
+        warm = 3  # the first steps (first chunk, R=0 second step) are not the steady state: not counted
+        stepped = 0
+        for r in range(rounds + warm):
+            if r == warm:
+                instrument(sched, clock)
+                stepped, calls = engine.metrics().streams_stepped, engine.metrics().steps
+            block = audio[(r * per_round) % (audio.shape[0] - per_round):][:per_round]
+            target = engine.metrics().streams_stepped + n
+
+            def push_round() -> None:  # on the inference thread: no other thread contends for the GIL meanwhile
+                for s in streams:
+                    for k in range(0, per_round, 320):
+                        s.push(block[k:k + 320])
+
+            sched.call(push_round)
+            while engine.metrics().streams_stepped < target:
+                time.sleep(0.005)
+            for s in streams:  # consumers keep up, as an adapter would
+                while s.next_event(timeout=0) is not None:
+                    pass
+        steps = engine.metrics().streams_stepped - stepped
+        calls = engine.metrics().steps - calls
+        for s in streams:
+            s.close()
+    finally:
+        engine.close()
+    other = clock["thread"] - clock["model"] - clock["copies"]
+    return {"streams": n, "stream_steps": steps, "mean_batch": round(steps / calls, 1), "thread_s": round(clock["thread"], 4),
+            "model_s": round(clock["model"], 4), "copies_s": round(clock["copies"], 4),
+            "other_s": round(other, 4), "other_us_per_stream_step": round(other / steps * 1e6, 2),
+            "other_ms_per_round": round(other / rounds * 1e3, 3)}
+
+
+def measure(code: Path, n: int, rounds: int, threads: int) -> dict:
+    """One level in a child process running the engine from the checkout at ``code``."""
+    env = dict(os.environ, PYTHONPATH=f"{code / 'plugin'}{os.pathsep}{code / 'agent'}")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--rounds", str(rounds),
+           "--threads", str(threads)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{code} at {n} streams failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def baseline_checkout(ref: str) -> Path:
+    """A detached worktree of ``ref`` beside this checkout's git data (removed by ``git worktree prune`` later)."""
+    path = Path(tempfile.mkdtemp(prefix="stream-overhead-baseline-"))
+    subprocess.run(["git", "worktree", "add", "--detach", "--force", str(path), ref], cwd=ROOT, check=True,
+                   capture_output=True)
+    return path
+
+
+def short_commit(code: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=code).stdout.strip()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--streams", default="64,256,1024")
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--baseline", default=None, help="a git ref whose engine runs interleaved with this one")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each level and side (medians reported)")
+    p.add_argument("--out", default="bench/results/stream-overhead-cpu.json")
+    p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(json.dumps(run_level(args.child, args.rounds, speech_audio(ROUND_S * (args.rounds + 4) + 1.0))))
+        return 0
+
+    sides = {"this": ROOT}
+    if args.baseline:
+        sides = {"baseline": baseline_checkout(args.baseline), **sides}
+    levels = [int(x) for x in args.streams.split(",")]
+    runs: dict[str, dict[int, list[dict]]] = {side: {n: [] for n in levels} for side in sides}
+    for rep in range(args.repeats):
+        for n in levels:
+            for side, code in sides.items():  # interleaved: the machine's drift hits both sides alike
+                print(f"[{rep + 1}/{args.repeats}] {side} ({short_commit(code)}): {n} streams, {args.rounds} rounds"
+                      f" of {ROUND_S * 1000:.0f} ms ...", file=sys.stderr, flush=True)
+                runs[side][n].append(measure(code, n, args.rounds, args.threads))
+
+    def med(side: str, n: int, key: str) -> float:
+        return round(statistics.median(r[key] for r in runs[side][n]), 3)
+
+    head = "| streams | " + " | ".join(f"{side}: model s | {side}: other µs / stream-step" for side in sides)
+    print(head + (" | baseline / this (other) |" if args.baseline else " |"))
+    print("|---" * (1 + 2 * len(sides) + bool(args.baseline)) + "|")
+    rows = []
+    for n in levels:
+        row = {"streams": n, **{f"{side}_{key}": med(side, n, key) for side in sides
+                                for key in ("model_s", "copies_s", "other_s", "other_us_per_stream_step")}}
+        cells = [f"{row[f'{side}_model_s']:.2f} | {row[f'{side}_other_us_per_stream_step']:.1f}" for side in sides]
+        if args.baseline:
+            row["ratio_other"] = round(row["baseline_other_us_per_stream_step"]
+                                       / row["this_other_us_per_stream_step"], 2)
+            cells.append(f"{row['ratio_other']:.2f}x")
+        print(f"| {n} | " + " | ".join(cells) + " |")
+        rows.append(row)
+    import torch
+
+    out = {"bench": "stream_overhead", "commits": {side: short_commit(code) for side, code in sides.items()},
+           "threads": args.threads, "rounds": args.rounds, "repeats": args.repeats, "medians": rows,
+           "runs": {side: {str(n): v for n, v in by_n.items()} for side, by_n in runs.items()},
+           "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+                       "torch": torch.__version__}}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
