@@ -116,8 +116,8 @@ def run_level(n: int, rounds: int, audio: np.ndarray) -> dict:
     finally:
         engine.close()
     other = clock["thread"] - clock["model"] - clock["copies"]
-    return {"streams": n, "stream_steps": steps, "mean_batch": round(steps / calls, 1), "thread_s": round(clock["thread"], 4),
-            "model_s": round(clock["model"], 4), "copies_s": round(clock["copies"], 4),
+    return {"streams": n, "stream_steps": steps, "mean_batch": round(steps / calls, 1),
+            "thread_s": round(clock["thread"], 4), "model_s": round(clock["model"], 4), "copies_s": round(clock["copies"], 4),
             "other_s": round(other, 4), "other_us_per_stream_step": round(other / steps * 1e6, 2),
             "other_ms_per_round": round(other / rounds * 1e3, 3)}
 
