@@ -124,7 +124,8 @@ def run_level(n: int, rounds: int, audio: np.ndarray) -> dict:
 
 def measure(code: Path, n: int, rounds: int, threads: int) -> dict:
     """One level in a child process running the engine from the checkout at ``code``."""
-    env = dict(os.environ, PYTHONPATH=f"{code / 'plugin'}{os.pathsep}{code / 'agent'}")
+    paths = [str(code / "plugin"), str(code / "agent"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))  # the checkout's engine first
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--rounds", str(rounds),
            "--threads", str(threads)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)

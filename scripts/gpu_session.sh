@@ -3,10 +3,10 @@
 #   RESULTS=DIR [BUDGET_S=540] [TRAIN_MIN=0] [DECAY_STEPS=1500] [LEVELS=128,256,512,1024] bash scripts/gpu_session.sh
 # 1. with TRAIN_MIN > 0 (e.g. 4), trains the demo model first (scripts/train_demo_gpu.sh: synthesis, TRAIN_MIN
 #    minutes of training, DECAY_STEPS of annealing, evaluation, card); the bundled model is done, so by default not;
-# 2. checks that streaming gives the offline text on the GPU (bench/streamed_vs_offline.py, the demo model), then
-#    runs the GPU benchmark (bench/gpu.sh: xl bf16 @ 160 ms at LEVELS, per-stream baseline at 4) with the time left.
+# 2. checks that streaming gives the offline text on the GPU (bench/streamed_vs_offline.py, the demo model), measures
+#    the per-stream Python on the host's CPU (bench/stream_overhead.py), then runs the GPU benchmark (bench/gpu.sh: xl bf16 @ 160 ms at LEVELS, per-stream baseline at 4) with the time left.
 # Small results land in RESULTS (model.nemo, MODEL_CARD.md, eval.json, curve.csv, train_state.json, data.json,
-# bench.json, streamed-vs-offline.json, session.log: 9 files, ~11 MB; the card and bench.json name the GPU). Needs what bench/gpu-env.sh needs (carry bench/wheels and
+# bench.json, streamed-vs-offline.json, stream-overhead.json, session.log: 10 files, ~11 MB; the card and bench.json name the GPU). Needs what bench/gpu-env.sh needs (carry bench/wheels and
 # tmp/train-gpu, made by scripts/fetch-train-gpu-deps.sh). Each part runs even if the other failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +28,11 @@ fi
     --sentences "${TEXT_SENTENCES:-25}" --out "$RESULTS/streamed-vs-offline.json") 2>&1 \
     | grep --line-buffered -v '^synth ' | tee -a "$LOG"
 echo "== text check done at ${SECONDS}s" | tee -a "$LOG"
+# 2b. the inference thread's per-stream Python on this host's CPU (demo model on the CPU, 1024 streams; ~30 s): what
+#     a step of a thousand streams spends outside the model here, to read the benchmark's latencies against
+(source bench/gpu-env.sh && timeout 90 "$PY" bench/stream_overhead.py --streams 1024 --rounds 8 --repeats 1 \
+    --out "$RESULTS/stream-overhead.json") 2>&1 | grep --line-buffered -v '^synth ' | tee -a "$LOG"
+echo "== per-stream overhead done at ${SECONDS}s" | tee -a "$LOG"
 left=$((BUDGET_S - SECONDS))
 if [ "$left" -gt 60 ]; then
     # baseline 1 of issue 7: one stream per call of NeMo's own step (per_stream_nemo builds the model a second time)
