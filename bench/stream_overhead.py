@@ -135,7 +135,7 @@ def measure(code: Path, n: int, rounds: int, threads: int) -> dict:
 
 
 def baseline_checkout(ref: str) -> Path:
-    """A detached worktree of ``ref`` beside this checkout's git data (removed by ``git worktree prune`` later)."""
+    """A detached worktree of ``ref`` in a temporary folder (removed when the runs end)."""
     path = Path(tempfile.mkdtemp(prefix="stream-overhead-baseline-"))
     subprocess.run(["git", "worktree", "add", "--detach", "--force", str(path), ref], cwd=ROOT, check=True,
                    capture_output=True)
@@ -169,12 +169,18 @@ def main() -> int:
         sides = {"baseline": baseline_checkout(args.baseline), **sides}
     levels = [int(x) for x in args.streams.split(",")]
     runs: dict[str, dict[int, list[dict]]] = {side: {n: [] for n in levels} for side in sides}
-    for rep in range(args.repeats):
-        for n in levels:
-            for side, code in sides.items():  # interleaved: the machine's drift hits both sides alike
-                print(f"[{rep + 1}/{args.repeats}] {side} ({short_commit(code)}): {n} streams, {args.rounds} rounds"
-                      f" of {ROUND_S * 1000:.0f} ms ...", file=sys.stderr, flush=True)
-                runs[side][n].append(measure(code, n, args.rounds, args.threads))
+    commits = {side: short_commit(code) for side, code in sides.items()}
+    try:
+        for rep in range(args.repeats):
+            for n in levels:
+                for side, code in sides.items():  # interleaved: the machine's drift hits both sides alike
+                    print(f"[{rep + 1}/{args.repeats}] {side} ({commits[side]}): {n} streams, {args.rounds} rounds"
+                          f" of {ROUND_S * 1000:.0f} ms ...", file=sys.stderr, flush=True)
+                    runs[side][n].append(measure(code, n, args.rounds, args.threads))
+    finally:
+        if args.baseline:
+            subprocess.run(["git", "worktree", "remove", "--force", str(sides["baseline"])], cwd=ROOT,
+                           capture_output=True)
 
     def med(side: str, n: int, key: str) -> float:
         return round(statistics.median(r[key] for r in runs[side][n]), 3)
@@ -195,7 +201,7 @@ def main() -> int:
         rows.append(row)
     import torch
 
-    out = {"bench": "stream_overhead", "commits": {side: short_commit(code) for side, code in sides.items()},
+    out = {"bench": "stream_overhead", "commits": commits,
            "threads": args.threads, "rounds": args.rounds, "repeats": args.repeats, "medians": rows,
            "runs": {side: {str(n): v for n, v in by_n.items()} for side, by_n in runs.items()},
            "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
