@@ -64,7 +64,6 @@ class DecoderSlots:
     for one row and for two, so any prediction network's state layout works. Rows grow by doubling."""
 
     def __init__(self, computer, device: torch.device) -> None:
-        self._computer = computer
         one, two = (computer._get_batched_decoding_state_after_sos(device=device, batch_size=n) for n in (1, 2))
         self._sos = _leaves(one)  # a stream that has decoded nothing: <SOS> fed, zero decoded frames
         self._dims = [next(d for d in range(a.dim()) if a.shape[d] != b.shape[d])
