@@ -6,9 +6,13 @@ model state (it must decode the pending audio to the end, which needs the final 
 """
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+logger = logging.getLogger("parakeet_stream")
 
 VAD_WINDOW = 512  # samples at 16 kHz: the window Silero VAD v5 is trained on
 
@@ -69,6 +73,46 @@ def _silero_network():
     return _silero_prototype()._model
 
 
+_networks: dict[str, object] = {}
+
+
+def vad_network(device: str = "cpu"):
+    """Silero's network on ``device`` (the engine's): batched over a thousand streams, its CPU cost would take
+    much of the inference thread (~19 us per stream and 32 ms window on 2 cores: ~0.6 s a second at 1024 streams),
+    while on a GPU one call is a few kernels. It is loaded there and checked against the CPU network on a probe; if
+    that fails the CPU network serves, with a log line. ``PARAKEET_VAD_DEVICE=cpu`` keeps it on the CPU."""
+    device = os.environ.get("PARAKEET_VAD_DEVICE", device)
+    if device not in _networks:
+        _networks[device] = _network_on(device)
+    return _networks[device]
+
+
+def _network_on(device: str):
+    import torch
+
+    cpu = _silero_network()
+    if torch.device(device).type == "cpu":
+        return cpu
+    try:  # loaded again with every tensor mapped there (a TorchScript module's ``.to`` misses some)
+        from importlib.resources import files
+
+        net = torch.jit.load(str(files("silero_vad.data").joinpath("silero_vad.jit")), map_location=device)._model
+        net.eval()
+        probe = torch.sin(torch.arange(2 * (VAD_CONTEXT + VAD_WINDOW), dtype=torch.float32) * 0.05).reshape(2, -1)
+        state = torch.zeros(2, 2, 128)
+        with torch.inference_mode():
+            want, _ = cpu(probe, state)
+            got, _ = net(probe.to(device), state.to(device))
+        diff = float((got.float().cpu() - want).abs().max())
+        if not diff <= 1e-3:
+            raise RuntimeError(f"its probabilities differ from the CPU network's by {diff:.2e}")
+        logger.info("Silero VAD runs on the engine's device", extra={"device": device})
+        return net
+    except Exception as e:  # the CPU network is always there
+        logger.warning("Silero VAD stays on the CPU: %s: %s", type(e).__name__, e, extra={"device": device})
+        return cpu
+
+
 class VoiceActivity:
     """Streaming Silero VAD with hysteresis; reports confirmed speech starts and ends as sample positions.
 
@@ -76,8 +120,9 @@ class VoiceActivity:
     round (the k-th pending window of each), which is what the inference thread does for all its streams.
     ``process`` is both for a single detector."""
 
-    def __init__(self, opts: EndpointingOptions, sample_rate: int = 16000) -> None:
-        self._net = _silero_network()
+    def __init__(self, opts: EndpointingOptions, sample_rate: int = 16000, device: str = "cpu") -> None:
+        _silero_network()  # loaded by the caller (seconds, once); moved to ``device`` at the first ``detect``
+        self.device = device
         # Silero's recurrent state [2, 1, 128]: a numpy view of the last batched call's output (per-stream torch
         # copies would cost ~3 us each per 32 ms window)
         self._state = np.zeros((2, 1, 128), np.float32)
@@ -145,13 +190,17 @@ def detect(detectors: list[VoiceActivity]) -> list[list[tuple[str, int]]]:
 
     changes: list[list[tuple[str, int]]] = [[] for _ in detectors]
     pending = [i for i, d in enumerate(detectors) if d.windows_ready]
+    if not pending:
+        return changes
+    net = vad_network(detectors[pending[0]].device)
+    device = next(net.parameters()).device
     while pending:
-        x = torch.from_numpy(np.stack([detectors[i]._next_input() for i in pending]))
-        state = torch.from_numpy(np.concatenate([detectors[i]._state for i in pending], axis=1))
+        x = torch.from_numpy(np.stack([detectors[i]._next_input() for i in pending])).to(device)
+        state = torch.from_numpy(np.concatenate([detectors[i]._state for i in pending], axis=1)).to(device)
         with torch.inference_mode():
-            probs, state = detectors[pending[0]]._net(x, state)
+            probs, state = net(x, state)
         probs = probs[:, 0].tolist()
-        state = state.numpy()
+        state = state.cpu().numpy()
         for j, i in enumerate(pending):
             detectors[i]._state = state[:, j:j + 1]
             changes[i].extend(detectors[i]._advance(probs[j]))

@@ -119,7 +119,7 @@ class BaseStreamState:
         self.backlog: collections.deque = collections.deque()
         self.handle: Stream | None = None
         self.tracker = TranscriptTracker(loop.vocab, loop.frame_s)
-        self.vad = VoiceActivity(opts) if vad else None
+        self.vad = VoiceActivity(opts, device=str(loop.device)) if vad else None
         self.total_samples = 0  # 16 kHz samples received, all epochs
         self.finalizing: str | None = None  # "flush" | "finish" once its barrier was reached
         self.last_audio_at = 0.0  # time.monotonic() of the last audio applied

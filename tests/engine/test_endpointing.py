@@ -97,3 +97,23 @@ def test_batched_vad_finds_the_same_speech_as_one_detector_per_stream():
     assert found == alone
     assert [kind for kind, _ in alone[0]] == ["start", "end", "start", "end"]
     assert [kind for kind, _ in alone[1]] == ["start", "end"] and alone[2] == []
+
+
+def test_vad_network_that_cannot_run_on_the_device_stays_on_the_cpu(caplog):
+    """The engine asks for Silero on its own device; a copy that fails there (here: ``meta``, which holds no data)
+    leaves the CPU network serving, with a warning, and detection still works."""
+    from parakeet_stream.endpointing import VoiceActivity, _silero_network, detect, vad_network
+
+    with caplog.at_level("WARNING", logger="parakeet_stream"):
+        assert vad_network("meta") is _silero_network()
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["Silero VAD stays on the CPU"]
+    vad = VoiceActivity(ps.EndpointingOptions(vad=True), device="meta")
+    vad.feed(np.concatenate([silence(0.5), speech("turn on the radio"), silence(1.0)]))
+    assert [kind for kind, _ in detect([vad])[0]] == ["start", "end"]
+
+
+def test_vad_device_can_be_pinned_to_the_cpu(monkeypatch):
+    from parakeet_stream.endpointing import _silero_network, vad_network
+
+    monkeypatch.setenv("PARAKEET_VAD_DEVICE", "cpu")
+    assert vad_network("cuda:3") is _silero_network()  # not even tried
