@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -37,6 +37,18 @@ class EndpointingOptions:
             _check_range("trailing_blank_ms", self.trailing_blank_ms, 80, 60_000)
         if self.max_segment_s is not None:
             _check_range("max_segment_s", self.max_segment_s, 1.0, 3600.0)
+
+
+def updated_options(opts: EndpointingOptions, changes: dict) -> EndpointingOptions:
+    """``opts`` with ``changes`` applied, for a live stream: every option but ``vad`` itself may change."""
+    names = [f.name for f in fields(EndpointingOptions)]
+    unknown = sorted(set(changes) - set(names))
+    if unknown:
+        raise ValueError(f"unknown endpointing option(s) {', '.join(unknown)}; accepted: {', '.join(names[1:])}")
+    if "vad" in changes and changes["vad"] != opts.vad:
+        raise ValueError("vad cannot be switched on or off on a live stream (open a new stream for that); "
+                         "its threshold and durations can change")
+    return replace(opts, **changes)
 
 
 def _check_range(name: str, value, lo, hi) -> None:
@@ -127,16 +139,22 @@ class VoiceActivity:
         # copies would cost ~3 us each per 32 ms window)
         self._state = np.zeros((2, 1, 128), np.float32)
         self._context = np.zeros(VAD_CONTEXT, np.float32)
-        self._threshold = opts.vad_threshold
-        self._neg_threshold = max(opts.vad_threshold - 0.15, 0.01)
-        self._min_speech = opts.min_speech_ms * sample_rate // 1000
-        self._min_silence = opts.min_silence_ms * sample_rate // 1000
-        self._pad = opts.speech_pad_ms * sample_rate // 1000
+        self._rate = sample_rate
+        self.retune(opts)
         self._buf = np.zeros(0, np.float32)
         self._pos = 0  # samples consumed by the model
         self.in_speech = False
         self._candidate: int | None = None  # where possible speech began
         self._silence_from: int | None = None
+
+    def retune(self, opts: EndpointingOptions) -> None:
+        """New threshold and durations, from the next window analysed on (the recurrent state and a speech start
+        or silence already under way are kept)."""
+        self._threshold = opts.vad_threshold
+        self._neg_threshold = max(opts.vad_threshold - 0.15, 0.01)
+        self._min_speech = opts.min_speech_ms * self._rate // 1000
+        self._min_silence = opts.min_silence_ms * self._rate // 1000
+        self._pad = opts.speech_pad_ms * self._rate // 1000
 
     def feed(self, samples: np.ndarray) -> None:
         self._buf = np.concatenate([self._buf, samples])

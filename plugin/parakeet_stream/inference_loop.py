@@ -335,6 +335,10 @@ class InferenceLoop:
                 self._add_audio(state, payload)
                 if self.tracks_arrivals:
                     state.arrivals.append((state.total_samples, submitted_at))
+            elif kind == "endpointing":
+                state.opts = payload
+                if state.vad is not None:
+                    state.vad.retune(payload)
             elif kind in ("flush", "finish"):
                 self._begin_finalize(state, kind)
             elif kind == "close":

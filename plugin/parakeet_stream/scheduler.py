@@ -330,7 +330,7 @@ class ChunkScheduler(InferenceLoop):
             return None
         if opts.max_segment_s is not None and now - tr.started_at >= opts.max_segment_s:
             return "max_duration"
-        if opts.trailing_blank_ms is not None and not (state.vad is not None and state.vad.in_speech):
+        if opts.trailing_blank_ms is not None and not _vad_hears_speech(state):
             last = tr.time_of_frame(tr.last_token_frame + 1) if tr.last_token_frame is not None else tr.started_at
             if (now - last) * 1000 >= opts.trailing_blank_ms - 1e-6:
                 return "blank"
@@ -348,6 +348,17 @@ class ChunkScheduler(InferenceLoop):
         self.slots.reset(state.slot)
         self._reset_decoder(state.slot)
         state.new_epoch()
+
+
+def _vad_hears_speech(state: StreamState) -> bool:
+    """Whether the VAD was in speech at the stream time the model has reached. The VAD runs ahead of the model (by
+    up to everything received when audio comes faster than real time), so its own ``in_speech`` may describe later
+    audio; a speech end it found but the model has not reached yet means speech at the model's time."""
+    if state.vad is None:
+        return False
+    if state.vad_queue:
+        return state.vad_queue[0][0] == "end"
+    return state.vad.in_speech
 
 
 def _batch_of(chunks: list[np.ndarray]) -> tuple[np.ndarray, torch.Tensor]:

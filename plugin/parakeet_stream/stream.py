@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 import numpy as np
 
 from .audio import Resampler, to_float32
+from .endpointing import EndpointingOptions, updated_options
 from .errors import StreamClosedError
 from .events import Event, StreamEnded, StreamFailed
 
@@ -89,6 +90,7 @@ class Stream:
         self._input_samples = 0
         self._finished = False
         self._closed = False
+        self.endpointing: EndpointingOptions = state.opts  # as last set by the caller (the engine may lag)
 
     # -- input -------------------------------------------------------------------------------------------
     def push(self, pcm: bytes | bytearray | memoryview | np.ndarray) -> None:
@@ -118,6 +120,18 @@ class Stream:
             self._finished = True
             self._drain_resampler()
             self._scheduler.submit(self._state, ("finish", None))
+
+    def update_endpointing(self, **changes) -> EndpointingOptions:
+        """Change this stream's endpointing live: VAD threshold, speech/silence durations and pad, trailing blank,
+        maximum segment length, ``<EOU>`` (``vad`` itself cannot be switched; open a new stream for that). The
+        change takes effect in stream order, after the audio pushed before it was received, from the next VAD
+        window and step not yet run. Raises ValueError (naming what is accepted) and changes nothing on bad input."""
+        with self._lock:
+            self._check_open("update endpointing of")
+            opts = updated_options(self.endpointing, changes)
+            self.endpointing = opts
+            self._scheduler.submit(self._state, ("endpointing", opts))
+        return opts
 
     def close(self) -> None:
         """Abandon the stream: its slot is freed and its event iterator ends. Idempotent."""

@@ -138,6 +138,22 @@ async def test_vad_events_bracket_each_utterance(worker, speech) -> None:
     assert starts[0]["timestamp"] < ends[0]["timestamp"] < starts[1]["timestamp"] < ends[1]["timestamp"]
 
 
+async def test_config_retunes_the_vad_of_the_live_session(worker, speech) -> None:
+    """``config`` changes the VAD from the audio after it on. Between the two sentences Silero hears ~1.7 s of
+    silence (the end of espeak-ng's audio, the fixture's 0.5 s tails and lead, 0.5 s more): the session's starting
+    1000 ms splits them; 2000 ms, sent while the first sentence is still being spoken, keeps them in one utterance."""
+    audio = pcm16(np.concatenate([speech(TIMER), np.zeros(8000, np.float32), speech(CALL),
+                                  np.zeros(40000, np.float32)]))
+    cut = 2 * (len(speech(TIMER)) - 8000 - 6000)  # bytes: ~0.4 s before the end of the spoken sentence
+    first, rest = frames(audio[:cut], 3200), frames(audio[cut:], 3200)
+    url = session_url(worker, enable_vad=True, min_silence_duration_ms=1000)
+    split = await run_session(url, first + rest)
+    joined = await run_session(url, first + [json.dumps({"type": "config", "min_silence_duration_ms": 2000})] + rest)
+    assert [f["text"] for f in split.of("transcript.final")] == [TIMER, CALL]
+    assert [f["text"] for f in joined.of("transcript.final")] == [f"{TIMER} {CALL}"]
+    assert [k for k in joined.types if k.startswith("vad.")] == ["vad.speech_start", "vad.speech_end"]
+
+
 async def test_vad_off_sends_no_vad_events(worker, speech) -> None:
     t = await run_session(session_url(worker, enable_vad=False), frames(pcm16(speech(TIMER)), 3200))
     assert_well_formed(t)

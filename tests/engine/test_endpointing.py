@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import parakeet_stream as ps
 from tests.support import collect, packets, silence, speech
@@ -117,3 +118,58 @@ def test_vad_device_can_be_pinned_to_the_cpu(monkeypatch):
 
     monkeypatch.setenv("PARAKEET_VAD_DEVICE", "cpu")
     assert vad_network("cuda:3") is _silero_network()  # not even tried
+
+
+def test_a_live_stream_takes_new_vad_durations_from_where_it_is(demo_engine):
+    """With 500 ms of silence ending an utterance, a 1 s pause splits two sentences; raised to 2000 ms after the
+    first sentence, the same pause no longer ends it and the closing silence (2.5 s) does. (Silero hears silence
+    from ~0.35 s before the end of an espeak-ng sentence.)"""
+    first, second = speech("call me at seven thirty"), speech("two three four")
+    opts = ps.EndpointingOptions(vad=True, min_silence_ms=500, trailing_blank_ms=None, eou=False)
+
+    def finals(update: bool) -> list[tuple[str, str]]:
+        s = demo_engine.open_stream(endpointing=opts)
+        for p in packets(np.concatenate([silence(0.5), first])):
+            s.push(p)
+        if update:
+            assert s.update_endpointing(min_silence_ms=2000) == ps.EndpointingOptions(
+                vad=True, min_silence_ms=2000, trailing_blank_ms=None, eou=False)
+        for p in packets(np.concatenate([silence(1.0), second, silence(2.5)])):
+            s.push(p)
+        s.finish()
+        return [(e.reason, e.text) for e in collect(s) if isinstance(e, ps.Final)]
+
+    assert finals(update=False) == [("vad", "call me at seven thirty"), ("vad", "two three four")]
+    assert finals(update=True) == [("vad", "call me at seven thirty two three four")]
+
+
+def test_live_endpointing_updates_are_checked_and_refused_without_effect(demo_engine):
+    s = demo_engine.open_stream(endpointing=ps.EndpointingOptions(vad=True))
+    try:
+        with pytest.raises(ValueError) as e:
+            s.update_endpointing(vad=False)
+        assert str(e.value) == ("vad cannot be switched on or off on a live stream (open a new stream for that); "
+                                "its threshold and durations can change")
+        with pytest.raises(ValueError) as e:
+            s.update_endpointing(min_silence_ms=-1)
+        assert str(e.value) == "endpointing option min_silence_ms=-1 is out of range; accepted: 0..10000"
+        with pytest.raises(ValueError) as e:
+            s.update_endpointing(silence_ms=300)
+        assert str(e.value) == ("unknown endpointing option(s) silence_ms; accepted: vad_threshold, min_speech_ms, "
+                                "min_silence_ms, speech_pad_ms, eou, trailing_blank_ms, max_segment_s")
+        assert s.endpointing == ps.EndpointingOptions(vad=True)
+        s.finish()
+        with pytest.raises(ps.StreamClosedError):
+            s.update_endpointing(vad_threshold=0.6)
+    finally:
+        s.close()
+
+
+def test_trailing_blank_rule_defers_to_the_vad_at_the_models_time(demo_engine):
+    """Audio pushed faster than real time puts the VAD seconds ahead of the model. A pause shorter than the VAD's
+    minimum silence is speech to the VAD, so the trailing-blank rule must not cut there, even once the VAD has
+    heard the end of all the audio (it judges the VAD's state at the time the model has reached)."""
+    audio = np.concatenate([speech("call me at seven thirty"), silence(1.0), speech("two three four"), silence(3.0)])
+    events = run(demo_engine, audio, ps.EndpointingOptions(vad=True, min_silence_ms=2000, trailing_blank_ms=800))
+    assert [(e.reason, e.text) for e in events if isinstance(e, ps.Final)] == [
+        ("vad", "call me at seven thirty two three four")]

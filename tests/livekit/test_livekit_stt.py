@@ -9,6 +9,7 @@ import pytest
 
 from livekit.agents import APIConnectOptions, stt as lkstt
 from livekit.plugins import parakeet
+import parakeet_stream as ps
 from tests.livekit.livekit_testkit import ALARM, CALL, CHUNK_MS, LIGHTS, MODEL, TIMER, collect, frames, silence, until
 
 T = lkstt.SpeechEventType
@@ -275,3 +276,28 @@ async def test_agent_session_with_stt_turn_detection_gets_final_transcripts(spee
     assert turns == [TIMER, CALL]
     interims = [t for t, final in transcripts if not final]
     assert interims[-1] == CALL and TIMER in interims
+
+
+async def test_endpointing_update_retunes_the_open_stream(engine, speech):
+    """``update_options(endpointing=...)`` with VAD kept on retunes the live engine stream: a 1 s pause that the
+    starting 500 ms minimum silence would cut stays inside one utterance once it is 2000 ms (same request id, one
+    START/END pair); before the change the same audio gives two utterances."""
+    opts = lambda ms: ps.EndpointingOptions(vad=True, min_silence_ms=ms, trailing_blank_ms=None, eou=False)  # noqa: E731
+    first, rest = frames(speech(CALL)), frames(np.concatenate([silence(1.0), speech(LIGHTS), silence(2.5)]))
+
+    async def finals(update: bool) -> list[str]:
+        plugin = parakeet.STT(model=MODEL, chunk_ms=CHUNK_MS, endpointing=opts(500))
+        stream = plugin.stream()
+        for f in first:
+            stream.push_frame(f)
+        if update:
+            plugin.update_options(endpointing=opts(2000))
+        for f in rest:
+            stream.push_frame(f)
+        stream.end_input()
+        events = await collect(stream)
+        assert_paired(events)
+        return [e.alternatives[0].text for e in events if e.type == T.FINAL_TRANSCRIPT]
+
+    assert await finals(update=False) == [CALL, LIGHTS]
+    assert await finals(update=True) == [f"{CALL} {LIGHTS}"]

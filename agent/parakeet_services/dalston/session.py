@@ -7,6 +7,7 @@ and the event task turns engine events into dalston messages. A fourth watches t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -183,10 +184,12 @@ class Session:
             self._ops.put_nowait(("end",))
 
     def _apply_config(self, message: dict[str, Any]) -> None:
-        # The engine has no live endpointing update: VAD values apply from the next `clear` (new stream).
+        """New VAD values apply to the live stream from the audio after this message (in order with it)."""
         for name in ("language", *proto.CONFIG_FIELDS):
             if name in message:
                 setattr(self.config, name, message[name])
+        if any(name in message for name in proto.CONFIG_FIELDS):
+            self._ops.put_nowait(("endpointing",))
         log.info("session.config session_id=%s %s", self.config.session_id,
                  {k: v for k, v in message.items() if k != "type"})
 
@@ -200,6 +203,8 @@ class Session:
                 if kind == "audio":
                     await self._debug_sleep()
                     self.stream.push(op[1])
+                elif kind == "endpointing":
+                    self.stream.update_endpointing(**dataclasses.asdict(self._endpointing()))
                 elif kind == "flush":
                     self.stream.flush()
                 elif kind == "clear":

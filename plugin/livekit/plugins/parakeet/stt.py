@@ -200,7 +200,8 @@ class STT(stt.STT):
         max_streams: NotGivenOr[int] = NOT_GIVEN,
         endpointing: NotGivenOr[ps.EndpointingOptions] = NOT_GIVEN,
     ) -> None:
-        """Change options; live streams switch after finishing (finalizing) the segment in progress."""
+        """Change options. A change of ``endpointing`` alone (``vad`` kept) retunes live streams in place;
+        other changes switch them after finishing (finalizing) the segment in progress."""
         old_key = self._opts.engine_key()
         if is_given(model):
             self._opts.model = str(model)
@@ -281,6 +282,7 @@ class SpeechStream(stt.SpeechStream):
         self._stt: STT = stt
         self._opts = opts
         self._options_changed = False
+        self._retune = False  # endpointing changed: applied to the open engine stream at the next frame
         self._speaking = False
         self._usage_samples = 0  # counted in samples so the reported seconds add up exactly
         self._usage_rate = 16000
@@ -293,8 +295,14 @@ class SpeechStream(stt.SpeechStream):
             yield item
 
     def update_options(self, opts: STTOptions) -> None:
+        # endpointing alone (VAD kept on or off) retunes the open engine stream; anything else reopens it
+        live = (opts.engine_key() == self._opts.engine_key()
+                and opts.endpointing.vad == self._opts.endpointing.vad)
         self._opts = opts
-        self._options_changed = True
+        if live:
+            self._retune = True
+        else:
+            self._options_changed = True
 
     async def _run(self) -> None:
         if self._speaking:  # a previous attempt died inside a segment: keep START/END paired
@@ -324,6 +332,9 @@ class SpeechStream(stt.SpeechStream):
         clock = self.start_time_offset  # stream-clock origin of the current engine stream
         try:
             async for item in self._input():
+                if self._retune and current is not None and not self._options_changed:
+                    self._retune = False
+                    current.update_endpointing(**dataclasses.asdict(self._opts.endpointing))
                 if self._options_changed and current is not None:
                     # endpointing and model are fixed per engine stream: close this one's segment properly
                     clock += current.audio_seconds
@@ -335,7 +346,7 @@ class SpeechStream(stt.SpeechStream):
                         current.flush()
                     continue
                 if current is None:
-                    self._options_changed = False
+                    self._options_changed = self._retune = False  # opened with the latest options
                     request_id = utils.shortuuid("PK_")
                     try:
                         current = await self._open(engine, item.sample_rate, request_id)
