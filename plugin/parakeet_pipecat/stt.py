@@ -24,7 +24,8 @@ import asyncio
 import collections
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
@@ -47,6 +48,7 @@ from pipecat.services.settings import STTSettings
 from pipecat.services.stt_service import STTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
+from pipecat.utils.types import NOT_GIVEN, NotGiven
 from pipecat.utils.tracing.service_decorators import traced_stt
 
 import parakeet_stream as ps
@@ -58,7 +60,11 @@ _PUSH_MARKS = 3000
 
 @dataclass
 class ParakeetSTTSettings(STTSettings):
-    """Runtime settings: ``model`` (fixed once loaded) and ``language`` (the label put on frames)."""
+    """Runtime settings: ``model`` (fixed once loaded), ``language`` (the label put on frames) and ``endpointing``
+    (the engine's own segment cuts: ``STTUpdateSettingsFrame(delta=ParakeetSTTSettings(endpointing=...))``
+    retunes the open stream from the audio after the frame; switching its ``vad`` on or off is refused)."""
+
+    endpointing: ps.EndpointingOptions | None | NotGiven = field(default_factory=lambda: NOT_GIVEN)
 
 
 class ParakeetSTTService(STTService):
@@ -105,13 +111,12 @@ class ParakeetSTTService(STTService):
             **kwargs: passed to ``STTService`` (``sample_rate``, ``ttfs_p99_latency``, ...).
         """
         default = ParakeetSTTSettings(model=engine.info.name if engine is not None else model,
-                                      language=Language.EN)
+                                      language=Language.EN, endpointing=endpointing)
         if settings is not None:
             default.apply_update(settings)
         super().__init__(settings=default, **kwargs)
         self._engine = engine
         self._load_args = dict(device=device, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams)
-        self._endpointing = endpointing
         self._turn_detection_arg = turn_detection
         self._should_interrupt = should_interrupt
         self._stream: Any | None = None
@@ -183,8 +188,8 @@ class ParakeetSTTService(STTService):
 
     async def _open_stream(self) -> None:
         try:
-            self._stream = self._engine.open_stream(sample_rate=self.sample_rate, endpointing=self._endpointing,
-                                                    stream_id=self.name)
+            self._stream = self._engine.open_stream(sample_rate=self.sample_rate,
+                                                    endpointing=self._settings.endpointing, stream_id=self.name)
         except (ps.ParakeetStreamError, ValueError) as e:  # full engine, unsupported sample rate
             await self.push_error(f"{self}: could not open an engine stream: {e}", exception=e,
                                   force_treat_as_permanent=True)
@@ -290,7 +295,14 @@ class ParakeetSTTService(STTService):
         """Tracing hook (the span closes on the finalized TranscriptionFrame)."""
 
     async def _update_settings(self, delta: STTSettings) -> dict[str, Any]:
-        """``language`` relabels frames; a new ``model`` needs a new service (a model is shared, not swapped)."""
+        """``language`` relabels frames; ``endpointing`` retunes the open stream; a new ``model`` needs a new
+        service (a model is shared, not swapped)."""
         changed = await super()._update_settings(delta)
-        self._warn_unhandled_updated_settings(set(changed) - {"language"})
+        if "endpointing" in changed and self._stream is not None:
+            opts = self._settings.endpointing or ps.EndpointingOptions()
+            try:
+                self._stream.update_endpointing(**dataclasses.asdict(opts))
+            except (ValueError, ps.ParakeetStreamError) as e:
+                await self.push_error(f"{self}: endpointing not changed on the open stream: {e}", exception=e)
+        self._warn_unhandled_updated_settings(set(changed) - {"language", "endpointing"})
         return changed

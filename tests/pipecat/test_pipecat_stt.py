@@ -244,3 +244,28 @@ def test_example_pipeline_prints_interims_then_the_final():
     lines = out.splitlines()
     assert lines[-2:] == ["interim: two three four", "final:   two three four"]
     assert all(line.startswith("interim: ") for line in lines[:-1])
+
+
+async def test_settings_frame_retunes_the_engine_endpointing_of_the_open_stream(demo_engine):
+    """``STTUpdateSettingsFrame(delta=ParakeetSTTSettings(endpointing=...))`` between audio frames retunes the
+    engine's VAD from there on: 2000 ms of minimum silence keeps a 1 s pause inside one segment that the starting
+    500 ms cuts."""
+    from pipecat.frames.frames import ErrorFrame, STTUpdateSettingsFrame
+
+    from parakeet_pipecat import ParakeetSTTSettings
+
+    def opts(ms: int) -> ps.EndpointingOptions:
+        return ps.EndpointingOptions(vad=True, min_silence_ms=ms, eou=False, trailing_blank_ms=None)
+
+    first = audio_frames(np.concatenate([silence(0.5), speech("call me at seven thirty")]))
+    rest = audio_frames(np.concatenate([silence(1.0), speech("two three four"), silence(2.5)]))
+
+    async def finals(update: bool) -> list[str]:
+        stt = ParakeetSTTService(engine=demo_engine, endpointing=opts(500))
+        change = [STTUpdateSettingsFrame(delta=ParakeetSTTSettings(endpointing=opts(2000)))] if update else []
+        rec = await run_pipeline([stt], stt, first + change + rest)
+        assert [f for f in rec.up if isinstance(f, ErrorFrame)] == []
+        return [f.text for f in rec.of(TranscriptionFrame)]
+
+    assert await finals(update=False) == ["call me at seven thirty", "two three four"]
+    assert await finals(update=True) == ["call me at seven thirty two three four"]
