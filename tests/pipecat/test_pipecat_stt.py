@@ -269,3 +269,17 @@ async def test_settings_frame_retunes_the_engine_endpointing_of_the_open_stream(
 
     assert await finals(update=False) == ["call me at seven thirty", "two three four"]
     assert await finals(update=True) == ["call me at seven thirty two three four"]
+
+
+async def test_settings_frame_switching_vad_off_is_refused_with_an_error_frame(demo_engine):
+    from pipecat.frames.frames import ErrorFrame, STTUpdateSettingsFrame
+
+    from parakeet_pipecat import ParakeetSTTSettings
+
+    stt = ParakeetSTTService(engine=demo_engine, endpointing=ps.EndpointingOptions(vad=True))
+    change = STTUpdateSettingsFrame(delta=ParakeetSTTSettings(endpointing=ps.EndpointingOptions(vad=False)))
+    rec = await run_pipeline([stt], stt, [change] + audio_frames(speech("turn on the radio")))
+    errors = [f.error for f in rec.up if isinstance(f, ErrorFrame)]
+    assert errors == [f"{stt}: endpointing not changed on the open stream: vad cannot be switched on or off on a "
+                      "live stream (open a new stream for that); its threshold and durations can change"]
+    assert [f.text for f in rec.of(TranscriptionFrame)] == ["turn on the radio"]  # the stream went on
