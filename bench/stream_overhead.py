@@ -5,16 +5,16 @@ millisecond of latency there. The bundled demo model runs N streams on the CPU i
 stream; each round is stepped as one batch. Prints a markdown table and writes JSON.
 
     .venv/bin/python bench/stream_overhead.py [--streams 64,256,1024] [--rounds 20] [--threads 2]
-        [--baseline GIT_REF] [--repeats 3] [--out PATH]
+        [--device cpu|cuda] [--vad] [--baseline GIT_REF] [--repeats 3] [--out PATH]
 
 ``--baseline`` runs the engine of another commit (a temporary git worktree) interleaved with this checkout's,
 each level in a fresh process, and reports the ratio of their medians.
 
 The thread's time is split by timing its calls: the model (preprocessor, encoder steps and the label-looping
-decoder), the slot copies (caches gathered and written back), and the rest, reported per stream-step. On the CPU
-"the rest" also holds freeing the batch's large tensors (glibc returns them with munmap: ~25 % of it at 1024
-streams). A round's packets are pushed from a job on the inference thread itself (not timed), so no other thread
-holds the GIL while the thread works.
+decoder), the slot copies (caches gathered and written back), Silero VAD with ``--vad`` (its network and its
+per-stream Python, together), and the rest, reported per stream-step. On the CPU "the rest" also holds freeing
+the batch's large tensors (glibc returns them with munmap: ~25 % of it at 1024 streams). A round's packets are
+pushed from a job on the inference thread itself (not timed), so no other thread holds the GIL while it works.
 """
 from __future__ import annotations
 
@@ -68,6 +68,9 @@ def instrument(sched, clock: dict) -> None:
         sched.decoder.computer = Timed(sched.decoder.computer, clock, "model")
     for name in ("gather", "scatter", "gather_keys_values", "scatter_keys_values"):
         setattr(sched.slots, name, Timed(getattr(sched.slots, name), clock, "copies"))
+    from parakeet_stream import scheduler
+
+    scheduler.detect = Timed(scheduler.detect, clock, "vad")  # Silero for all streams (network and its Python)
 
 
 def speech_audio(seconds: float) -> np.ndarray:
@@ -79,14 +82,14 @@ def speech_audio(seconds: float) -> np.ndarray:
     return np.tile(one, int(np.ceil(seconds * 16000 / one.shape[0])))[: int(seconds * 16000)]
 
 
-def run_level(n: int, rounds: int, audio: np.ndarray) -> dict:
+def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: bool = False) -> dict:
     import parakeet_stream as ps
 
-    engine = ps.Engine.load("espeak-demo-en", device="cpu", dtype="fp32", max_streams=n)
+    engine = ps.Engine.load("espeak-demo-en", device=device, dtype="auto", max_streams=n)
     try:
         sched = engine._scheduler
-        clock = {"thread": 0.0, "model": 0.0, "copies": 0.0}
-        opts = ps.EndpointingOptions(vad=False)
+        clock = {"thread": 0.0, "model": 0.0, "copies": 0.0, "vad": 0.0}
+        opts = ps.EndpointingOptions(vad=vad)
         streams = [engine.open_stream(endpointing=opts) for _ in range(n)]
         per_round = int(ROUND_S * 16000)
         warm = 3  # the first steps (first chunk, R=0 second step) are not the steady state: not counted
@@ -115,19 +118,21 @@ def run_level(n: int, rounds: int, audio: np.ndarray) -> dict:
             s.close()
     finally:
         engine.close()
-    other = clock["thread"] - clock["model"] - clock["copies"]
-    return {"streams": n, "stream_steps": steps, "mean_batch": round(steps / calls, 1),
-            "thread_s": round(clock["thread"], 4), "model_s": round(clock["model"], 4), "copies_s": round(clock["copies"], 4),
-            "other_s": round(other, 4), "other_us_per_stream_step": round(other / steps * 1e6, 2),
+    other = clock["thread"] - clock["model"] - clock["copies"] - clock["vad"]
+    return {"streams": n, "device": engine.info.device, "stream_steps": steps,
+            "mean_batch": round(steps / calls, 1), "thread_s": round(clock["thread"], 4),
+            "model_s": round(clock["model"], 4), "copies_s": round(clock["copies"], 4),
+            "vad_s": round(clock["vad"], 4), "other_s": round(other, 4),
+            "other_us_per_stream_step": round(other / steps * 1e6, 2),
             "other_ms_per_round": round(other / rounds * 1e3, 3)}
 
 
-def measure(code: Path, n: int, rounds: int, threads: int) -> dict:
+def measure(code: Path, n: int, rounds: int, threads: int, device: str, vad: bool) -> dict:
     """One level in a child process running the engine from the checkout at ``code``."""
     paths = [str(code / "plugin"), str(code / "agent"), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))  # the checkout's engine first
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--rounds", str(rounds),
-           "--threads", str(threads)]
+           "--threads", str(threads), "--device", device] + (["--vad"] if vad else [])
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{code} at {n} streams failed:\n{done.stderr[-3000:]}")
@@ -155,13 +160,16 @@ def main() -> int:
     p.add_argument("--baseline", default=None, help="a git ref whose engine runs interleaved with this one")
     p.add_argument("--repeats", type=int, default=3, help="runs of each level and side (medians reported)")
     p.add_argument("--out", default="bench/results/stream-overhead-cpu.json")
+    p.add_argument("--device", default="cpu", help="where the demo model runs (cpu, cuda)")
+    p.add_argument("--vad", action="store_true", help="streams with Silero VAD (its time is reported apart)")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-        print(json.dumps(run_level(args.child, args.rounds, speech_audio(ROUND_S * (args.rounds + 4) + 1.0))))
+        audio = speech_audio(ROUND_S * (args.rounds + 4) + 1.0)
+        print(json.dumps(run_level(args.child, args.rounds, audio, args.device, args.vad)))
         return 0
 
     sides = {"this": ROOT}
@@ -176,7 +184,7 @@ def main() -> int:
                 for side, code in sides.items():  # interleaved: the machine's drift hits both sides alike
                     print(f"[{rep + 1}/{args.repeats}] {side} ({commits[side]}): {n} streams, {args.rounds} rounds"
                           f" of {ROUND_S * 1000:.0f} ms ...", file=sys.stderr, flush=True)
-                    runs[side][n].append(measure(code, n, args.rounds, args.threads))
+                    runs[side][n].append(measure(code, n, args.rounds, args.threads, args.device, args.vad))
     finally:
         if args.baseline:
             subprocess.run(["git", "worktree", "remove", "--force", str(sides["baseline"])], cwd=ROOT,
@@ -185,14 +193,16 @@ def main() -> int:
     def med(side: str, n: int, key: str) -> float:
         return round(statistics.median(r[key] for r in runs[side][n]), 3)
 
-    head = "| streams | " + " | ".join(f"{side}: model s | {side}: other µs / stream-step" for side in sides)
+    head = "| streams | " + " | ".join(f"{side}: model s | {side}: VAD s | {side}: other µs / stream-step"
+                                      for side in sides)
     print(head + (" | baseline / this (other) |" if args.baseline else " |"))
-    print("|---" * (1 + 2 * len(sides) + bool(args.baseline)) + "|")
+    print("|---" * (1 + 3 * len(sides) + bool(args.baseline)) + "|")
     rows = []
     for n in levels:
         row = {"streams": n, **{f"{side}_{key}": med(side, n, key) for side in sides
-                                for key in ("model_s", "copies_s", "other_s", "other_us_per_stream_step")}}
-        cells = [f"{row[f'{side}_model_s']:.2f} | {row[f'{side}_other_us_per_stream_step']:.1f}" for side in sides]
+                                for key in ("model_s", "copies_s", "vad_s", "other_s", "other_us_per_stream_step")}}
+        cells = [f"{row[f'{side}_model_s']:.2f} | {row[f'{side}_vad_s']:.2f} | "
+                 f"{row[f'{side}_other_us_per_stream_step']:.1f}" for side in sides]
         if args.baseline:
             row["ratio_other"] = round(row["baseline_other_us_per_stream_step"]
                                        / row["this_other_us_per_stream_step"], 2)
@@ -201,7 +211,7 @@ def main() -> int:
         rows.append(row)
     import torch
 
-    out = {"bench": "stream_overhead", "commits": commits,
+    out = {"bench": "stream_overhead", "commits": commits, "device": args.device, "vad": args.vad,
            "threads": args.threads, "rounds": args.rounds, "repeats": args.repeats, "medians": rows,
            "runs": {side: {str(n): v for n, v in by_n.items()} for side, by_n in runs.items()},
            "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
