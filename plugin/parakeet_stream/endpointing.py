@@ -168,11 +168,12 @@ class VoiceActivity:
         self.feed(samples)
         return detect([self])[0]
 
-    def _next_input(self) -> np.ndarray:
-        window, self._buf = self._buf[:VAD_WINDOW], self._buf[VAD_WINDOW:]
-        x = np.concatenate([self._context, window])
-        self._context = window[-VAD_CONTEXT:]
-        return x
+    def _next_input(self, out: np.ndarray) -> None:
+        """Write the next window, after the context Silero prepends to it, into ``out`` (a row of the batch)."""
+        out[:VAD_CONTEXT] = self._context
+        out[VAD_CONTEXT:] = self._buf[:VAD_WINDOW]
+        self._context = self._buf[VAD_WINDOW - VAD_CONTEXT:VAD_WINDOW]
+        self._buf = self._buf[VAD_WINDOW:]
 
     def _advance(self, p: float) -> list[tuple[str, int]]:
         """The hysteresis after one window of speech probability ``p``."""
@@ -213,7 +214,10 @@ def detect(detectors: list[VoiceActivity]) -> list[list[tuple[str, int]]]:
     net = vad_network(detectors[pending[0]].device)
     device = next(net.parameters()).device
     while pending:
-        x = torch.from_numpy(np.stack([detectors[i]._next_input() for i in pending])).to(device)
+        x = np.empty((len(pending), VAD_CONTEXT + VAD_WINDOW), np.float32)
+        for row, i in zip(x, pending):
+            detectors[i]._next_input(row)
+        x = torch.from_numpy(x).to(device)
         state = torch.from_numpy(np.concatenate([detectors[i]._state for i in pending], axis=1)).to(device)
         with torch.inference_mode():
             probs, state = net(x, state)
