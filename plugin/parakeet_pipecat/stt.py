@@ -62,7 +62,7 @@ _PUSH_MARKS = 3000
 class ParakeetSTTSettings(STTSettings):
     """Runtime settings: ``model`` (fixed once loaded), ``language`` (the label put on frames) and ``endpointing``
     (the engine's own segment cuts: ``STTUpdateSettingsFrame(delta=ParakeetSTTSettings(endpointing=...))``
-    retunes the open stream from the audio after the frame; switching its ``vad`` on or off is refused)."""
+    retunes the open stream from the audio received after it is handled; switching ``vad`` on or off is refused)."""
 
     endpointing: ps.EndpointingOptions | None | NotGiven = field(default_factory=lambda: NOT_GIVEN)
 

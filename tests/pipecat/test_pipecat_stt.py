@@ -247,8 +247,8 @@ def test_example_pipeline_prints_interims_then_the_final():
 
 
 async def test_settings_frame_retunes_the_engine_endpointing_of_the_open_stream(demo_engine):
-    """``STTUpdateSettingsFrame(delta=ParakeetSTTSettings(endpointing=...))`` between audio frames retunes the
-    engine's VAD from there on: 2000 ms of minimum silence keeps a 1 s pause inside one segment that the starting
+    """``STTUpdateSettingsFrame(delta=ParakeetSTTSettings(endpointing=...))`` retunes the engine's VAD of the open
+    stream from the audio after it on: 2000 ms of minimum silence keeps a 1 s pause inside one segment that the starting
     500 ms cuts."""
     from pipecat.frames.frames import ErrorFrame, STTUpdateSettingsFrame
 
@@ -262,8 +262,20 @@ async def test_settings_frame_retunes_the_engine_endpointing_of_the_open_stream(
 
     async def finals(update: bool) -> list[str]:
         stt = ParakeetSTTService(engine=demo_engine, endpointing=opts(500))
-        change = [STTUpdateSettingsFrame(delta=ParakeetSTTSettings(endpointing=opts(2000)))] if update else []
-        rec = await run_pipeline([stt], stt, first + change + rest)
+
+        async def then(worker) -> bool:
+            # input audio frames are system frames, which overtake control frames such as a settings update:
+            # the rest of the audio waits until the update is applied
+            if update:
+                await worker.queue_frame(STTUpdateSettingsFrame(delta=ParakeetSTTSettings(endpointing=opts(2000))))
+                for _ in range(1000):
+                    if stt._settings.endpointing == opts(2000):
+                        break
+                    await asyncio.sleep(0.01)
+            await worker.queue_frames(rest)
+            return False  # then the EndFrame
+
+        rec = await run_pipeline([stt], stt, first, before_end=then)
         assert [f for f in rec.up if isinstance(f, ErrorFrame)] == []
         return [f.text for f in rec.of(TranscriptionFrame)]
 
