@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -209,24 +208,16 @@ def main() -> int:
             cells.append(f"{row['ratio_other']:.2f}x")
         print(f"| {n} | " + " | ".join(cells) + " |")
         rows.append(row)
-    import torch
+    from parakeet_services.benchmark import machine_info
 
     out = {"bench": "stream_overhead", "commits": commits, "device": args.device, "vad": args.vad,
            "threads": args.threads, "rounds": args.rounds, "repeats": args.repeats, "medians": rows,
            "runs": {side: {str(n): v for n, v in by_n.items()} for side, by_n in runs.items()},
-           "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                       "torch": torch.__version__}}
+           "machine": machine_info(args.device)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@
 # 1. with TRAIN_MIN > 0 (e.g. 4), trains the demo model first (scripts/train_demo_gpu.sh: synthesis, TRAIN_MIN
 #    minutes of training, DECAY_STEPS of annealing, evaluation, card); the bundled model is done, so by default not;
 # 2. checks that streaming gives the offline text on the GPU (bench/streamed_vs_offline.py, the demo model), measures
-#    the per-stream Python on the host's CPU (bench/stream_overhead.py), then runs the GPU benchmark (bench/gpu.sh: xl bf16 @ 160 ms at LEVELS, per-stream baseline at 4) with the time left.
+#    the inference thread's per-stream Python with the demo model on the GPU and Silero VAD (bench/stream_overhead.py),
+#    then runs the GPU benchmark (bench/gpu.sh: xl bf16 @ 160 ms at LEVELS, per-stream baseline at 4) with the time left.
 # Small results land in RESULTS (model.nemo, MODEL_CARD.md, eval.json, curve.csv, train_state.json, data.json,
-# bench.json, streamed-vs-offline.json, stream-overhead.json, session.log: 10 files, ~11 MB; the card and bench.json name the GPU). Needs what bench/gpu-env.sh needs (carry bench/wheels and
-# tmp/train-gpu, made by scripts/fetch-train-gpu-deps.sh). Each part runs even if the other failed.
+# bench.json, streamed-vs-offline.json, stream-overhead.json, session.log: 10 files, ~11 MB; the card and bench.json
+# name the GPU). Needs what bench/gpu-env.sh needs (carry bench/wheels and tmp/train-gpu, made by
+# scripts/fetch-train-gpu-deps.sh). Each part runs even if the other failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

@@ -24,7 +24,6 @@ import asyncio
 import collections
 import time
 from collections.abc import AsyncGenerator
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,7 +300,7 @@ class ParakeetSTTService(STTService):
         if "endpointing" in changed and self._stream is not None:
             opts = self._settings.endpointing or ps.EndpointingOptions()
             try:
-                self._stream.update_endpointing(**dataclasses.asdict(opts))
+                self._stream.update_endpointing(opts)
             except (ValueError, ps.ParakeetStreamError) as e:
                 await self.push_error(f"{self}: endpointing not changed on the open stream: {e}", exception=e)
         self._warn_unhandled_updated_settings(set(changed) - {"language", "endpointing"})

@@ -44,7 +44,8 @@ def updated_options(opts: EndpointingOptions, changes: dict) -> EndpointingOptio
     names = [f.name for f in fields(EndpointingOptions)]
     unknown = sorted(set(changes) - set(names))
     if unknown:
-        raise ValueError(f"unknown endpointing option(s) {', '.join(unknown)}; accepted: {', '.join(names[1:])}")
+        live = [n for n in names if n != "vad"]
+        raise ValueError(f"unknown endpointing option(s) {', '.join(unknown)}; accepted: {', '.join(live)}")
     if "vad" in changes and changes["vad"] != opts.vad:
         raise ValueError("vad cannot be switched on or off on a live stream (open a new stream for that); "
                          "its threshold and durations can change")

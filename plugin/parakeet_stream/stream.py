@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import threading
 import uuid
 from typing import TYPE_CHECKING, AsyncIterator
@@ -121,11 +122,14 @@ class Stream:
             self._drain_resampler()
             self._scheduler.submit(self._state, ("finish", None))
 
-    def update_endpointing(self, **changes) -> EndpointingOptions:
-        """Change this stream's endpointing live: VAD threshold, speech/silence durations and pad, trailing blank,
-        maximum segment length, ``<EOU>`` (``vad`` itself cannot be switched; open a new stream for that). The
-        change takes effect in stream order, after the audio pushed before it was received, from the next VAD
-        window and step not yet run. Raises ValueError (naming what is accepted) and changes nothing on bad input."""
+    def update_endpointing(self, options: EndpointingOptions | None = None, /, **changes) -> EndpointingOptions:
+        """Change this stream's endpointing live, to ``options`` (whole) and/or the named ``changes``: VAD threshold,
+        speech/silence durations and pad, trailing blank, maximum segment length, ``<EOU>`` (``vad`` itself cannot
+        be switched; open a new stream for that). The change takes effect in stream order, after the audio pushed
+        before it was received, from the next VAD window and step not yet run. Raises ValueError (naming what is
+        accepted) and changes nothing on bad input."""
+        if options is not None:
+            changes = {**dataclasses.asdict(options), **changes}
         with self._lock:
             self._check_open("update endpointing of")
             opts = updated_options(self.endpointing, changes)

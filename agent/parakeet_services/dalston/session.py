@@ -7,7 +7,6 @@ and the event task turns engine events into dalston messages. A fourth watches t
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
@@ -204,7 +203,7 @@ class Session:
                     await self._debug_sleep()
                     self.stream.push(op[1])
                 elif kind == "endpointing":
-                    self.stream.update_endpointing(**dataclasses.asdict(self._endpointing()))
+                    self.stream.update_endpointing(self._endpointing())
                 elif kind == "flush":
                     self.stream.flush()
                 elif kind == "clear":

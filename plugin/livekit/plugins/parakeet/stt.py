@@ -334,7 +334,7 @@ class SpeechStream(stt.SpeechStream):
             async for item in self._input():
                 if self._retune and current is not None and not self._options_changed:
                     self._retune = False
-                    current.update_endpointing(**dataclasses.asdict(self._opts.endpointing))
+                    current.update_endpointing(self._opts.endpointing)
                 if self._options_changed and current is not None:
                     # endpointing and model are fixed per engine stream: close this one's segment properly
                     clock += current.audio_seconds
