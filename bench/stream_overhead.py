@@ -135,6 +135,9 @@ def measure(code: Path, n: int, rounds: int, threads: int, device: str, vad: boo
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{code} at {n} streams failed:\n{done.stderr[-3000:]}")
+    for line in done.stderr.splitlines():  # the engine's own log lines (where Silero runs, graph captures)
+        if " parakeet_stream " in line:
+            print(f"  {line}", file=sys.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -165,6 +168,9 @@ def main() -> int:
     args = p.parse_args()
     if args.child is not None:
         import torch
+        from parakeet_services import logs
+
+        logs.configure("INFO", quiet_root=True)
 
         torch.set_num_threads(args.threads)
         audio = speech_audio(ROUND_S * (args.rounds + 4) + 1.0)

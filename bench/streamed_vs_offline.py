@@ -28,10 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="JSON path (default: bench/results/streamed-vs-offline-DEVICE.json)")
     args = p.parse_args(argv)
 
+    from parakeet_services import logs
     from parakeet_services.train_demo.evaluate import evaluate
     from parakeet_services.train_demo.synth import synthesize
     from parakeet_stream.models import KNOWN_MODELS, resolve_device
 
+    logs.configure("INFO", quiet_root=True)
     device = resolve_device(args.device)
     data = args.data or tempfile.mkdtemp(prefix="streamed-vs-offline-")
     synthesize(data, n_train=0, n_test=args.sentences, procs=os.cpu_count() or 2)

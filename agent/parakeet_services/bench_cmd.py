@@ -44,6 +44,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--spread", type=float, default=d.spread_s, help="seconds over which stream starts are spread")
     p.add_argument("--batch-window-ms", type=float, default=d.batch_window_ms,
                    help="the chunk clock's tick: least time between the starts of two steps (default: the engine's)")
+    p.add_argument("--max-batch", type=int, default=d.max_batch,
+                   help="the engine's streams per model call (default: every ready stream in one; a smaller cap "
+                        "cuts a step into batches whose model calls overlap the previous batch's per-stream work)")
+    p.add_argument("--max-batch-variants", type=_ints, default=d.max_batch_variants,
+                   help="also run the engine with each of these caps, e.g. 256,512 (at its levels above the cap)")
     p.add_argument("--baselines", type=_names, default=d.baselines,
                    help=f"comma list of {','.join(BASELINES)} or none")
     p.add_argument("--no-vad", action="store_true", help="no VAD endpointing (no final-latency numbers)")
@@ -54,12 +59,16 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import logs
     from .benchmark import BenchConfig, main
+
+    logs.configure("INFO", quiet_root=True)  # the engine's lines: graph captures, where Silero runs
 
     cfg = BenchConfig(model=args.model, chunk_ms=args.chunk_ms, dtype=args.dtype, device=args.device,
                       threads=args.threads or None, seconds=args.seconds, files=tuple(args.files),
                       levels=args.streams, baseline_levels=args.baseline_streams, max_level=args.max_streams,
-                      spread_s=args.spread, batch_window_ms=args.batch_window_ms,
+                      spread_s=args.spread, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch,
+                      max_batch_variants=args.max_batch_variants,
                       baselines=args.baselines, vad=not args.no_vad, time_budget_s=args.budget, seed=args.seed,
                       out=args.out)
     return main(cfg)

@@ -71,6 +71,10 @@ class BenchConfig:
     max_level: int = 4096
     spread_s: float = 1.0  # stream i starts at i * spread_s / N
     batch_window_ms: float | None = None  # the tick of the engine's chunk clock (None: the engine's default)
+    max_batch: int | None = None  # the engine's streams per model call (None: every ready stream; more: pipelined)
+    # the engine again with each of these caps (at its levels above the cap), reported beside the baselines as
+    # ``engine_max_batch_<cap>`` with ratios to the engine: which cut of a large step serves best
+    max_batch_variants: tuple[int, ...] = ()
     baselines: tuple[str, ...] = BASELINES
     vad: bool = True  # endpointing by Silero VAD (the same detector the vad_offline baseline uses)
     min_silence_ms: int = 500
@@ -363,17 +367,18 @@ class EngineRun:
     """One level of the streaming engine (batched, or ``max_batch=1`` for the per-stream baseline)."""
 
     def __init__(self, model, cfg: BenchConfig, offline: list[str], max_batch: int | None,
-                 nemo_step: bool = False):
+                 nemo_step: bool = False, system: str | None = None):
         self.model, self.cfg, self.offline, self.max_batch = model, cfg, offline, max_batch
         self.nemo_step = nemo_step  # NeMo's own step on a model no engine has changed (``plain_copy``)
+        self.system = system or ("engine" if max_batch is None else "per_stream_nemo" if nemo_step else "per_stream")
 
     def __call__(self, workload: Workload, n: int, log: Callable[[str], None]) -> LevelResult:
         import parakeet_stream as ps
 
         cfg = self.cfg
-        system = "engine" if self.max_batch is None else "per_stream_nemo" if self.nemo_step else "per_stream"
+        system = self.system
         engine = ps.Engine.from_model(self.model, name=cfg.model, chunk_ms=cfg.chunk_ms, max_streams=n,
-                                      max_batch=self.max_batch, nemo_step=self.nemo_step,
+                                      max_batch=self.max_batch or cfg.max_batch, nemo_step=self.nemo_step,
                                       batch_window_ms=None if self.max_batch == 1 else cfg.batch_window_ms)
         opts = ps.EndpointingOptions(vad=cfg.vad, eou=False, trailing_blank_ms=None,
                                      min_silence_ms=cfg.min_silence_ms)
@@ -806,6 +811,17 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
         from . import nemo_pipeline
 
         baselines["nemo_pipeline"] = nemo_pipeline.run(plain(), cfg, workload, base_levels, deadline, log)
+    for cap in cfg.max_batch_variants:
+        name = f"engine_max_batch_{cap}"
+        if time.monotonic() > deadline:  # exploratory: never at the cost of the run's time box
+            baselines[name] = {"levels": [], "max_sustainable_streams": None, "skipped": "time budget spent"}
+            continue
+        candidates = levels or (max(engine_best, 1),)
+        at = tuple(n for n in candidates if n > cap) or (max(candidates),)
+        res, best = ramp(runner(EngineRun(model, cfg, offline, cap, system=name), name), at, deadline,
+                         cfg.max_level)
+        baselines[name] = {"levels": [dataclasses.asdict(r) for r in res], "max_sustainable_streams": best}
+        assemble()
     return assemble()
 
 

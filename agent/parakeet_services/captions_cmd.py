@@ -44,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
     import parakeet_stream as ps
 
+    from . import logs
     from .captions import CaptionsConfig, build_server
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(args.log_level)
     log = logging.getLogger("parakeet_services.captions")
     missing = [flag for flag, value in (("--url", args.url), ("--api-key", args.api_key),
                                         ("--api-secret", args.api_secret)) if not value]

@@ -53,9 +53,10 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from . import logs
+
+    logs.configure(args.log_level)
     return asyncio.run(_serve(args))
 
 

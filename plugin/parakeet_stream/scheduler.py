@@ -39,6 +39,18 @@ class Chunk:
     is_last: bool
 
 
+@dataclass
+class Issued:
+    """A batch whose encoder step was issued (on CUDA possibly still running) and not yet decoded."""
+
+    states: list
+    index: torch.Tensor  # the streams' cache slots, on the model's device
+    enc: torch.Tensor
+    enc_len: torch.Tensor
+    is_last: bool
+    issue_s: float  # the thread's time issuing it (a step's time = this + its read: not the work between)
+
+
 class StreamState(BaseStreamState):
     """A cache-aware stream: pending features, its cache slot, and its decoder state."""
 
@@ -141,6 +153,11 @@ class ChunkScheduler(InferenceLoop):
             self.steady_step.prepare(max_batch or max_streams, self.chunk_geometry)
         if self.device.type == "cuda":
             self.size_decoder_graphs(max_batch or max_streams)
+            # full_graph: one CUDA graph per decode; no_while_loops: the host waits on the GPU between frames
+            # (NeMo needs cuda-python >= 12.6 and a driver with conditional nodes for the first)
+            mode = getattr(self.decoder.computer, "cuda_graphs_mode", None)
+            logger.info("decoder sized", extra={"batch": max_batch or max_streams,
+                                                "cuda_graphs_mode": getattr(mode, "value", mode)})
 
     def size_decoder_graphs(self, batch: int, frames: int = 16) -> None:
         """Decode one batch of ``batch`` silent rows, so that NeMo's label-looping decoder sizes its state (and, on
@@ -202,6 +219,12 @@ class ChunkScheduler(InferenceLoop):
 
     # -- one batched step over every ready stream --------------------------------------------------------------
     def _step_all(self, ready: list[StreamState]) -> None:
+        """Step every ready stream: one batch per step kind, each cut to ``max_batch`` streams.
+
+        Batches are pipelined: the next batch's encoder step is issued before this batch's per-stream work
+        (transcripts, endpoints, events). On CUDA the encoder then runs while Python walks this batch's streams;
+        on the CPU the order changes nothing. The decode stays in order: NeMo's label-looping decoder waits on
+        the GPU between frames unless it runs as one CUDA graph."""
         groups: dict[tuple[int, bool], list[tuple[StreamState, Chunk]]] = {}
         for state in ready:
             chunk = state.next_chunk()
@@ -210,17 +233,30 @@ class ChunkScheduler(InferenceLoop):
             else:
                 groups.setdefault((chunk.drop, chunk.is_last), []).append((state, chunk))
         size = self.max_batch or len(ready)
-        batches = [(key, items[i:i + size]) for key, items in groups.items() for i in range(0, len(items), size)]
-        for (drop, is_last), items in batches:
-            try:
-                self._step_group(items, drop, is_last)
-            except Exception as e:  # a failed batch fails its streams, never the thread
-                logger.exception("batched step failed", extra={"batch": len(items)})
-                for state, _ in items:
-                    self._emit(state, [StreamFailed(f"inference failed: {type(e).__name__}: {e}", e)])
-                    self._release(state)
+        batches = [(items[i:i + size], drop, is_last)
+                   for (drop, is_last), items in groups.items() for i in range(0, len(items), size)]
+        issued = self._or_fail(batches[0][0], self._issue, *batches[0]) if batches else None
+        for i in range(len(batches)):
+            decoded = self._or_fail(issued.states, self._read, issued) if issued is not None else None
+            issued = self._or_fail(batches[i + 1][0], self._issue, *batches[i + 1]) if i + 1 < len(batches) else None
+            if decoded is not None:
+                self._deliver(*decoded)
 
-    def _step_group(self, items: list[tuple[StreamState, Chunk]], drop: int, is_last: bool) -> None:
+    def _or_fail(self, items: list, fn, *args):
+        """``fn(*args)``; if it raises, the streams of ``items`` (states or (state, chunk) pairs) fail, never the
+        thread, and None is returned."""
+        try:
+            return fn(*args)
+        except Exception as e:
+            logger.exception("batched step failed", extra={"batch": len(items)})
+            for item in items:
+                state = item[0] if isinstance(item, tuple) else item
+                self._emit(state, [StreamFailed(f"inference failed: {type(e).__name__}: {e}", e)])
+                self._release(state)
+            return None
+
+    def _issue(self, items: list[tuple[StreamState, Chunk]], drop: int, is_last: bool) -> Issued:
+        """The encoder step of one batch, its new caches written back to the slots: on CUDA only queued."""
         t0 = time.perf_counter()
         states = [s for s, _ in items]
         x, lengths = _batch_of([c.features for _, c in items])
@@ -242,12 +278,23 @@ class ChunkScheduler(InferenceLoop):
             self.slots.scatter(index, n_ch, n_t, n_len)
             if kv:
                 self.slots.scatter_keys_values(index, *kv)
-            decoded = self._decode(enc, enc_len, index, [s.decoder_state for s in states])
-        frames = [int(n) for n in enc_len.tolist()]
-        self.metrics.record_step(len(states), time.perf_counter() - t0,
-                                 sum(frames) * self.frame_s)
-        for state, (tokens, carry), n in zip(states, decoded, frames):
-            self._guard(state, self._after_step, state, tokens, carry, n, is_last)
+        return Issued(states, index, enc, enc_len, is_last, time.perf_counter() - t0)
+
+    def _read(self, issued: Issued) -> tuple[Issued, list[tuple[list[Token], object]], list[int], float]:
+        """Decode an issued batch and read its results to the host (on CUDA: waits for its encoder step)."""
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            decoded = self._decode(issued.enc, issued.enc_len, issued.index,
+                                   [s.decoder_state for s in issued.states])
+        frames = [int(n) for n in issued.enc_len.tolist()]
+        return issued, decoded, frames, issued.issue_s + time.perf_counter() - t0
+
+    def _deliver(self, issued: Issued, decoded: list[tuple[list[Token], object]], frames: list[int],
+                 seconds: float) -> None:
+        """Each stream's share of a decoded batch: transcript, endpoints, events, result latency."""
+        self.metrics.record_step(len(issued.states), seconds, sum(frames) * self.frame_s)
+        for state, (tokens, carry), n in zip(issued.states, decoded, frames):
+            self._guard(state, self._after_step, state, tokens, carry, n, issued.is_last)
             self._record_result_latency(state, time.monotonic())
 
     def _decode(self, enc: torch.Tensor, enc_len: torch.Tensor, index: torch.Tensor,

@@ -96,13 +96,24 @@ def test_markdown_has_a_row_per_level(result):
     assert len(rows) == levels
 
 
-def test_baselines_can_run_at_their_own_levels(tiny_model, workload, tmp_path):
+def test_baselines_can_run_at_their_own_levels_and_the_engine_with_a_batch_cap(tiny_model, workload, tmp_path):
     from parakeet_services.benchmark import BenchConfig, run_benchmark
 
     cfg = BenchConfig(model="tiny", dtype="fp32", chunk_ms=160, levels=(2,), baseline_levels=(1,), spread_s=0.5,
-                      baselines=("per_stream",), out=str(tmp_path / "b.json"), threads=None)
+                      baselines=("per_stream",), max_batch=1, max_batch_variants=(1, 4), out=str(tmp_path / "b.json"),
+                      threads=None)
     res = run_benchmark(cfg, model=tiny_model, workload=workload, log=lambda s: None)
-    assert [lv["streams"] for lv in res["engine"]["levels"]] == [2]
+    [engine] = res["engine"]["levels"]
+    assert (engine["system"], engine["streams"], engine["max_batch"]) == ("engine", 2, 1)
+    assert engine["text_matches_offline"] == 2
+    assert res["config"]["max_batch"] == 1
+    # each variant runs at the engine's levels above its cap, or at its highest level
+    for cap in (1, 4):
+        [variant] = res["baselines"][f"engine_max_batch_{cap}"]["levels"]
+        assert (variant["system"], variant["streams"], variant["text_matches_offline"]) == \
+            (f"engine_max_batch_{cap}", 2, 2)
+        assert variant["max_batch"] <= cap
+        assert res["comparison"][f"engine_max_batch_{cap}"]["at_streams"] == 2
     assert [lv["streams"] for lv in res["baselines"]["per_stream"]["levels"]] == [1]
 
 
@@ -114,8 +125,9 @@ def test_bench_command_passes_baseline_streams():
     parser = argparse.ArgumentParser()
     bench_cmd.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["bench", "--streams", "64,512", "--baseline-streams", "4", "--no-vad",
-                              "--batch-window-ms", "0"])
-    assert (args.streams, args.baseline_streams, args.no_vad, args.batch_window_ms) == ((64, 512), (4,), True, 0.0)
+                              "--batch-window-ms", "0", "--max-batch", "256", "--max-batch-variants", "256,512"])
+    assert (args.streams, args.baseline_streams, args.no_vad, args.batch_window_ms, args.max_batch,
+            args.max_batch_variants) == ((64, 512), (4,), True, 0.0, 256, (256, 512))
 
 
 def test_calibration_leaves_the_random_joint_at_the_rate_it_reports(workload):

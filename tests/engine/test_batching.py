@@ -26,21 +26,29 @@ def tiny_engine(tiny_model):
     engine.close()
 
 
-def test_eight_staggered_streams_equal_their_solo_runs(tiny_engine):
-    audios = [speech(s, voice=v) for s, v in zip(SENTENCES, ["en-us", "en-gb", "en-us", "en"] * 2)]
+AUDIOS = [(s, v) for s, v in zip(SENTENCES, ["en-us", "en-gb", "en-us", "en"] * 2)]
+
+
+@pytest.fixture(scope="module")
+def solo_results(tiny_engine):
+    """Each sentence streamed alone: what every batched run must give."""
     solo = []
-    for audio in audios:
+    for sentence, voice in AUDIOS:
         s = tiny_engine.open_stream(endpointing=NO_ENDPOINTS)
-        for p in packets(audio):
+        for p in packets(speech(sentence, voice=voice)):
             s.push(p)
         s.finish()
         solo.append(final_text_and_words(collect(s)))
+    assert all(len(r) == 1 and r[0][0] for r in solo)
+    return solo
 
-    before = tiny_engine.metrics()
-    streams = [tiny_engine.open_stream(endpointing=NO_ENDPOINTS) for _ in audios]
-    feeds = [list(packets(a)) for a in audios]
-    # stream i starts i*7 packets (140 ms) after stream i-1; all are pushed far faster than real time, so the
-    # inference thread finds several streams ready at each wake-up, at different step kinds
+
+def run_staggered(engine, results: bool = True) -> list:
+    """The sentences on concurrent streams, stream i starting i*7 packets (140 ms) after stream i-1; all are pushed
+    far faster than real time, so the inference thread finds several streams ready at each wake-up, at different
+    step kinds."""
+    streams = [engine.open_stream(endpointing=NO_ENDPOINTS) for _ in AUDIOS]
+    feeds = [list(packets(speech(sentence, voice=voice))) for sentence, voice in AUDIOS]
     for tick in range(max(len(f) + 7 * i for i, f in enumerate(feeds)) + 1):
         for i, (s, feed) in enumerate(zip(streams, feeds)):
             k = tick - 7 * i
@@ -48,15 +56,92 @@ def test_eight_staggered_streams_equal_their_solo_runs(tiny_engine):
                 s.push(feed[k])
             elif k == len(feed):
                 s.finish()
-    batched = [final_text_and_words(collect(s)) for s in streams]
+    events = [collect(s) for s in streams]
+    return [final_text_and_words(e) for e in events] if results else events
+
+
+def test_eight_staggered_streams_equal_their_solo_runs(tiny_engine, solo_results):
+    before = tiny_engine.metrics()
+    batched = run_staggered(tiny_engine)
     after = tiny_engine.metrics()
 
-    assert batched == solo
-    assert all(len(r) == 1 and r[0][0] for r in solo)
+    assert batched == solo_results
     assert after.max_batch_size >= 4
     assert after.streams_stepped - before.streams_stepped > after.steps - before.steps  # real batches
     # every stream-step's result had its latency counted
     assert after.results - before.results == after.streams_stepped - before.streams_stepped
+
+
+def test_batches_cut_to_max_batch_are_pipelined_and_exact(tiny_model, solo_results):
+    """With more ready streams than ``max_batch``, each batch's encoder step is issued before the previous batch's
+    per-stream work, and every stream still gets its solo result."""
+    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=16, max_batch=3)
+    sched = engine._scheduler
+    calls: list[tuple[str, int]] = []  # (what, first slot of the batch)
+
+    def record(name, slots_of):
+        real = getattr(sched, name)
+
+        def wrapper(*args):
+            calls.append((name, slots_of(*args)))
+            return real(*args)
+        setattr(sched, name, wrapper)
+
+    record("_issue", lambda items, drop, is_last: items[0][0].slot)
+    record("_read", lambda issued: issued.states[0].slot)
+    record("_deliver", lambda issued, *rest: issued.states[0].slot)
+    try:
+        batched = run_staggered(engine)
+        m = engine.metrics()
+    finally:
+        engine.close()
+
+    assert batched == solo_results
+    assert m.max_batch_size == 3
+    # within each step: issue(a) read(a) issue(b) deliver(a) read(b) issue(c) deliver(b) ... deliver(last)
+    pipelined = 0
+    for i, (what, slot) in enumerate(calls):
+        if what == "_read" and i + 2 < len(calls) and calls[i + 1][0] == "_issue":
+            assert calls[i + 2] == ("_deliver", slot)
+            pipelined += 1
+        elif what == "_deliver":
+            assert calls[i - 1][0] in ("_read", "_issue")
+    assert pipelined >= 5
+    assert [w for w, _ in calls].count("_deliver") == [w for w, _ in calls].count("_issue") == m.steps
+
+
+@pytest.mark.parametrize("where", ["encoder", "decoder"])
+def test_a_failed_batch_fails_its_own_streams_and_no_other(tiny_model, solo_results, where):
+    """A model call that raises (say, out of GPU memory) while other batches of the same step are in flight fails
+    the streams of its batch with the error, and every other stream still gets its solo result."""
+    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=16, max_batch=2)
+    sched = engine._scheduler
+    owner, name = (sched.slots, "gather") if where == "encoder" else (sched.decoder, "decode")
+    real, seen, failed = getattr(owner, name), [], []
+
+    def faulty(*args):
+        index = args[0] if where == "encoder" else args[2]
+        seen.append(index.tolist())
+        if not failed and len(seen) > 30 and len(index) == 2:  # mid-run, a batch cut by max_batch
+            failed.extend(index.tolist())
+            raise RuntimeError("CUDA out of memory (injected)")
+        return real(*args)
+    setattr(owner, name, faulty)
+    try:
+        streams = run_staggered(engine, results=False)
+        results = [final_text_and_words(events) for events in streams]
+    finally:
+        engine.close()
+
+    assert len(failed) == 2
+    failures = [events[-1] for events in streams if isinstance(events[-1], ps.StreamFailed)]
+    assert len(failures) == 2
+    assert {f.message for f in failures} == {"inference failed: RuntimeError: CUDA out of memory (injected)"}
+    survivors = [(r, solo) for events, r, solo in zip(streams, results, solo_results)
+                 if not isinstance(events[-1], ps.StreamFailed)]
+    assert len(survivors) == len(AUDIOS) - 2
+    assert all(r == solo for r, solo in survivors)
+    assert engine.active_streams == 0
 
 
 def test_result_latency_counts_the_wait_from_push_to_result():
