@@ -30,6 +30,7 @@ logger = logging.getLogger("parakeet_stream")
 
 STEP_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
 LOAD_STRETCH = 1.25  # a tick of the chunk clock is at least this many times the last step (``_batch_window_end``)
+POLL_S = 0.02  # while streams are live the thread wakes this often between decisions (``_plan_sleep``)
 RESULT_LATENCY_MAX_MS = 10_000  # result latencies are counted per millisecond up to here (the last bin: beyond)
 
 
@@ -53,13 +54,14 @@ class EngineMetrics:
         default_factory=lambda: dict.fromkeys((*STEP_LATENCY_BUCKETS, float("inf")), 0))
     result_latency_ms: list[int] = field(default_factory=lambda: [0] * (RESULT_LATENCY_MAX_MS + 1))
     result_latency_seconds_sum: float = 0.0
+    wakeups: int = 0  # times the inference thread woke to work (``InferenceLoop._plan_sleep``)
 
     def snapshot(self, active: int) -> EngineMetrics:
         with _metrics_lock:
             return EngineMetrics(active, self.streams_opened, self.steps, self.streams_stepped,
                                  round(self.audio_seconds, 3), self.step_seconds_sum, self.last_batch_size,
                                  self.max_batch_size, dict(self.step_latency_buckets), list(self.result_latency_ms),
-                                 self.result_latency_seconds_sum)
+                                 self.result_latency_seconds_sum, self.wakeups)
 
     def record_result_latency(self, seconds: float) -> None:
         with _metrics_lock:
@@ -120,9 +122,11 @@ class BaseStreamState:
         self.handle: Stream | None = None
         self.tracker = TranscriptTracker(loop.vocab, loop.frame_s)
         self.vad = VoiceActivity(opts, device=str(loop.device)) if vad else None
-        self.total_samples = 0  # 16 kHz samples received, all epochs
+        self.total_samples = 0  # 16 kHz samples applied by the inference thread, all epochs
+        self.submitted_samples = 0  # 16 kHz samples submitted by the caller (guarded by the loop's condition)
         self.finalizing: str | None = None  # "flush" | "finish" once its barrier was reached
-        self.last_audio_at = 0.0  # time.monotonic() of the last audio applied
+        self.last_audio_at = 0.0  # time.monotonic() when the last audio applied was pushed
+        self.packet_s = 0.0  # how long that packet was (seconds at 16 kHz): the stream's cadence
         self.arrivals: collections.deque[tuple[int, float]] = collections.deque()  # (total_samples, submitted at)
         self.closed = False
         self.counted = True  # counts against the engine's capacity
@@ -130,9 +134,14 @@ class BaseStreamState:
     def ready(self) -> bool:
         raise NotImplementedError
 
+    def samples_until_ready(self) -> int | None:
+        """How many more 16 kHz samples the stream needs before it is ready; None = unknown (could be any moment)."""
+        return None
+
     def seconds_until_ready(self) -> float:
-        """How much more audio (seconds) the stream needs before it is ready; 0 = unknown, could be any moment."""
-        return 0.0
+        """``samples_until_ready`` in seconds; 0 when unknown."""
+        samples = self.samples_until_ready()
+        return 0.0 if samples is None else samples / MODEL_SAMPLE_RATE
 
     @property
     def processed_time(self) -> float:
@@ -158,6 +167,12 @@ class InferenceLoop:
         self._states: list[BaseStreamState] = []
         self._cond = threading.Condition()
         self._dirty: dict[BaseStreamState, None] = {}
+        self._wake = False  # a command the thread must see before it sleeps on (guarded by _cond)
+        self._wake_audio = False  # audio that must wake it (``_audio_wakes``)
+        # audio that wakes the thread before its planned time (``_plan_sleep``): stream -> submitted_samples at
+        # which its next chunk is complete; the thread wakes once ``_crossings`` of them have crossed (0: any audio)
+        self._armed: dict[BaseStreamState, int] = {}
+        self._crossings = 0
         self._jobs: collections.deque = collections.deque()
         self._arrivals: list[BaseStreamState] = []  # opened, not yet attached by the inference thread
         self._live = 0
@@ -218,7 +233,26 @@ class InferenceLoop:
                 self._uncount(state)
             state.inbox.append((*command, time.monotonic()))
             self._dirty[state] = None
+            if command[0] == "audio":
+                state.submitted_samples += command[1].shape[0]
+                if not self._audio_wakes(state):
+                    return  # the thread sees it at its planned wake-up, with everything else that came by then
+                self._wake_audio = True
+            else:
+                self._wake = True
             self._cond.notify()
+
+    def _audio_wakes(self, state: BaseStreamState) -> bool:
+        """Whether this audio must wake the thread now (caller holds _cond): always, unless the thread armed
+        thresholds; then only once enough armed streams have completed a chunk."""
+        if not self._crossings:
+            return True
+        at = self._armed.get(state)
+        if at is None or state.submitted_samples < at:
+            return False
+        del self._armed[state]
+        self._crossings -= 1
+        return self._crossings == 0
 
     def call(self, fn: Callable):
         """Run ``fn`` on the inference thread (the model is not thread-safe) and return its result."""
@@ -243,10 +277,11 @@ class InferenceLoop:
     def _run(self) -> None:
         torch.set_grad_enabled(False)
         busy = False
-        wake_at: float | None = None  # the next tick of the chunk clock, while ready streams wait for it
+        wake_at: float | None = None  # when to wake at the latest (a tick of the chunk clock, a VAD poll)
         while True:
             with self._cond:
-                while not (self._dirty or self._jobs or self._arrivals or busy or self._stopping):
+                while not (self._wake or self._wake_audio or self._jobs or self._arrivals or busy
+                           or self._stopping):
                     if wake_at is not None:
                         if time.monotonic() >= wake_at:
                             break
@@ -255,6 +290,9 @@ class InferenceLoop:
                         self._cond.wait()
                 if self._stopping:
                     break
+                # awake: every command counts again until _plan_sleep arms thresholds
+                self._wake = self._wake_audio = False
+                self._armed, self._crossings = {}, 0
                 for state in self._dirty:
                     state.backlog.extend(state.inbox)
                     state.inbox.clear()
@@ -268,16 +306,31 @@ class InferenceLoop:
                     self._guard(state, self._attach_and_apply, state)
             for fn, fut in jobs:
                 self._run_job(fn, fut)
-            self._before_step()
-            ready = [s for s in self._states if s.ready()]
-            wake_at = self._batch_window_end(ready)
-            if ready and wake_at is None:
-                self._last_step_at = time.monotonic()
-                self._step_all(ready)
-                self._last_step_s = time.monotonic() - self._last_step_at
-            busy = wake_at is None and any(s.ready() or (s.backlog and not s.finalizing) for s in self._states)
+            try:
+                busy, wake_at = self._round()
+            except Exception as e:  # a fault outside any one stream's work: fail the streams, keep serving
+                logger.exception("inference round failed", extra={"streams": len(self._states)})
+                for state in list(self._states):
+                    self._emit(state, [StreamFailed(f"engine error: {type(e).__name__}: {e}", e)])
+                    self._release(state)
+                busy, wake_at = False, None
         for fn, fut in self._jobs:
             fut.set_exception(RuntimeError("engine is closed"))
+
+    def _round(self) -> tuple[bool, float | None]:
+        """The work of one wake-up once commands are applied: features and VAD of every stream, then a step of
+        the ready ones when the chunk clock says so. Returns whether to go on at once, and when to wake."""
+        with _metrics_lock:
+            self.metrics.wakeups += 1
+        self._before_step()
+        ready = [s for s in self._states if s.ready()]
+        tick = self._batch_window_end(ready)
+        if ready and tick is None:
+            self._last_step_at = time.monotonic()
+            self._step_all(ready)
+            self._last_step_s = time.monotonic() - self._last_step_at
+        busy = tick is None and any(s.ready() or (s.backlog and not s.finalizing) for s in self._states)
+        return busy, None if busy else self._plan_sleep(tick)
 
     def _batch_window_end(self, ready: list[BaseStreamState]) -> float | None:
         """When to step the ready streams: None = now, else the next tick of the chunk clock.
@@ -300,11 +353,43 @@ class InferenceLoop:
         tick = self._last_step_at + max(self.batch_window_s, LOAD_STRETCH * self._last_step_s)
         if now >= tick:
             return None
-        recent = now - 2 * self.batch_window_s
-        if not any(not s.ready() and s.last_audio_at >= recent and s.seconds_until_ready() <= tick - now
-                   for s in self._states):
+        if not _due_by(self, tick, now):
             return None
         return tick
+
+    def _plan_sleep(self, tick: float | None) -> float | None:
+        """Arm the audio that should wake the thread, and return when to wake at the latest (None: on a command).
+
+        Woken by every 20 ms packet of every stream, the thread would featurize and scan all streams each time
+        (at a hundred streams on 2 cores: 120-280 wake-ups a second, each a preprocessor call with its fixed
+        cost, while nothing can be stepped; at a thousand it would never sleep). So audio wakes it only for a
+        decision: waiting for a ``tick``, once the streams due by then have all completed their chunks (step at
+        once, as ``_batch_window_end`` would); with nothing ready, once any stream completes a chunk. Besides,
+        it wakes every ``POLL_S`` while streams receive audio, to featurize what came (so a step does not wait for
+        the features of a whole chunk) and run the VAD (a speech start is announced within ~20 ms). Flush,
+        finish, close, new streams and other commands always wake it; a stream whose readiness is unknown
+        (``samples_until_ready`` None) leaves every packet waking it."""
+        if tick is not None:
+            streams, crossings = _due_by(self, tick, time.monotonic()), None  # all of them
+        else:
+            streams, crossings = [s for s in self._states if not s.closed and not s.finalizing], 1
+        thresholds: dict[BaseStreamState, int] = {}
+        for s in streams:
+            missing = s.samples_until_ready()
+            if missing is None:
+                thresholds = {}
+                break
+            thresholds[s] = s.total_samples + missing
+        with self._cond:
+            if thresholds:  # audio that came while the thread was busy counts against them, nothing else
+                self._armed, self._crossings, self._wake_audio = thresholds, crossings or len(thresholds), False
+                for s, at in list(thresholds.items()):  # (_audio_wakes disarms what crossed)
+                    if s.submitted_samples >= at and self._audio_wakes(s):
+                        self._wake_audio = True
+        now = time.monotonic()
+        receiving = any(s.last_audio_at >= now - 5 * POLL_S for s in self._states)
+        poll = now + POLL_S if receiving else None
+        return min((t for t in (tick, poll) if t is not None), default=None)
 
     def _attach_and_apply(self, state: BaseStreamState) -> None:
         self._attach(state)
@@ -331,7 +416,7 @@ class InferenceLoop:
         while state.backlog and not state.finalizing and not state.closed:
             kind, payload, submitted_at = state.backlog.popleft()
             if kind == "audio":
-                state.last_audio_at = time.monotonic()
+                state.last_audio_at, state.packet_s = submitted_at, payload.shape[0] / MODEL_SAMPLE_RATE
                 self._add_audio(state, payload)
                 if self.tracks_arrivals:
                     state.arrivals.append((state.total_samples, submitted_at))
@@ -396,6 +481,17 @@ class InferenceLoop:
         tracker = TranscriptTracker(self.vocab, self.frame_s)
         tracker.add([t for t in self.decode_batch([samples])[0] if t.id not in self.vocab.eou_ids], 0.0)
         return tracker.text, tracker.words()
+
+
+def _due_by(loop, tick: float, now: float) -> list:
+    """The streams not ready yet that are worth waiting for: receiving audio (in the last two ticks) and due to
+    complete their chunk by ``tick`` with a packet to spare: from their next packet at their cadence (one packet
+    after the last), or from now if that is late, the audio still missing ends before the tick. This is the
+    decision the thread used to reach by re-testing ``now + missing <= tick`` at every packet of any stream (a
+    stream dropped out the moment it could no longer make it before its next packet), taken once."""
+    recent = now - 2 * loop.batch_window_s
+    return [s for s in loop._states if not s.ready() and s.last_audio_at >= recent
+            and max(now, s.last_audio_at + s.packet_s) + s.seconds_until_ready() <= tick]
 
 
 def tokens_of(hyp) -> list[Token]:

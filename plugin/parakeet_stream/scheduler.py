@@ -99,15 +99,15 @@ class StreamState(BaseStreamState):
             return True
         return self.pending.shape[1] >= (self.first_chunk if self.steps == 0 else self.chunk)
 
-    def seconds_until_ready(self) -> float:
+    def samples_until_ready(self) -> int | None:
         """Audio still to come before the next chunk is complete: its missing frames' STFT windows, less the samples
         received but not yet featurized."""
         missing = (self.first_chunk if self.steps == 0 else self.chunk) - self.pending.shape[1]
         if self.finalizing or missing <= 0:
-            return 0.0
+            return 0
         f = self.featurizer
         last = f.n_emitted + missing - 1  # the frame that completes the chunk: final once its window is heard
-        return max(last * f.hop + f.half - f.n_samples, 0) / MODEL_SAMPLE_RATE
+        return max(last * f.hop + f.half - f.n_samples, 0)
 
     def next_chunk(self) -> Chunk | None:
         need = self.first_chunk if self.steps == 0 else self.chunk

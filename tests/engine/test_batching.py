@@ -144,6 +144,64 @@ def test_a_failed_batch_fails_its_own_streams_and_no_other(tiny_model, solo_resu
     assert engine.active_streams == 0
 
 
+def test_real_time_audio_wakes_the_thread_for_decisions_and_polls_not_for_every_packet(demo_engine):
+    """Eight streams fed in real time, their 20 ms packets at eight different phases (400 packets a second): the
+    inference thread wakes when chunks complete, at ticks, every POLL_S and for commands, not once per packet,
+    and every stream's transcript is the offline one. (The demo model: a random model's text can flip on the last
+    bits that batching other streams' features together changes.)"""
+    from parakeet_stream.inference_loop import POLL_S
+    from tests.support import RELIABLE_SENTENCES
+
+    audios = [speech(sentence, voice=voice) for sentence, voice in zip(RELIABLE_SENTENCES, ["en-us", "en-gb"] * 4)]
+    offline = [demo_engine.transcribe(a).text for a in audios]
+    streams = [demo_engine.open_stream(endpointing=NO_ENDPOINTS) for _ in audios]
+    feeds = [list(packets(a)) for a in audios]
+    due = sorted((0.02 * k + 0.0025 * i, i, k) for i, f in enumerate(feeds) for k in range(len(f) + 1))
+    before, t0 = demo_engine.metrics(), time.monotonic()
+    for at, i, k in due:
+        time.sleep(max(0.0, t0 + at - time.monotonic()))
+        streams[i].push(feeds[i][k]) if k < len(feeds[i]) else streams[i].finish()
+    texts = [" ".join(e.text for e in collect(s) if isinstance(e, ps.Final)) for s in streams]
+    wall, m = time.monotonic() - t0, demo_engine.metrics()
+
+    assert texts == offline == list(RELIABLE_SENTENCES)
+    wakeups, steps = m.wakeups - before.wakeups, m.steps - before.steps
+    chunks = m.streams_stepped - before.streams_stepped
+    n_packets = sum(len(f) for f in feeds)
+    # polls, plus at most one wake-up per completed chunk and two per step (the decision, the tick), plus the
+    # finish commands: far fewer than one per packet
+    assert wakeups <= wall / POLL_S + chunks + 2 * steps + len(streams)
+    assert wakeups < n_packets / 2
+
+
+def test_a_fault_outside_any_stream_fails_the_live_streams_and_the_engine_serves_on(tiny_model):
+    """An exception in the thread's shared work (here the batched featurizer, failing once) ends the live streams
+    with StreamFailed naming it; the thread lives, and the next stream is served."""
+    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=4)
+    sched = engine._scheduler
+    real, calls = sched._before_step, []
+
+    def faulty():
+        calls.append(1)
+        if len(calls) == 3:
+            raise MemoryError("injected")
+        return real()
+    sched._before_step = faulty
+    try:
+        broken = [engine.open_stream(endpointing=NO_ENDPOINTS) for _ in range(2)]
+        for s in broken:
+            s.push(speech("one two three"))
+        ends = [collect(s)[-1] for s in broken]
+        assert ends == [ps.StreamFailed("engine error: MemoryError: injected")] * 2
+        assert engine.active_streams == 0
+        after = engine.open_stream(endpointing=NO_ENDPOINTS)
+        after.push(speech("one two three"))
+        after.finish()
+        assert isinstance(collect(after)[-1], ps.StreamEnded)
+    finally:
+        engine.close()
+
+
 def test_result_latency_counts_the_wait_from_push_to_result():
     from parakeet_stream.inference_loop import EngineMetrics
 
@@ -215,9 +273,13 @@ def test_steps_follow_a_chunk_clock_stretched_under_load_waiting_only_for_stream
 
     from parakeet_stream.inference_loop import InferenceLoop
 
-    def stream(ready: bool, receiving: bool, finalizing: str | None = None, ready_in: float = 0.0):
+    def stream(ready: bool, receiving: bool, finalizing: str | None = None, ready_in: float = 0.0,
+               pushed_ago: float = 0.015):
+        """A stream whose last 20 ms packet was pushed ``pushed_ago`` seconds ago and that needs ``ready_in``
+        seconds more audio to complete its chunk."""
         return types.SimpleNamespace(ready=lambda: ready, finalizing=finalizing, seconds_until_ready=lambda: ready_in,
-                                     last_audio_at=time.monotonic() if receiving else 0.0)
+                                     last_audio_at=time.monotonic() - pushed_ago if receiving else 0.0,
+                                     packet_s=0.02)
 
     a, b = stream(True, True), stream(False, True)  # b is still receiving the rest of its chunk
     now = time.monotonic()
@@ -232,11 +294,15 @@ def test_steps_follow_a_chunk_clock_stretched_under_load_waiting_only_for_stream
     assert InferenceLoop._batch_window_end(loop, [stream(True, True, "finish")]) is None
     loop._states = [a]
     assert InferenceLoop._batch_window_end(loop, [a]) is None
-    # b receives its chunk's last 40 ms by the tick: worth waiting for; 60 ms: it would miss the tick, step now
+    # b receives its chunk's last 40 ms by the tick with a packet to spare (its next packet in 5 ms, then 40 ms
+    # missing, done 45 ms from now, the tick in 50): worth waiting for; 60 ms: it would miss the tick, step now
     loop._last_step_at, loop._last_step_s = now - 0.03, 0.02
     loop._states = [a, stream(False, True, ready_in=0.04)]
     assert InferenceLoop._batch_window_end(loop, [a]) == pytest.approx(now + 0.05, abs=1e-9)
     loop._states = [a, stream(False, True, ready_in=0.06)]
+    assert InferenceLoop._batch_window_end(loop, [a]) is None
+    # its packet just came: the next is 20 ms away, and 20 + 40 ms is past the tick; no spare packet, step now
+    loop._states = [a, stream(False, True, ready_in=0.04, pushed_ago=0.0)]
     assert InferenceLoop._batch_window_end(loop, [a]) is None
     loop._states = [a, b]
     loop._states, loop.batch_window_s = [a, b], 0.0
