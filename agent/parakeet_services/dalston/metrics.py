@@ -85,4 +85,6 @@ def render_metrics(stats: WorkerStats, *, active_sessions: int, capacity: int, d
                    [("", {}, m.last_batch_size)])
     out += _family("parakeet_engine_batch_size_max", "gauge", "Largest batch stepped so far.",
                    [("", {}, m.max_batch_size)])
+    out += _family("parakeet_engine_wakeups_total", "counter", "Times the inference thread woke to work.",
+                   [("", {}, m.wakeups)])
     return "\n".join(out) + "\n"
