@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from stream_overhead import ROOT, Timed, baseline_checkout, short_commit
+from interleaved import child_result, run_interleaved, write_result
+from stream_overhead import Timed
 
 KEYS = ("wakeups_per_s", "between_steps_s_per_s", "steps_s_per_s", "cpu_cores", "p50_ms", "p95_ms")
 
@@ -68,18 +66,6 @@ def run_level(n: int, seconds: float, vad: bool) -> dict:
             "feeder_lag_p99_ms": round(float(np.percentile(feeder.lags, 99)) * 1000, 1)}
 
 
-def measure(code: Path, n: int, seconds: float, vad: bool, threads: int) -> dict:
-    """One run in a child process using the engine of the checkout at ``code``."""
-    paths = [str(code / "plugin"), str(code / "agent"), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--seconds", str(seconds),
-           "--threads", str(threads)] + (["--vad"] if vad else [])
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{code} at {n} streams failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--streams", default="16,64")
@@ -98,42 +84,24 @@ def main() -> int:
         print(json.dumps(run_level(args.child, args.seconds, args.vad)))
         return 0
 
-    sides = {"this": ROOT}
-    if args.baseline:
-        sides = {"baseline": baseline_checkout(args.baseline), **sides}
     levels = [int(x) for x in args.streams.split(",")]
-    runs: dict[str, dict[int, list[dict]]] = {side: {n: [] for n in levels} for side in sides}
-    commits = {side: short_commit(code) for side, code in sides.items()}
-    try:
-        for rep in range(args.repeats):
-            for n in levels:
-                for side, code in sides.items():  # interleaved: the machine's drift hits both sides alike
-                    print(f"[{rep + 1}/{args.repeats}] {side} ({commits[side]}): {n} streams, {args.seconds:g} s "
-                          "in real time ...", file=sys.stderr, flush=True)
-                    runs[side][n].append(measure(code, n, args.seconds, args.vad, args.threads))
-    finally:
-        if args.baseline:
-            subprocess.run(["git", "worktree", "remove", "--force", str(sides["baseline"])], cwd=ROOT,
-                           capture_output=True)
+    child = ["--seconds", str(args.seconds), "--threads", str(args.threads)] + (["--vad"] if args.vad else [])
+    script = str(Path(__file__).resolve())
+    commits, runs = run_interleaved(
+        args.baseline, levels, args.repeats, lambda code, n: child_result(code, script, ["--child", str(n), *child]),
+        lambda n: f"{n} streams, {args.seconds:g} s in real time")
 
     rows = []
     print("| streams | side | wake-ups / s | between steps s / s | steps s / s | CPU cores | p50 ms | p95 ms |")
     print("|---|---|---|---|---|---|---|---|")
     for n in levels:
-        for side in sides:
+        for side in commits:
             row = {"streams": n, "side": side, "commit": commits[side],
                    **{k: statistics.median(r[k] for r in runs[side][n]) for k in KEYS}}
             rows.append(row)
             print(f"| {n} | {side} ({commits[side]}) | " + " | ".join(f"{row[k]:g}" for k in KEYS) + " |")
-    from parakeet_services.benchmark import machine_info
-
-    out = {"bench": "realtime_load", "commits": commits, "vad": args.vad, "threads": args.threads,
-           "seconds": args.seconds, "repeats": args.repeats, "medians": rows,
-           "runs": {side: {str(n): v for n, v in by_n.items()} for side, by_n in runs.items()},
-           "machine": machine_info("cpu")}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_result(args.out, "realtime_load", commits, runs, rows, "cpu", vad=args.vad, threads=args.threads,
+                 seconds=args.seconds, repeats=args.repeats)
     return 0
 
 

@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from interleaved import child_result, run_interleaved, write_result
 
-ROOT = Path(__file__).resolve().parent.parent
 ROUND_S = 0.16
 SENTENCES = ("set a timer for ten minutes", "call me at seven thirty tomorrow morning", "turn on the radio")
 
@@ -126,34 +122,6 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
             "other_ms_per_round": round(other / rounds * 1e3, 3)}
 
 
-def measure(code: Path, n: int, rounds: int, threads: int, device: str, vad: bool) -> dict:
-    """One level in a child process running the engine from the checkout at ``code``."""
-    paths = [str(code / "plugin"), str(code / "agent"), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))  # the checkout's engine first
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--rounds", str(rounds),
-           "--threads", str(threads), "--device", device] + (["--vad"] if vad else [])
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{code} at {n} streams failed:\n{done.stderr[-3000:]}")
-    for line in done.stderr.splitlines():  # the engine's own log lines (where Silero runs, graph captures)
-        if " parakeet_stream " in line:
-            print(f"  {line}", file=sys.stderr)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def baseline_checkout(ref: str) -> Path:
-    """A detached worktree of ``ref`` in a temporary folder (removed when the runs end)."""
-    path = Path(tempfile.mkdtemp(prefix="stream-overhead-baseline-"))
-    subprocess.run(["git", "worktree", "add", "--detach", "--force", str(path), ref], cwd=ROOT, check=True,
-                   capture_output=True)
-    return path
-
-
-def short_commit(code: Path) -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          cwd=code).stdout.strip()
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--streams", default="64,256,1024")
@@ -177,23 +145,14 @@ def main() -> int:
         print(json.dumps(run_level(args.child, args.rounds, audio, args.device, args.vad)))
         return 0
 
-    sides = {"this": ROOT}
-    if args.baseline:
-        sides = {"baseline": baseline_checkout(args.baseline), **sides}
     levels = [int(x) for x in args.streams.split(",")]
-    runs: dict[str, dict[int, list[dict]]] = {side: {n: [] for n in levels} for side in sides}
-    commits = {side: short_commit(code) for side, code in sides.items()}
-    try:
-        for rep in range(args.repeats):
-            for n in levels:
-                for side, code in sides.items():  # interleaved: the machine's drift hits both sides alike
-                    print(f"[{rep + 1}/{args.repeats}] {side} ({commits[side]}): {n} streams, {args.rounds} rounds"
-                          f" of {ROUND_S * 1000:.0f} ms ...", file=sys.stderr, flush=True)
-                    runs[side][n].append(measure(code, n, args.rounds, args.threads, args.device, args.vad))
-    finally:
-        if args.baseline:
-            subprocess.run(["git", "worktree", "remove", "--force", str(sides["baseline"])], cwd=ROOT,
-                           capture_output=True)
+    child = ["--rounds", str(args.rounds), "--threads", str(args.threads), "--device", args.device] + \
+        (["--vad"] if args.vad else [])
+    script = str(Path(__file__).resolve())
+    commits, runs = run_interleaved(
+        args.baseline, levels, args.repeats, lambda code, n: child_result(code, script, ["--child", str(n), *child]),
+        lambda n: f"{n} streams, {args.rounds} rounds of {ROUND_S * 1000:.0f} ms")
+    sides = list(commits)
 
     def med(side: str, n: int, key: str) -> float:
         return round(statistics.median(r[key] for r in runs[side][n]), 3)
@@ -214,15 +173,8 @@ def main() -> int:
             cells.append(f"{row['ratio_other']:.2f}x")
         print(f"| {n} | " + " | ".join(cells) + " |")
         rows.append(row)
-    from parakeet_services.benchmark import machine_info
-
-    out = {"bench": "stream_overhead", "commits": commits, "device": args.device, "vad": args.vad,
-           "threads": args.threads, "rounds": args.rounds, "repeats": args.repeats, "medians": rows,
-           "runs": {side: {str(n): v for n, v in by_n.items()} for side, by_n in runs.items()},
-           "machine": machine_info(args.device)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_result(args.out, "stream_overhead", commits, runs, rows, args.device, vad=args.vad, threads=args.threads,
+                 rounds=args.rounds, repeats=args.repeats)
     return 0
 
 
