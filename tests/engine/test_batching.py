@@ -202,6 +202,26 @@ def test_a_fault_outside_any_stream_fails_the_live_streams_and_the_engine_serves
         engine.close()
 
 
+def test_between_decisions_the_thread_polls_every_20_ms_or_four_times_the_polls_cost():
+    import threading
+    import types
+
+    from parakeet_stream.inference_loop import InferenceLoop
+
+    now = time.monotonic()
+    receiving = types.SimpleNamespace(closed=False, finalizing=None, ready=lambda: False, last_audio_at=now,
+                                      samples_until_ready=lambda: None, seconds_until_ready=lambda: 0.0,
+                                      packet_s=0.02)
+    loop = types.SimpleNamespace(_states=[receiving], _cond=threading.Condition(), _features_s=0.001,
+                                 batch_window_s=0.08)
+    assert InferenceLoop._plan_sleep(loop, None) == pytest.approx(now + 0.02, abs=0.005)
+    loop._features_s = 0.05  # features and VAD of one wake-up took 50 ms: poll every 200 ms
+    assert InferenceLoop._plan_sleep(loop, None) == pytest.approx(now + 0.2, abs=0.005)
+    assert InferenceLoop._plan_sleep(loop, now + 0.01) == pytest.approx(now + 0.01)  # a tick comes first
+    receiving.last_audio_at = now - 1.0  # no audio for a second: no polls, commands wake it
+    assert InferenceLoop._plan_sleep(loop, None) is None
+
+
 def test_result_latency_counts_the_wait_from_push_to_result():
     from parakeet_stream.inference_loop import EngineMetrics
 
