@@ -197,10 +197,11 @@ class ChunkScheduler(InferenceLoop):
         if state.vad is not None:
             state.vad.feed(samples)  # detected for all streams at once in _before_step
 
-    def _before_step(self) -> None:
-        """New feature frames of every stream from one preprocessor call (per-packet calls cost ~0.35 ms each),
-        and their VAD windows in one Silero call per round (per-stream calls cost ~0.2 ms per 32 ms window)."""
-        states = [s for s in self._states if not s.closed and not s.finalizing]
+    def _before_step(self, only: list | None = None) -> None:
+        """New feature frames of every stream (or of ``only``) from one preprocessor call (per-packet calls cost
+        ~0.35 ms each), and their VAD windows in one Silero call per round (per-stream calls cost ~0.2 ms per 32 ms
+        window)."""
+        states = [s for s in (self._states if only is None else only) if not s.closed and not s.finalizing]
         for state, feats in zip(states, featurize_batch(self.model.preprocessor, [s.featurizer for s in states])):
             if feats.shape[1]:
                 state.pending = np.concatenate([state.pending, feats], axis=1) if state.pending.shape[1] else feats

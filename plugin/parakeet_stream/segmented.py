@@ -48,8 +48,9 @@ class SegmentedScheduler(InferenceLoop):
         state.total_samples += samples.shape[0]
         state.vad.feed(samples)  # detected for all streams at once in _before_step
 
-    def _before_step(self) -> None:
-        """Every stream's VAD windows in one Silero call per round, then their cuts."""
+    def _before_step(self, only: list | None = None) -> None:
+        """Every stream's VAD windows in one Silero call per round, then their cuts (``only`` is never given
+        here: these streams' readiness is unknown, ``samples_until_ready`` None)."""
         states = [s for s in self._states if not s.closed and not s.finalizing]
         listening = [s for s in states if s.vad.windows_ready]
         for state, changes in zip(listening, detect([s.vad for s in listening])):

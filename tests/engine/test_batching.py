@@ -181,11 +181,11 @@ def test_a_fault_outside_any_stream_fails_the_live_streams_and_the_engine_serves
     sched = engine._scheduler
     real, calls = sched._before_step, []
 
-    def faulty():
+    def faulty(*args):
         calls.append(1)
         if len(calls) == 3:
             raise MemoryError("injected")
-        return real()
+        return real(*args)
     sched._before_step = faulty
     try:
         broken = [engine.open_stream(endpointing=NO_ENDPOINTS) for _ in range(2)]
