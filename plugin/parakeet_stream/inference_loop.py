@@ -55,7 +55,7 @@ class EngineMetrics:
         default_factory=lambda: dict.fromkeys((*STEP_LATENCY_BUCKETS, float("inf")), 0))
     result_latency_ms: list[int] = field(default_factory=lambda: [0] * (RESULT_LATENCY_MAX_MS + 1))
     result_latency_seconds_sum: float = 0.0
-    wakeups: int = 0  # times the inference thread woke to work (``InferenceLoop._plan_sleep``)
+    wakeups: int = 0  # times the inference thread woke to work (``InferenceLoop._round``, ``_plan_sleep``)
 
     def snapshot(self, active: int) -> EngineMetrics:
         with _metrics_lock:
@@ -280,7 +280,7 @@ class InferenceLoop:
     def _run(self) -> None:
         torch.set_grad_enabled(False)
         busy = False
-        wake_at: float | None = None  # when to wake at the latest (a tick of the chunk clock, a VAD poll)
+        wake_at: float | None = None  # when to wake at the latest (a tick of the chunk clock, a poll)
         while True:
             with self._cond:
                 while not (self._wake or self._wake_audio or self._jobs or self._arrivals or busy
@@ -375,16 +375,14 @@ class InferenceLoop:
     def _plan_sleep(self, tick: float | None) -> float | None:
         """Arm the audio that should wake the thread, and return when to wake at the latest (None: on a command).
 
-        Woken by every 20 ms packet of every stream, the thread would featurize and scan all streams each time
-        (at a hundred streams on 2 cores: 120-280 wake-ups a second, each a preprocessor call with its fixed
-        cost, while nothing can be stepped; at a thousand it would never sleep). So audio wakes it only for a
-        decision: waiting for a ``tick``, once the streams due by then have all completed their chunks (step at
-        once, as ``_batch_window_end`` would); with nothing ready, once any stream completes a chunk. Besides,
-        it wakes every ``POLL_S`` while streams receive audio, to featurize what came (so a step does not wait for
-        the features of a whole chunk) and run the VAD (a speech start is announced within ~20 ms); under load the
-        polls are spaced to ``POLL_SPACING`` times their own cost, so they never take more than a fifth of the
-        thread (per second of audio, features of 20 ms segments cost ~3x those of 160 ms at 1024 streams on 2
-        cores: each segment recomputes its look-back frames and pays a per-stream cost). Flush, finish, close, new streams and other commands always wake
+        Woken by every packet of every stream, the thread would featurize and scan all streams each time while
+        nothing can be stepped (310-390 wake-ups a second at 16-64 real-time streams on 2 cores; at a thousand
+        it would never sleep). So audio wakes it only for a decision: waiting for a ``tick``, once the streams
+        due by then have all completed their chunks (step at once, as ``_batch_window_end`` would); with nothing
+        ready, once any stream completes a chunk. Besides, while audio flows it polls every ``POLL_S`` to keep
+        features and VAD current (a speech start is announced within ~20 ms), spaced under load to
+        ``POLL_SPACING`` times the poll's own cost: per second of audio, features of 20 ms segments cost ~3x
+        those of 160 ms (each recomputes its look-back frames and pays a per-stream cost). Commands always wake
         it; a stream whose readiness is unknown (``samples_until_ready`` None) leaves every packet waking it."""
         if tick is not None:
             streams, crossings = _due_by(self, tick, time.monotonic()), None  # all of them
