@@ -239,22 +239,26 @@ class ChunkScheduler(InferenceLoop):
         size = self.max_batch or len(ready)
         batches = [(items[i:i + size], drop, is_last)
                    for (drop, is_last), items in groups.items() for i in range(0, len(items), size)]
-        issued = self._or_fail(batches[0][0], self._issue, *batches[0]) if batches else None
+
+        def issue(k: int) -> Issued | None:
+            items, drop, is_last = batches[k]
+            return self._or_fail([s for s, _ in items], self._issue, items, drop, is_last)
+
+        issued = issue(0) if batches else None
         for i in range(len(batches)):
             decoded = self._or_fail(issued.states, self._read, issued) if issued is not None else None
-            issued = self._or_fail(batches[i + 1][0], self._issue, *batches[i + 1]) if i + 1 < len(batches) else None
+            issued = issue(i + 1) if i + 1 < len(batches) else None
             if decoded is not None:
                 self._deliver(*decoded)
 
-    def _or_fail(self, items: list, fn, *args):
-        """``fn(*args)``; if it raises, the streams of ``items`` (states or (state, chunk) pairs) fail, never the
-        thread, and None is returned."""
+    def _or_fail(self, states: list[StreamState], fn, *args):
+        """``fn(*args)``; if it raises, ``states`` (the batch's streams) fail, never the thread, and None is
+        returned."""
         try:
             return fn(*args)
         except Exception as e:
-            logger.exception("batched step failed", extra={"batch": len(items)})
-            for item in items:
-                state = item[0] if isinstance(item, tuple) else item
+            logger.exception("batched step failed", extra={"batch": len(states)})
+            for state in states:
                 self._emit(state, [StreamFailed(f"inference failed: {type(e).__name__}: {e}", e)])
                 self._release(state)
             return None
