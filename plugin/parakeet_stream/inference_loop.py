@@ -130,6 +130,7 @@ class BaseStreamState:
         self.packet_s = 0.0  # how long that packet was (seconds at 16 kHz): the stream's cadence
         self.arrivals: collections.deque[tuple[int, float]] = collections.deque()  # (total_samples, submitted at)
         self.closed = False
+        self.abandoned = False  # its owner closed it: released at the thread's next look, barrier or not
         self.counted = True  # counts against the engine's capacity
 
     def ready(self) -> bool:
@@ -234,6 +235,7 @@ class InferenceLoop:
         with self._cond:
             if command[0] == "close":
                 self._uncount(state)
+                state.abandoned = True
             state.inbox.append((*command, time.monotonic()))
             self._dirty[state] = None
             if command[0] == "audio":
@@ -305,7 +307,7 @@ class InferenceLoop:
             for state in list(self._states):  # closes first: they free slots for the arrivals
                 self._guard(state, self._apply_backlog, state)
             for state in arrivals:
-                if not state.closed:
+                if not (state.closed or state.abandoned):  # closed before attaching: it never takes a slot
                     self._guard(state, self._attach_and_apply, state)
             for fn, fut in jobs:
                 self._run_job(fn, fut)
@@ -428,6 +430,11 @@ class InferenceLoop:
             self._release(state)
 
     def _apply_backlog(self, state: BaseStreamState) -> None:
+        if state.abandoned:
+            # a close frees the slot now, even behind a flush or finish still being decoded: capacity was given
+            # back when the owner closed (``_uncount``), so a stream opened since may need this slot at once
+            self._release(state)
+            return
         while state.backlog and not state.finalizing and not state.closed:
             kind, payload, submitted_at = state.backlog.popleft()
             if kind == "audio":

@@ -121,3 +121,38 @@ def test_endpointing_options_are_range_checked():
     with pytest.raises(ValueError, match=re.escape(
             "endpointing option vad_threshold=1.5 is out of range; accepted: 0.0..1.0")):
         ps.EndpointingOptions(vad_threshold=1.5)
+
+
+def test_a_stream_closed_while_its_finish_is_decoded_gives_its_slot_to_the_next_at_once():
+    """The late-attach race: ``close`` gives capacity back at once, so a new stream may attach before the closed
+    one's finish barrier was decoded. Its slot must be free by then (it was "no free cache slot" before)."""
+    import threading
+
+    engine = ps.Engine.load("espeak-demo-en", device="cpu", max_streams=1)
+    try:
+        gate, held = threading.Event(), threading.Event()
+
+        def hold() -> None:  # the inference thread is busy (a long step under load) while the callers act
+            held.set()
+            gate.wait(10)
+
+        busy = threading.Thread(target=engine._scheduler.call, args=(hold,))
+        busy.start()
+        assert held.wait(10)
+        a = engine.open_stream()
+        for p in packets(speech("turn on the lights"), 20):
+            a.push(p)
+        a.finish()  # a barrier: everything before it is decoded first
+        a.close()  # the owner gives up on it before the thread got there
+        b = engine.open_stream()  # capacity is back at once
+        gate.set()
+        busy.join()
+        for p in packets(speech("set a timer for ten minutes"), 20):
+            b.push(p)
+        b.finish()
+        events = collect(b)
+        assert [type(e).__name__ for e in events if not isinstance(e, ps.Partial)] == [
+            "SpeechStarted", "Final", "SpeechEnded", "StreamEnded"]
+        assert events[-3].text == "set a timer for ten minutes"
+    finally:
+        engine.close()
