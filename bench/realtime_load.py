@@ -4,7 +4,7 @@ over a second, ``parakeet_services.benchmark.Feeder``) from one thread, as a ser
 them. Prints a markdown table and writes JSON.
 
     .venv/bin/python bench/realtime_load.py [--streams 16,64] [--seconds 8] [--vad] [--baseline GIT_REF]
-        [--repeats 3] [--threads 2] [--out PATH]
+        [--repeats 3] [--threads N] [--neighbour] [--out PATH]
 
 ``--baseline`` runs the engine of another commit (a temporary git worktree) interleaved with this checkout's,
 each run in a fresh process. A wake-up is one pass of the thread's loop (``EngineMetrics.wakeups``; one
@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,21 +74,37 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--streams", default="16,64")
     p.add_argument("--seconds", type=float, default=8.0, help="audio per stream")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = the engine's own policy)")
     p.add_argument("--vad", action="store_true", help="streams with Silero VAD")
+    p.add_argument("--neighbour", action="store_true", help="run bench/neighbour.py beside every run")
     p.add_argument("--baseline", default=None, help="a git ref whose engine runs interleaved with this one")
     p.add_argument("--repeats", type=int, default=3, help="runs of each level and side (medians reported)")
     p.add_argument("--out", default="bench/results/realtime-load-cpu.json")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child is not None:
+        import parakeet_stream  # noqa: F401  (first: it chooses OpenMP's wait policy before torch loads)
         import torch
 
-        torch.set_num_threads(args.threads)
+        if args.threads:
+            torch.set_num_threads(args.threads)
         print(json.dumps(run_level(args.child, args.seconds, args.vad)))
         return 0
 
     levels = [int(x) for x in args.streams.split(",")]
+    neighbour = None
+    if args.neighbour:  # another process doing torch work with torch's defaults, for the whole run
+        neighbour = subprocess.Popen([sys.executable, str(Path(__file__).with_name("neighbour.py"))],
+                                     stdout=subprocess.DEVNULL)
+    try:
+        return _compare(args, levels)
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
+
+
+def _compare(args: argparse.Namespace, levels: list[int]) -> int:
     child = ["--seconds", str(args.seconds), "--threads", str(args.threads)] + (["--vad"] if args.vad else [])
     script = str(Path(__file__).resolve())
     commits, runs = run_interleaved(
@@ -103,7 +121,7 @@ def main() -> int:
             rows.append(row)
             print(f"| {n} | {side} ({commits[side]}) | " + " | ".join(f"{row[k]:g}" for k in KEYS) + " |")
     write_result(args.out, "realtime_load", commits, runs, rows, "cpu", vad=args.vad, threads=args.threads,
-                 seconds=args.seconds, repeats=args.repeats)
+                 seconds=args.seconds, repeats=args.repeats, neighbour=args.neighbour)
     return 0
 
 

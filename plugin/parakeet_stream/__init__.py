@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .threads import prefer_passive_openmp
+
+prefer_passive_openmp()  # before torch loads OpenMP: its pool threads sleep between steps instead of spinning
+
 from .endpointing import EndpointingOptions
 from .errors import (AudioFormatError, CapacityError, ChunkSizeError, ModelLoadError, ParakeetStreamError,
                      StreamClosedError)

@@ -28,6 +28,7 @@ from .positions import keep_position_projections, position_projections_kept
 from .scheduler import ChunkScheduler
 from .segmented import SegmentedScheduler, log_segmented_mode
 from .stream import Stream
+from .threads import ThreadGovernor
 
 logger = logging.getLogger("parakeet_stream")
 
@@ -70,10 +71,12 @@ class Engine:
             try:
                 import torch
 
-                if num_threads:
-                    torch.set_num_threads(num_threads)
+                most = num_threads or torch.get_num_threads()
                 scheduler = self._configure(factory(), name, path, chunk_ms, max_streams, max_batch, batch_window_ms,
                                             nemo_step)
+                # a count given is kept; else all cores, one while another process competes for them (threads.py)
+                scheduler.threads = ThreadGovernor(most, adaptive=not num_threads and self.info.device == "cpu")
+                scheduler.threads.before_step()
                 freeze_long_lived_objects()
             except BaseException as e:  # re-raised in the caller of Engine.load
                 ready.set_exception(e)
@@ -188,7 +191,11 @@ class Engine:
         return self._scheduler.live_streams
 
     def metrics(self) -> EngineMetrics:
-        return self._scheduler.metrics.snapshot(self.active_streams)
+        m = self._scheduler.metrics.snapshot(self.active_streams)
+        governor = self._scheduler.threads
+        if governor is not None:
+            m.cpu_threads, m.thread_switches = governor.threads, governor.switches
+        return m
 
     # -- offline -----------------------------------------------------------------------------------------
     def transcribe(self, audio: bytes | np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE) -> Transcript:

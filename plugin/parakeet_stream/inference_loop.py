@@ -24,6 +24,7 @@ from .audio import MODEL_SAMPLE_RATE
 from .endpointing import EndpointingOptions, VoiceActivity
 from .events import Event, StreamFailed, Word
 from .stream import Stream
+from .threads import ThreadGovernor
 from .transcript import Token, TranscriptTracker, Vocabulary
 
 logger = logging.getLogger("parakeet_stream")
@@ -32,6 +33,9 @@ STEP_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2
 LOAD_STRETCH = 1.25  # a tick of the chunk clock is at least this many times the last step (``_batch_window_end``)
 POLL_S = 0.02  # while audio flows the thread wakes this often between decisions (``_plan_sleep``) ...
 POLL_SPACING = 4  # ... or this many times the last wake-up's feature and VAD work, whichever is longer
+LAG_BEHIND_S = 2.0  # a stream is behind when decodable audio has waited this long (``_check_lag``) ...
+LAG_CAUGHT_UP_S = 1.0  # ... and has caught up again once it waits less than this
+LAG_CHECK_S = 0.5  # how often the thread looks
 RESULT_LATENCY_MAX_MS = 10_000  # result latencies are counted per millisecond up to here (the last bin: beyond)
 
 
@@ -56,13 +60,19 @@ class EngineMetrics:
     result_latency_ms: list[int] = field(default_factory=lambda: [0] * (RESULT_LATENCY_MAX_MS + 1))
     result_latency_seconds_sum: float = 0.0
     wakeups: int = 0  # times the inference thread woke to work (``InferenceLoop._round``, ``_plan_sleep``)
+    lagging_streams: int = 0  # streams behind now (``InferenceLoop._check_lag``)
+    lag_episodes: int = 0  # times a stream fell behind
+    max_lag_seconds: float = 0.0  # the longest any live stream's decodable audio has waited, at the last look
+    cpu_threads: int = 0  # torch threads of the steps now (``threads.ThreadGovernor``)
+    thread_switches: int = 0
 
     def snapshot(self, active: int) -> EngineMetrics:
         with _metrics_lock:
             return EngineMetrics(active, self.streams_opened, self.steps, self.streams_stepped,
                                  round(self.audio_seconds, 3), self.step_seconds_sum, self.last_batch_size,
                                  self.max_batch_size, dict(self.step_latency_buckets), list(self.result_latency_ms),
-                                 self.result_latency_seconds_sum, self.wakeups)
+                                 self.result_latency_seconds_sum, self.wakeups, self.lagging_streams,
+                                 self.lag_episodes, self.max_lag_seconds, self.cpu_threads, self.thread_switches)
 
     def record_result_latency(self, seconds: float) -> None:
         with _metrics_lock:
@@ -130,6 +140,8 @@ class BaseStreamState:
         self.packet_s = 0.0  # how long that packet was (seconds at 16 kHz): the stream's cadence
         self.arrivals: collections.deque[tuple[int, float]] = collections.deque()  # (total_samples, submitted at)
         self.closed = False
+        self.lag_s = 0.0  # how long its decodable audio has waited, at the thread's last look (``_check_lag``)
+        self.behind_since: float | None = None  # when it fell behind (None: keeping up)
         self.abandoned = False  # its owner closed it: released at the thread's next look, barrier or not
         self.counted = True  # counts against the engine's capacity
 
@@ -181,6 +193,8 @@ class InferenceLoop:
         self._live = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self.threads: ThreadGovernor | None = None  # the steps' CPU thread count (set by the Engine)
+        self._lag_checked_at = 0.0
 
     def run_forever(self) -> None:
         """Serve on the calling thread until ``stop()``: the thread that loaded the model (see ``Engine``)."""
@@ -338,14 +352,21 @@ class InferenceLoop:
         ready = [s for s in self._states if s.ready()]
         tick = self._batch_window_end(ready)
         if ready and tick is None:
+            if self.threads is not None:
+                self.threads.before_step()
             self._last_step_at = time.monotonic()
             self._step_all(ready)
             self._last_step_s = time.monotonic() - self._last_step_at
+            if self.threads is not None:
+                self.threads.after_step(len(ready), self._last_step_s)
         if first is not None:
             t0 = time.perf_counter()
             self._before_step()
             features_s += time.perf_counter() - t0
         self._features_s = features_s
+        now = time.monotonic()
+        if self.tracks_arrivals and now - self._lag_checked_at >= LAG_CHECK_S:
+            self._check_lag(now)
         busy = tick is None and any(s.ready() or (s.backlog and not s.finalizing) for s in self._states)
         return busy, None if busy else self._plan_sleep(tick)
 
@@ -454,11 +475,40 @@ class InferenceLoop:
     def _record_result_latency(self, state: BaseStreamState, now: float) -> None:
         """Count the latency of a result that depends on the stream's audio up to ``processed_time``: ``now``
         minus the moment the audio holding that sample was pushed."""
-        need = round(state.processed_time * MODEL_SAMPLE_RATE)
-        while len(state.arrivals) > 1 and state.arrivals[0][0] < need:
-            state.arrivals.popleft()  # results only move forward in stream time: older pushes are never needed
-        if state.arrivals and state.arrivals[0][0] >= need:
-            self.metrics.record_result_latency(now - state.arrivals[0][1])
+        pushed_at = _first_undecoded_push(state)
+        if pushed_at is not None:
+            self.metrics.record_result_latency(now - pushed_at)
+
+    def _check_lag(self, now: float) -> None:
+        """Find the streams falling behind, and those catching up again: one log line per change, and metrics.
+
+        A stream's lag is how long the oldest audio it could decode now has waited: zero while its next chunk is
+        incomplete (a client that pauses mid-chunk is not behind), else the age of the push holding the first
+        undecoded sample. Audio pushed faster than real time (a file) is not lag either until it waits."""
+        self._lag_checked_at = now
+        lagging, worst = 0, 0.0
+        for state in self._states:
+            undecoded = state.processed_time < state.total_samples / MODEL_SAMPLE_RATE
+            waiting = undecoded and state.samples_until_ready() == 0
+            pushed_at = _first_undecoded_push(state) if waiting else None
+            state.lag_s = lag = 0.0 if pushed_at is None else max(0.0, now - pushed_at)
+            worst = max(worst, lag)
+            stream_id = state.handle.id if state.handle else None
+            if state.behind_since is None and lag >= LAG_BEHIND_S:
+                state.behind_since = now
+                with _metrics_lock:
+                    self.metrics.lag_episodes += 1
+                logger.warning("stream falling behind", extra={
+                    "stream_id": stream_id, "lag_s": round(lag, 2), "streams": len(self._states),
+                    "last_step_ms": round(self._last_step_s * 1000, 1),
+                    "cpu_threads": self.threads.threads if self.threads else None})
+            elif state.behind_since is not None and lag < LAG_CAUGHT_UP_S:
+                logger.info("stream caught up", extra={"stream_id": stream_id, "lag_s": round(lag, 2),
+                                                      "behind_for_s": round(now - state.behind_since, 2)})
+                state.behind_since = None
+            lagging += state.behind_since is not None
+        with _metrics_lock:
+            self.metrics.lagging_streams, self.metrics.max_lag_seconds = lagging, round(worst, 3)
 
     def _release(self, state: BaseStreamState) -> None:
         if state.closed:
@@ -514,6 +564,17 @@ def _due_by(loop, tick: float, now: float) -> list:
     recent = now - 2 * loop.batch_window_s
     return [s for s in loop._states if not s.ready() and s.last_audio_at >= recent
             and max(now, s.last_audio_at + s.packet_s) + s.seconds_until_ready() <= tick]
+
+
+def _first_undecoded_push(state: BaseStreamState) -> float | None:
+    """When the audio holding the stream's first sample not yet decoded (``processed_time``) was pushed; None when
+    nothing waits. Pushes wholly decoded are dropped: results only move forward in stream time."""
+    need = round(state.processed_time * MODEL_SAMPLE_RATE)
+    while len(state.arrivals) > 1 and state.arrivals[0][0] < need:
+        state.arrivals.popleft()
+    if state.arrivals and state.arrivals[0][0] >= need:
+        return state.arrivals[0][1]
+    return None
 
 
 def tokens_of(hyp) -> list[Token]:

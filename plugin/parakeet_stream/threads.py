@@ -1,0 +1,114 @@
+"""How the engine uses CPU threads: OpenMP's wait policy, and how many threads the inference thread's steps use.
+
+Two facts, measured on a 2-core VM with the demo model (``bench/realtime_load.py``, ``bench/neighbour.py``):
+
+- OpenMP's default wait policy spins its pool threads between parallel regions. A single real-time stream then
+  costs ~0.4 of a core doing nothing; with ``OMP_WAIT_POLICY=PASSIVE`` it costs ~0.13, and 160 streams are served
+  with the same latency. libgomp reads the policy once, when torch loads, so ``prefer_passive_openmp`` sets it at
+  ``import parakeet_stream`` unless torch is already loaded or the variable is already set (yours wins).
+- Beside another process doing torch work (its threads spinning on every core), a step split over two threads
+  waits at every barrier for a thread the kernel has not scheduled: 64 streams went from p95 121 ms to 515 ms,
+  and with spinning threads of its own the engine stopped progressing. On one thread the same 64 streams kept
+  p95 123 ms. Alone, one thread serves fewer streams than all cores (~100 against ~160). So the count is chosen
+  as it runs (``ThreadGovernor``): all cores by default, one while a probe shows that one is clearly cheaper.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import statistics
+import sys
+import time
+
+logger = logging.getLogger("parakeet_stream")
+
+PROBE_STEPS = 4  # steps run with the other thread count in one probe
+WINDOW_STEPS = 8  # recent steps with the current count a probe is compared with
+SWITCH_GAIN = 0.8  # switch when the probe's cost per stream is below this share of the current one
+PROBE_FEWER_EVERY_S = 2.0  # with all threads: how often one thread is tried (cheap: a little slower alone)
+PROBE_MORE_EVERY_S = (5.0, 60.0)  # on one thread: first and longest interval between tries of all threads (a
+#                                   try under contention costs PROBE_STEPS slow steps; it backs off by doubling)
+
+
+def prefer_passive_openmp() -> bool:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` for this process if torch has not loaded OpenMP yet and nobody chose a policy.
+    Returns whether it was set."""
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
+class ThreadGovernor:
+    """Chooses the torch thread count of the inference thread's steps: ``most`` threads, or one while one is
+    measured to be cheaper per stream (another process competing for the cores).
+
+    Runs on the inference thread only: ``before_step`` sets the count for the coming step, ``after_step`` records
+    what it cost. Every so often a few steps run with the other count (a probe); their median cost per stream is
+    compared with the median of the steps just before, and the cheaper count is kept if it wins by a clear margin
+    (``SWITCH_GAIN``). Probes with a very different batch size are not compared. ``adaptive=False`` keeps ``most``.
+    """
+
+    def __init__(self, most: int, *, adaptive: bool = True, clock=time.monotonic) -> None:
+        self.most = max(1, most)
+        self.adaptive = adaptive and self.most > 1
+        self.threads = self.most
+        self.switches = 0
+        self._clock = clock
+        self._recent: collections.deque[tuple[int, float]] = collections.deque(maxlen=WINDOW_STEPS)
+        self._probe: list[tuple[int, float]] | None = None  # (batch, seconds) of the probe under way
+        self._more_every = PROBE_MORE_EVERY_S[0]
+        self._next_probe = clock() + PROBE_FEWER_EVERY_S
+        self._applied: int | None = None
+
+    @property
+    def probing(self) -> bool:
+        return self._probe is not None
+
+    def _other(self) -> int:
+        return 1 if self.threads == self.most else self.most
+
+    def before_step(self) -> None:
+        if (self.adaptive and self._probe is None and len(self._recent) == WINDOW_STEPS
+                and self._clock() >= self._next_probe):
+            self._probe = []
+        self._apply(self._other() if self._probe is not None else self.threads)
+
+    def after_step(self, batch: int, seconds: float) -> None:
+        if not self.adaptive or batch < 1:
+            return
+        if self._probe is None:
+            self._recent.append((batch, seconds))
+            return
+        self._probe.append((batch, seconds))
+        if len(self._probe) >= PROBE_STEPS:
+            self._judge(self._probe)
+            self._probe = None
+
+    def _judge(self, probe: list[tuple[int, float]]) -> None:
+        now_batch = statistics.median(b for b, _ in self._recent)
+        probe_batch = statistics.median(b for b, _ in probe)
+        current = statistics.median(s / b for b, s in self._recent)
+        other = statistics.median(s / b for b, s in probe)
+        comparable = 0.5 <= probe_batch / now_batch <= 2.0
+        if comparable and other < SWITCH_GAIN * current:
+            before, self.threads = self.threads, self._other()
+            self.switches += 1
+            self._recent.clear()
+            self._recent.extend(probe)
+            self._more_every = PROBE_MORE_EVERY_S[0]
+            logger.info("cpu threads changed", extra={
+                "threads": self.threads, "was": before, "cost_per_stream_ms": round(other * 1000, 3),
+                "was_cost_per_stream_ms": round(current * 1000, 3),
+                "why": "contention" if self.threads == 1 else "cores free again"})
+        elif self.threads == 1 and comparable:
+            self._more_every = min(self._more_every * 2, PROBE_MORE_EVERY_S[1])
+        self._next_probe = self._clock() + (PROBE_FEWER_EVERY_S if self.threads == self.most else self._more_every)
+
+    def _apply(self, threads: int) -> None:
+        if threads != self._applied:
+            import torch
+
+            torch.set_num_threads(threads)
+            self._applied = threads
