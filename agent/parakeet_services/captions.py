@@ -25,6 +25,7 @@ import parakeet_stream as ps
 
 logger = logging.getLogger("parakeet_services.captions")
 
+AUDIO_END_WAIT_S = 1.0  # how long a closing track's audio stream may take to deliver its last frames
 # participants whose microphones get captions (other agents, e.g. a TTS voice, publish their own)
 CAPTIONED_KINDS = (
     rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
@@ -46,7 +47,9 @@ class CaptionsConfig:
     chunk_ms: int | None = None
     max_streams: int = 64
     endpointing: ps.EndpointingOptions = field(default_factory=ps.EndpointingOptions)
+    num_threads: int | None = None  # None: the engine's own policy (parakeet_stream.threads)
     load_threshold: float = 0.9  # stop taking rooms above this share of the engine's streams
+    end_timeout: float = 10.0  # a closing track's pending audio is decoded and captioned for at most this long
     drain_timeout: int = 3600
     http_host: str = ""
     http_port: int = 8081  # health check (GET /) and worker info; 0 = any free port
@@ -55,11 +58,11 @@ class CaptionsConfig:
     def engine(self) -> ps.Engine:
         """The process's shared engine for this config (blocking the first time)."""
         return ps.shared_engine(self.model, device=self.device, dtype=self.dtype, chunk_ms=self.chunk_ms,
-                                max_streams=self.max_streams)
+                                max_streams=self.max_streams, num_threads=self.num_threads)
 
     def stt(self) -> parakeet.STT:
         return parakeet.STT(model=self.model, device=self.device, dtype=self.dtype, chunk_ms=self.chunk_ms,
-                            max_streams=self.max_streams, endpointing=self.endpointing)
+                            max_streams=self.max_streams, endpointing=self.endpointing, num_threads=self.num_threads)
 
 
 class TrackCaptions:
@@ -78,9 +81,11 @@ class TrackCaptions:
         logger.info("captioning track", extra={"room": room.name, "participant": self._identity, "track": track_sid})
 
     async def _forward_audio(self) -> None:
-        async for ev in self._audio:
-            self._stream.push_frame(ev.frame)
-        self._stream.end_input()  # the track ended: finalize what was said so far
+        try:
+            async for ev in self._audio:
+                self._stream.push_frame(ev.frame)
+        finally:
+            self._stream.end_input()  # the track ended (or is being closed): finalize what was said so far
 
     async def _publish(self) -> None:
         try:
@@ -111,8 +116,17 @@ class TrackCaptions:
         except Exception as e:  # a room going away mid-send must not end the other tracks' captions
             logger.warning("caption not published: %s", e, extra={"participant": self._identity})
 
-    async def aclose(self) -> None:
-        """Stop now (track or participant gone): the engine slot is freed at once."""
+    async def aclose(self, end_timeout: float) -> None:
+        """The track or its speaker is gone: what was said is still decoded and its final published, for at most
+        ``end_timeout`` seconds; then the engine slot is freed. Past that, a warning names the audio not captioned."""
+        forward, publish = self._tasks
+        if not (await asyncio.wait({forward}, timeout=AUDIO_END_WAIT_S))[0]:
+            await utils.aio.cancel_and_wait(forward)  # the track's end did not reach its audio stream: end it here
+        if not (await asyncio.wait({publish}, timeout=end_timeout))[0]:
+            pending = getattr(self._stream, "pending_seconds", None)
+            logger.warning("caption stream closed before its end was decoded", extra={
+                "participant": self._identity, "track": self._track_sid, "end_timeout_s": end_timeout,
+                "audio_not_captioned_s": None if pending is None else round(pending, 2)})
         await self._audio.aclose()
         await self._stream.aclose()
         await utils.aio.cancel_and_wait(*self._tasks)
@@ -121,9 +135,10 @@ class TrackCaptions:
 class RoomCaptions:
     """Captions every captioned participant's microphone in one room, following tracks as they come and go."""
 
-    def __init__(self, room: rtc.Room, speech_to_text: stt.STT) -> None:
+    def __init__(self, room: rtc.Room, speech_to_text: stt.STT, end_timeout: float = 10.0) -> None:
         self._room = room
         self._stt = speech_to_text
+        self._end_timeout = end_timeout
         self._tracks: dict[str, TrackCaptions] = {}
         self._closing: set[asyncio.Task] = set()
 
@@ -158,8 +173,8 @@ class RoomCaptions:
     def _stop(self, track_sid: str) -> None:
         captions = self._tracks.pop(track_sid, None)
         if captions is not None:
-            logger.info("track gone, caption stream closed", extra={"room": self._room.name, "track": track_sid})
-            task = asyncio.create_task(captions.aclose())
+            logger.info("track gone, finishing its captions", extra={"room": self._room.name, "track": track_sid})
+            task = asyncio.create_task(captions.aclose(self._end_timeout))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
@@ -202,7 +217,7 @@ def build_server(config: CaptionsConfig) -> AgentServer:
     @server.rtc_session(agent_name=config.agent_name)
     async def captions(ctx: JobContext) -> None:
         await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
-        room_captions = RoomCaptions(ctx.room, config.stt())
+        room_captions = RoomCaptions(ctx.room, config.stt(), config.end_timeout)
         room_captions.start()
         ctx.add_shutdown_callback(room_captions.aclose)
         logger.info("captioning room", extra={"room": ctx.room.name, "job": ctx.job.id})

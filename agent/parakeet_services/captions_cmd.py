@@ -31,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vad", action="store_true", help="segment with Silero VAD")
     p.add_argument("--trailing-blank-ms", type=int, default=800,
                    help="end a caption segment after this much audio with no new token (0 = off; default 800)")
+    p.add_argument("--end-timeout", type=float, default=10.0,
+                   help="seconds a leaving speaker's pending audio may take to be captioned (default 10; past it "
+                        "a warning names the audio not captioned)")
     p.add_argument("--drain-timeout", type=int, default=3600, help="seconds to wait for rooms on SIGTERM")
     p.add_argument("--http-port", type=int, default=8081, help="health check port (GET /; 0 = any free port)")
     p.add_argument("--log-level", default="INFO")
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                             agent_name=args.agent_name, model=args.model, device=args.device, dtype=args.dtype,
                             chunk_ms=args.chunk_ms, max_streams=args.max_streams, endpointing=endpointing,
                             load_threshold=args.load_threshold, drain_timeout=args.drain_timeout,
-                            http_port=args.http_port)
+                            http_port=args.http_port, end_timeout=args.end_timeout, num_threads=args.threads)
     try:
         engine = config.engine()  # before registering: never accept a room we cannot caption yet
     except ps.ParakeetStreamError as e:

@@ -23,6 +23,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--device", default=_env("PARAKEET_DEVICE", default="auto"))
     p.add_argument("--dtype", default="auto")
     p.add_argument("--chunk-ms", type=int, default=None, help="streaming chunk size (default: the model's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of the engine's steps (default: all cores, one while other processes compete)")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=int(_env("DALSTON_WORKER_PORT", "WORKER_PORT", default="9000")))
     p.add_argument("--max-sessions", type=int,
@@ -73,7 +75,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
     log = logging.getLogger("parakeet_services.serve")
     engine = await asyncio.to_thread(ps.shared_engine, args.model, device=args.device, dtype=args.dtype,
-                                     chunk_ms=args.chunk_ms, max_streams=args.max_sessions)
+                                     chunk_ms=args.chunk_ms, max_streams=args.max_sessions, num_threads=args.threads)
     if args.legacy_registry:
         instance = args.instance or _env("WORKER_ID", default="realtime-worker")
     else:

@@ -31,6 +31,8 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str) -> None:
     p.add_argument("--chunk-ms", type=int, default=None, help="chunk size in ms (model default if omitted)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--dtype", default="auto", help="auto, fp32, bf16 or fp16 (default auto: fp32 on CPU, bf16 on CUDA)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of the engine's steps (default: all cores, one while other processes compete)")
 
 
 def read_audio(path: str):
@@ -76,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"loading {args.model} …", file=sys.stderr)
     try:
-        engine = ps.Engine.load(args.model, device=args.device, dtype=args.dtype, chunk_ms=args.chunk_ms)
+        engine = ps.Engine.load(args.model, device=args.device, dtype=args.dtype, chunk_ms=args.chunk_ms,
+                                num_threads=args.threads)
     except ps.ParakeetStreamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -275,15 +275,17 @@ _shared_lock = threading.Lock()
 
 
 def shared_engine(model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
-                  chunk_ms: int | None = None, max_streams: int = 64) -> Engine:
+                  chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None) -> Engine:
     """The process-wide engine for these settings, loaded on first use (blocking) and reused after.
 
-    Callers asking for more ``max_streams`` than the engine has raise its limit; the weights stay shared."""
+    Callers asking for more ``max_streams`` than the engine has raise its limit; the weights stay shared.
+    ``num_threads`` (None: the engine's own policy, ``threads.py``) applies when this call loads the engine."""
     key = (model, device, dtype, chunk_ms)
     with _shared_lock:
         engine = _shared.get(key)
         if engine is None:
-            engine = Engine.load(model, device=device, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams)
+            engine = Engine.load(model, device=device, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams,
+                                 num_threads=num_threads)
             _shared[key] = engine
         engine.ensure_capacity(max_streams)
         return engine

@@ -474,46 +474,61 @@ class InferenceLoop:
 
     def _record_result_latency(self, state: BaseStreamState, now: float) -> None:
         """Count the latency of a result that depends on the stream's audio up to ``processed_time``: ``now``
-        minus the moment the audio holding that sample was pushed."""
+        minus the moment the audio holding that sample was pushed. It is also the stream's lag (``_note_lag``)."""
         pushed_at = _first_undecoded_push(state)
         if pushed_at is not None:
             self.metrics.record_result_latency(now - pushed_at)
+            self._note_lag(state, max(0.0, now - pushed_at), now)
+
+    def _note_lag(self, state: BaseStreamState, lag: float, now: float) -> None:
+        """A stream is behind once a result comes ``LAG_BEHIND_S`` after the audio it depends on, and has caught up
+        once one comes within ``LAG_CAUGHT_UP_S`` (or nothing it could decode waits): one log line per change."""
+        state.lag_s = lag
+        if lag > self.metrics.max_lag_seconds:  # (recomputed over all streams at each ``_check_lag``)
+            self.metrics.max_lag_seconds = round(lag, 3)
+        stream_id = state.handle.id if state.handle else None
+        if state.behind_since is None and lag >= LAG_BEHIND_S:
+            state.behind_since = now
+            with _metrics_lock:
+                self.metrics.lag_episodes += 1
+                self.metrics.lagging_streams += 1
+            logger.warning("stream falling behind", extra={
+                "stream_id": stream_id, "lag_s": round(lag, 2), "streams": len(self._states),
+                "last_step_ms": round(self._last_step_s * 1000, 1),
+                "cpu_threads": self.threads.threads if self.threads else None})
+        elif state.behind_since is not None and lag < LAG_CAUGHT_UP_S:
+            logger.info("stream caught up", extra={"stream_id": stream_id, "lag_s": round(lag, 2),
+                                                  "behind_for_s": round(now - state.behind_since, 2)})
+            state.behind_since = None
+            with _metrics_lock:
+                self.metrics.lagging_streams -= 1
 
     def _check_lag(self, now: float) -> None:
-        """Find the streams falling behind, and those catching up again: one log line per change, and metrics.
+        """Every ``LAG_CHECK_S``: the lag of streams whose results have stopped coming (the audio they could decode
+        waits: its age), caught up for those with nothing to decode, and the engine's lag metrics.
 
-        A stream's lag is how long the oldest audio it could decode now has waited: zero while its next chunk is
-        incomplete (a client that pauses mid-chunk is not behind), else the age of the push holding the first
-        undecoded sample. Audio pushed faster than real time (a file) is not lag either until it waits."""
+        A stream waiting for the rest of a chunk is not behind (a client that pauses mid-chunk), nor is audio
+        pushed faster than real time (a file) until it waits."""
         self._lag_checked_at = now
-        lagging, worst = 0, 0.0
+        worst = 0.0
         for state in self._states:
             undecoded = state.processed_time < state.total_samples / MODEL_SAMPLE_RATE
-            waiting = undecoded and state.samples_until_ready() == 0
-            pushed_at = _first_undecoded_push(state) if waiting else None
-            state.lag_s = lag = 0.0 if pushed_at is None else max(0.0, now - pushed_at)
-            worst = max(worst, lag)
-            stream_id = state.handle.id if state.handle else None
-            if state.behind_since is None and lag >= LAG_BEHIND_S:
-                state.behind_since = now
-                with _metrics_lock:
-                    self.metrics.lag_episodes += 1
-                logger.warning("stream falling behind", extra={
-                    "stream_id": stream_id, "lag_s": round(lag, 2), "streams": len(self._states),
-                    "last_step_ms": round(self._last_step_s * 1000, 1),
-                    "cpu_threads": self.threads.threads if self.threads else None})
-            elif state.behind_since is not None and lag < LAG_CAUGHT_UP_S:
-                logger.info("stream caught up", extra={"stream_id": stream_id, "lag_s": round(lag, 2),
-                                                      "behind_for_s": round(now - state.behind_since, 2)})
-                state.behind_since = None
-            lagging += state.behind_since is not None
+            pushed_at = _first_undecoded_push(state) if undecoded and state.samples_until_ready() == 0 else None
+            if pushed_at is None:
+                self._note_lag(state, 0.0, now)
+            elif now - pushed_at > state.lag_s:
+                self._note_lag(state, now - pushed_at, now)
+            worst = max(worst, state.lag_s)
         with _metrics_lock:
-            self.metrics.lagging_streams, self.metrics.max_lag_seconds = lagging, round(worst, 3)
+            self.metrics.max_lag_seconds = round(worst, 3)
 
     def _release(self, state: BaseStreamState) -> None:
         if state.closed:
             return
         state.closed = True
+        if state.behind_since is not None:
+            with _metrics_lock:
+                self.metrics.lagging_streams -= 1
         self._free(state)
         if state in self._states:
             self._states.remove(state)

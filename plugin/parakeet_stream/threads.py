@@ -25,7 +25,13 @@ logger = logging.getLogger("parakeet_stream")
 
 PROBE_STEPS = 4  # steps run with the other thread count in one probe
 WINDOW_STEPS = 8  # recent steps with the current count a probe is compared with
-SWITCH_GAIN = 0.8  # switch when the probe's cost per stream is below this share of the current one
+# switch when the probe's cost per stream is below this share of the current one: to one thread only on clear
+# contention (alone, one thread's steps cost 0.7-1.3x those of two, from noise and batch size; beside a spinning
+# neighbour, two threads' cost several times one's), back to all cores as soon as they are cheaper
+SWITCH_TO_ONE = 0.5
+SWITCH_TO_MOST = 0.8
+MIN_WINDOW_STEPS = 3  # a probe needs at least this many recent steps to compare with
+SLOW_STEP_S = 0.25  # a step this long with all threads (a stall beside spinning neighbours) brings a probe forward
 PROBE_FEWER_EVERY_S = 2.0  # with all threads: how often one thread is tried (cheap: a little slower alone)
 PROBE_MORE_EVERY_S = (5.0, 60.0)  # on one thread: first and longest interval between tries of all threads (a
 #                                   try under contention costs PROBE_STEPS slow steps; it backs off by doubling)
@@ -47,7 +53,7 @@ class ThreadGovernor:
     Runs on the inference thread only: ``before_step`` sets the count for the coming step, ``after_step`` records
     what it cost. Every so often a few steps run with the other count (a probe); their median cost per stream is
     compared with the median of the steps just before, and the cheaper count is kept if it wins by a clear margin
-    (``SWITCH_GAIN``). Probes with a very different batch size are not compared. ``adaptive=False`` keeps ``most``.
+    (``SWITCH_TO_ONE``, ``SWITCH_TO_MOST``). Probes with a very different batch size are not compared. ``adaptive=False`` keeps ``most``.
     """
 
     def __init__(self, most: int, *, adaptive: bool = True, clock=time.monotonic) -> None:
@@ -70,9 +76,10 @@ class ThreadGovernor:
         return 1 if self.threads == self.most else self.most
 
     def before_step(self) -> None:
-        if (self.adaptive and self._probe is None and len(self._recent) == WINDOW_STEPS
-                and self._clock() >= self._next_probe):
-            self._probe = []
+        if self.adaptive and self._probe is None and len(self._recent) >= MIN_WINDOW_STEPS:
+            stalled = self.threads == self.most and self._recent[-1][1] >= SLOW_STEP_S
+            if stalled or self._clock() >= self._next_probe:
+                self._probe = []
         self._apply(self._other() if self._probe is not None else self.threads)
 
     def after_step(self, batch: int, seconds: float) -> None:
@@ -92,7 +99,11 @@ class ThreadGovernor:
         current = statistics.median(s / b for b, s in self._recent)
         other = statistics.median(s / b for b, s in probe)
         comparable = 0.5 <= probe_batch / now_batch <= 2.0
-        if comparable and other < SWITCH_GAIN * current:
+        logger.debug("cpu threads probe", extra={
+            "threads": self.threads, "probed": self._other(), "batch": now_batch, "probe_batch": probe_batch,
+            "cost_per_stream_ms": round(current * 1000, 3), "probe_cost_per_stream_ms": round(other * 1000, 3)})
+        gain = SWITCH_TO_ONE if self.threads == self.most else SWITCH_TO_MOST
+        if comparable and other < gain * current:
             before, self.threads = self.threads, self._other()
             self.switches += 1
             self._recent.clear()

@@ -328,3 +328,29 @@ async def test_lag_budget_warns_then_terminates(worker, speech) -> None:
                               "recoverable": False, "last_transcript_offset_ms": 0}
     assert (t.close_code, t.close_reason) == (4010, "Lag budget exceeded")
     assert worker.stats.sessions_ended["lag_exceeded"] == 1
+
+
+async def test_audio_still_untranscribed_at_the_end_deadline_is_reported_and_the_session_ends(worker, speech,
+                                                                                          monkeypatch) -> None:
+    """dalston's gateway waits 10 s for ``session.end`` after ``end``: a session that cannot transcribe the rest in
+    time (here each frame is held back 1 s) ends by its deadline and says how much audio it left."""
+    from parakeet_services.dalston import session as session_module
+
+    monkeypatch.setattr(session_module, "END_DEADLINE_S", 1.0)
+    dropped_before = worker.stats.audio_seconds_dropped
+    url = session_url(worker, session_id="sess_deadline", enable_vad=False, debug_chunk_sleep_initial_seconds=1)
+    audio = pcm16(speech(TIMER))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    t = await run_session(url, frames(audio, 3200))
+    assert loop.time() - started < 3.0
+    assert [k for k in t.types if k != "transcript.partial"] == ["session.begin", "error", "session.end"]
+    error = t.of("error")[0]
+    assert (error["code"], error["recoverable"]) == ("lag_exceeded", False)
+    dropped = worker.stats.audio_seconds_dropped - dropped_before
+    assert 0 < dropped <= len(audio) / 2 / 16000
+    assert error["message"] == (f"{dropped:.2f}s of audio before end was not transcribed within 1s; the session "
+                                f"ends with the transcript so far")
+    assert t.of("session.end")[0]["total_audio_seconds"] == pytest.approx(len(audio) / 2 / 16000)
+    assert (t.close_code, t.close_reason) == (1000, "")
+    assert worker.stats.sessions_ended["end_deadline"] == 1

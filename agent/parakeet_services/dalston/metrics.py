@@ -22,6 +22,7 @@ class WorkerStats:
     frames_rejected: int = 0
     messages_rejected: int = 0
     lag_warnings: int = 0
+    audio_seconds_dropped: float = 0.0  # audio left untranscribed when a session ended (``Session._give_up_after_end``)
 
 
 def _fmt(value: float) -> str:
@@ -62,6 +63,9 @@ def render_metrics(stats: WorkerStats, *, active_sessions: int, capacity: int, d
                    "Text frames rejected as invalid_message.", [("", {}, stats.messages_rejected)])
     out += _family("parakeet_dalston_lag_warnings_total", "counter", "processing_lag warnings sent.",
                    [("", {}, stats.lag_warnings)])
+    out += _family("parakeet_dalston_audio_dropped_seconds_total", "counter",
+                   "Seconds of audio not transcribed because a session's end came too far behind.",
+                   [("", {}, stats.audio_seconds_dropped)])
     out += _family("parakeet_dalston_lag_seconds", "gauge", "Largest processing lag over open sessions.",
                    [("", {}, max_lag_seconds)])
     m = engine_metrics
@@ -87,4 +91,14 @@ def render_metrics(stats: WorkerStats, *, active_sessions: int, capacity: int, d
                    [("", {}, m.max_batch_size)])
     out += _family("parakeet_engine_wakeups_total", "counter", "Times the inference thread woke to work.",
                    [("", {}, m.wakeups)])
+    out += _family("parakeet_engine_streams_lagging", "gauge",
+                   "Streams whose decodable audio has waited 2 s or more (until it waits under 1 s).",
+                   [("", {}, m.lagging_streams)])
+    out += _family("parakeet_engine_lag_episodes_total", "counter", "Times a stream fell 2 s behind.",
+                   [("", {}, m.lag_episodes)])
+    out += _family("parakeet_engine_max_lag_seconds", "gauge",
+                   "Longest wait of any stream's decodable audio, at the engine's last look.",
+                   [("", {}, m.max_lag_seconds)])
+    out += _family("parakeet_engine_cpu_threads", "gauge", "CPU threads of the engine's steps now.",
+                   [("", {}, m.cpu_threads)])
     return "\n".join(out) + "\n"

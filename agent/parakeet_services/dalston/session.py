@@ -24,6 +24,9 @@ log = logging.getLogger("parakeet_services.dalston.session")
 
 LAG_CHECK_INTERVAL_S = 0.25   # dalston's lag monitor period
 LAG_WARNING_MIN_INTERVAL_S = 1.0
+# after `end` (or a drain) the rest of the audio must be transcribed within this: dalston's gateway waits 10 s for
+# session.end. Past it the session ends with the transcript so far and says how much audio was not transcribed.
+END_DEADLINE_S = 8.0
 
 
 class Session:
@@ -45,6 +48,7 @@ class Session:
         self._ops: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._done = asyncio.get_running_loop().create_future()
         self._terminated = False
+        self._session_ended = False
         self._frames = 0
         # transcript assembly
         self._offset = 0.0                  # session time of the current stream's 0 (moves on `clear`)
@@ -319,6 +323,9 @@ class Session:
         await self._send(proto.transcript_final(text, start, end, confidence, words if c.word_timestamps else None))
 
     async def _send_session_end(self, total_audio_seconds: float) -> None:
+        if self._session_ended:
+            return
+        self._session_ended = True
         speech = self._speech_clock if self.config.timeline == "speech" else sum(
             s["end"] - s["start"] for s in self._segments)
         await self._send(proto.session_end(
@@ -331,13 +338,17 @@ class Session:
         c = self.config
         last_warning = -1e9
         hard_since: float | None = None
+        end_deadline: float | None = None
         while True:
             await asyncio.sleep(LAG_CHECK_INTERVAL_S)
-            if self.ending:
-                self.lag_s = 0.0
-                continue
             self.lag_s = lag = max(0.0, self.received_s - self.processed_seconds())
             now = time.monotonic()
+            if self.ending:
+                end_deadline = end_deadline or now + END_DEADLINE_S
+                if now >= end_deadline:
+                    await self._give_up_after_end(lag)
+                    return
+                continue
             if lag >= c.lag_warning_seconds and now - last_warning >= LAG_WARNING_MIN_INTERVAL_S:
                 last_warning = now
                 self.stats.lag_warnings += 1
@@ -350,6 +361,22 @@ class Session:
             if now - hard_since >= c.lag_hard_grace_seconds:
                 await self._terminate_for_lag(lag)
                 return
+
+    async def _give_up_after_end(self, pending: float) -> None:
+        """The audio before `end` was not all transcribed within ``END_DEADLINE_S``: send the finals so far, an
+        error naming the audio left, and ``session.end``, before dalston's gateway stops waiting for it."""
+        c = self.config
+        log.warning("session.end_deadline session_id=%s audio_not_transcribed_s=%.2f deadline_s=%g", c.session_id,
+                    pending, END_DEADLINE_S)
+        self.stats.audio_seconds_dropped += pending
+        await self._flush_pending_final(None)
+        self._terminated = True
+        await self._send(proto.error(
+            proto.ERR_LAG_EXCEEDED,
+            f"{pending:.2f}s of audio before end was not transcribed within {END_DEADLINE_S:g}s; the session ends "
+            f"with the transcript so far", recoverable=False))
+        await self._send_session_end(self.received_s)
+        self._finish("end_deadline", proto.CLOSE_NORMAL)
 
     async def _terminate_for_lag(self, lag: float) -> None:
         c = self.config

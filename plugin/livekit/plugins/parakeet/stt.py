@@ -64,6 +64,7 @@ class STTOptions:
     chunk_ms: int | None
     max_streams: int
     endpointing: ps.EndpointingOptions
+    num_threads: int | None = None
 
     def engine_key(self) -> tuple[str, str, str, int | None, int]:
         return (self.model, self.device, self.dtype, self.chunk_ms, self.max_streams)
@@ -91,6 +92,7 @@ class STT(stt.STT):
         max_streams: int = 64,
         endpointing: ps.EndpointingOptions | None = None,
         engine: ps.Engine | None = None,
+        num_threads: int | None = None,
     ) -> None:
         """Streaming speech-to-text with a NeMo cache-aware (Parakeet) model, run in this process.
 
@@ -105,6 +107,8 @@ class STT(stt.STT):
             endpointing: how utterances are cut (model ``<EOU>`` token, trailing blank, Silero VAD).
             engine: an engine you built yourself (``ps.Engine.load``/``from_model``); then the model
                 options above are ignored and the process-wide shared engine is not used.
+            num_threads: CPU threads of the engine's steps, fixed; ``None`` (default) lets the engine choose:
+                all cores, one while another process competes for them (``parakeet_stream.threads``).
 
         Loading the model blocks for seconds: call ``prewarm()`` in the worker's setup function, otherwise
         the first stream loads it in a thread executor.
@@ -126,6 +130,7 @@ class STT(stt.STT):
             chunk_ms=chunk_ms,
             max_streams=max_streams,
             endpointing=endpointing if endpointing is not None else ps.EndpointingOptions(),
+            num_threads=num_threads,
         )
         if engine is not None:
             self._opts.model = engine.info.name
@@ -153,7 +158,8 @@ class STT(stt.STT):
             if self._engine is None:
                 o = self._opts
                 self._engine = ps.shared_engine(
-                    o.model, device=o.device, dtype=o.dtype, chunk_ms=o.chunk_ms, max_streams=o.max_streams
+                    o.model, device=o.device, dtype=o.dtype, chunk_ms=o.chunk_ms, max_streams=o.max_streams,
+                    num_threads=o.num_threads,
                 )
                 logger.info(
                     "parakeet engine ready",
@@ -287,6 +293,13 @@ class SpeechStream(stt.SpeechStream):
         self._usage_samples = 0  # counted in samples so the reported seconds add up exactly
         self._usage_rate = 16000
         self._unsent: list[rtc.AudioFrame] = []
+        self._engine_stream: ps.Stream | None = None  # the engine stream audio goes to now
+
+    @property
+    def pending_seconds(self) -> float:
+        """Audio pushed to the engine but not decoded yet (what closing the stream now would leave uncaptioned)."""
+        s = self._engine_stream
+        return 0.0 if s is None else max(0.0, s.audio_seconds - s.processed_seconds)
 
     async def _input(self) -> AsyncIterator[rtc.AudioFrame | stt.SpeechStream._FlushSentinel]:
         while self._unsent:
@@ -354,6 +367,7 @@ class SpeechStream(stt.SpeechStream):
                         self._unsent.append(item)  # the retry starts with this frame: no audio is lost
                         raise
                     opened.append(current)
+                    self._engine_stream = current
                     handoff.put_nowait((current, clock, request_id))
                 try:
                     current.push(_mono(item))

@@ -1,0 +1,127 @@
+"""The engine's CPU thread policy (``parakeet_stream.threads``) and how a stream falling behind is reported."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import parakeet_stream as ps
+from parakeet_stream.threads import PROBE_FEWER_EVERY_S, PROBE_STEPS, WINDOW_STEPS, ThreadGovernor
+from tests.support import collect, packets, silence, speech
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_steps(governor: ThreadGovernor, clock: FakeClock, n: int, cost_ms: dict[int, float], batch: int = 8) -> list:
+    """``n`` steps of ``batch`` streams, each costing ``cost_ms[threads]`` per stream; the counts used."""
+    used = []
+    for _ in range(n):
+        governor.before_step()
+        used.append(governor._applied)
+        governor.after_step(batch, cost_ms[governor._applied] * batch / 1000)
+        clock.now += 0.1
+    return used
+
+
+def test_one_thread_is_taken_under_contention_and_all_cores_again_when_they_are_free():
+    clock = FakeClock()
+    g = ThreadGovernor(2, clock=clock)
+    alone = {2: 1.0, 1: 1.6}  # two threads are cheaper: probes of one thread lose, the count stays
+    used = run_steps(g, clock, 60, alone)
+    assert g.threads == 2 and g.switches == 0 and used.count(1) >= PROBE_STEPS  # it did try
+    contended = {2: 5.0, 1: 1.7}  # another process spins on the cores: one thread wins the next probe
+    run_steps(g, clock, int(PROBE_FEWER_EVERY_S / 0.1) + WINDOW_STEPS + PROBE_STEPS, contended)
+    assert (g.threads, g.switches) == (1, 1)
+    run_steps(g, clock, 400, alone)  # the neighbour left: a later probe of two threads wins
+    assert (g.threads, g.switches) == (2, 2)
+
+
+def test_a_fixed_count_is_kept():
+    clock = FakeClock()
+    g = ThreadGovernor(2, adaptive=False, clock=clock)
+    assert set(run_steps(g, clock, 100, {2: 5.0, 1: 1.0})) == {2}
+
+
+def test_a_probe_at_another_batch_size_is_not_compared():
+    clock = FakeClock()
+    g = ThreadGovernor(2, clock=clock)
+    run_steps(g, clock, WINDOW_STEPS, {2: 1.0, 1: 1.0}, batch=64)
+    clock.now += PROBE_FEWER_EVERY_S
+    run_steps(g, clock, PROBE_STEPS, {2: 1.0, 1: 0.1}, batch=4)  # far cheaper, but 16x smaller batches
+    assert g.switches == 0
+
+
+PROBE = """
+import os, sys
+{pre}
+import parakeet_stream
+print(os.environ.get("OMP_WAIT_POLICY"))
+"""
+
+
+def test_openmp_threads_sleep_between_steps_unless_the_user_chose_or_torch_came_first():
+    def policy(pre: str, **env: str) -> str:
+        out = subprocess.run([sys.executable, "-c", PROBE.format(pre=pre)], capture_output=True, text=True,
+                             cwd=ROOT, env={"PYTHONPATH": f"{ROOT / 'plugin'}", "PATH": "/usr/bin:/bin", **env})
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert policy("") == "PASSIVE"
+    assert policy("", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert policy("import torch") == "None"  # too late to matter: left alone
+
+
+def test_a_stream_falling_behind_and_catching_up_is_logged_once_each(caplog):
+    engine = ps.Engine.load("espeak-demo-en", device="cpu", max_streams=2)
+    try:
+        stream = engine.open_stream()
+        audio = list(packets(speech("turn on the lights"), 20))
+        gate, held = threading.Event(), threading.Event()
+
+        def hold() -> None:  # the inference thread makes no progress (a neighbour took the cores)
+            held.set()
+            gate.wait(10)
+
+        for p in audio[:10]:
+            stream.push(p)
+        time.sleep(0.3)  # the thread takes those packets first
+        busy = threading.Thread(target=engine._scheduler.call, args=(hold,))
+        with caplog.at_level(logging.INFO, logger="parakeet_stream"):
+            busy.start()
+            assert held.wait(10)
+            for p in audio[10:]:
+                stream.push(p)
+            time.sleep(2.6)
+            gate.set()
+            busy.join()
+            deadline = time.monotonic() + 10
+            while engine.metrics().lag_episodes < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            lagging = engine.metrics()
+            for p in packets(silence(1.5), 20):  # the speaker goes on in real time: results come at once again
+                stream.push(p)
+                time.sleep(0.02)
+            stream.finish()
+            events = collect(stream)
+        messages = [(r.getMessage(), r.levelname) for r in caplog.records
+                    if r.getMessage() in ("stream falling behind", "stream caught up")]
+        assert messages == [("stream falling behind", "WARNING"), ("stream caught up", "INFO")]
+        behind = next(r for r in caplog.records if r.getMessage() == "stream falling behind")
+        assert behind.stream_id == stream.id and behind.lag_s >= 2.0
+        assert (lagging.lag_episodes, lagging.lagging_streams) == (1, 1) and lagging.max_lag_seconds >= 2.0
+        assert engine.metrics().lagging_streams == 0
+        assert [e.text for e in events if isinstance(e, ps.Final)] == ["turn on the lights"]  # nothing lost
+    finally:
+        engine.close()
