@@ -3,6 +3,11 @@
     python examples/livekit_voice_agent.py download-files   # fetch the STT checkpoint once
     python examples/livekit_voice_agent.py start            # LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET
 
+The model is ``$PARAKEET_MODEL`` (default nvidia/parakeet_realtime_eou_120m-v1; ``espeak-demo-en`` runs with no
+download). It is loaded before the worker registers: a model that cannot load ends the program with its error
+and exit status 1, instead of a job runner restarting forever. The worker's load is the engine's share of
+streams in use, not the host's CPU (a busy 2-core box would otherwise refuse every room).
+
 Turns are decided by the STT itself (``turn_detection="stt"``): the model's end-of-utterance token (EOU
 models) or its trailing-blank rule ends a turn, with no separate VAD or turn-detector model. Without an LLM
 configured the agent just logs what it heard; add ``llm=`` and ``tts=`` to make it answer.
@@ -10,6 +15,8 @@ configured the agent just logs what it heard; add ``llm=`` and ``tts=`` to make 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobExecutorType, JobProcess, StopResponse, cli
 from livekit.plugins import parakeet
@@ -20,13 +27,22 @@ logger = logging.getLogger("parakeet-voice-agent")
 server = AgentServer(job_executor_type=JobExecutorType.THREAD, initialize_process_timeout=600.0)
 
 
+MODEL = os.environ.get("PARAKEET_MODEL", "nvidia/parakeet_realtime_eou_120m-v1")
+stt = parakeet.STT(model=MODEL, chunk_ms=None)  # None: the model's own chunk size
+
+
 def prewarm(proc: JobProcess) -> None:
-    stt = parakeet.STT(model="nvidia/parakeet_realtime_eou_120m-v1", chunk_ms=160)
-    stt.prewarm()  # blocking here (no event loop): the model is ready before the first job
+    stt.prewarm()  # blocking here (no event loop); already loaded by __main__ when started from the command line
     proc.userdata["stt"] = stt
 
 
+def load(_: AgentServer) -> float:
+    engine = stt.engine
+    return 0.0 if engine is None else engine.active_streams / engine.capacity
+
+
 server.setup_fnc = prewarm
+server.load_fnc = load
 
 
 class Listener(Agent):
@@ -42,4 +58,10 @@ async def entrypoint(ctx: JobContext) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in ("start", "dev", "console", "connect"):
+        try:
+            stt.load()
+        except Exception as e:  # the model cannot load: say so and stop, before any room is accepted
+            print(f"error: cannot load model {MODEL!r}: {e}", file=sys.stderr)
+            sys.exit(1)
     cli.run_app(server)

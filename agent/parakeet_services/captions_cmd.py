@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import NoReturn
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from . import logs
     from .captions import CaptionsConfig, build_server
+    from .shutdown import exit_skipping_native_teardown
 
     logs.configure(args.log_level)
     log = logging.getLogger("parakeet_services.captions")
@@ -94,20 +94,5 @@ def run(args: argparse.Namespace) -> int:
     asyncio.run(serve())
     engine.close()
     log.info("stopped")
-    _exit_skipping_native_teardown(0)
+    exit_skipping_native_teardown(0)
 
-
-def _exit_skipping_native_teardown(code: int) -> NoReturn:
-    """End the process once the worker has drained and closed: logs flushed, then ``os._exit``.
-
-    A normal interpreter exit then tears down the native libraries (LiveKit's WebRTC stack, torch's thread pools)
-    in whatever order their exit handlers run; after a clean drain that aborted now and then ("terminate called
-    without an active exception", exit -6), so an orchestrator saw a crash where the stop was clean. Nothing is
-    left to save at this point: rooms are left and the worker is unregistered."""
-    import logging
-    import sys
-
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

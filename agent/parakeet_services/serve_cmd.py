@@ -58,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
 
     from . import logs
 
+    from .shutdown import exit_skipping_native_teardown
+
     logs.configure(args.log_level)
-    return asyncio.run(_serve(args))
+    exit_skipping_native_teardown(asyncio.run(_serve(args)))
 
 
 async def _serve(args: argparse.Namespace) -> int:

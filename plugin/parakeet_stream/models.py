@@ -140,6 +140,7 @@ def _fetch_pretrained(name: str, device: str):
 
 def load_nemo_model(name: str, device: str):
     """A NeMo ASR model in eval mode from a known short name, a local .nemo path, or a hub/NGC name."""
+    quiet_nemo_telemetry()
     known = KNOWN_MODELS.get(name)
     if known is not None and known.local_path is not None:
         model = _restore_file(known.local_path, device)
@@ -148,6 +149,16 @@ def load_nemo_model(name: str, device: str):
     else:
         model = _fetch_pretrained(name, device)
     return model.eval()
+
+
+def quiet_nemo_telemetry() -> None:
+    """NeMo's telemetry library logs two warnings on import ("OneLogger: Setting error_handling_strategy ...", "No
+    exporters were provided ...") that say nothing to a user of a model; shown only when asked for (DEBUG)."""
+    import logging
+
+    telemetry = logging.getLogger("nv_one_logger")
+    if telemetry.level == logging.NOTSET:
+        telemetry.setLevel(logging.ERROR)
 
 
 def is_cache_aware(model) -> bool:

@@ -72,3 +72,31 @@ def test_transcribe_names_valid_chunk_sizes():
     assert out.returncode == 2
     assert out.stderr.splitlines()[-1] == (
         "error: chunk size 560 ms is not supported by this model; valid sizes: 160 ms")
+
+
+def test_the_example_voice_agent_exits_with_the_error_when_its_model_cannot_load():
+    import os
+
+    env = {**os.environ, "PARAKEET_MODEL": "/models/missing.nemo"}
+    out = subprocess.run([sys.executable, "examples/livekit_voice_agent.py", "start"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT, env=env)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[-1] == (
+        "error: cannot load model '/models/missing.nemo': model file '/models/missing.nemo' does not exist; pass a "
+        ".nemo file or a known model name (parakeet-stream models lists them)")
+
+
+def test_serve_exits_within_two_seconds_of_sigterm_when_no_session_is_open():
+    import signal
+    import time
+
+    proc = subprocess.Popen([*CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--http-port", "0"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().startswith("parakeet-stream serve: ws://127.0.0.1:")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - started <= 2.0
+    finally:
+        proc.kill()

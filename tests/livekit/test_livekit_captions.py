@@ -89,6 +89,8 @@ async def test_speaker_leaving_mid_sentence_frees_the_stream_without_error(livek
         await erin.say(utterance(speech, MESSAGE), stop_after=220)  # the lead and about half of the sentence
         await until(lambda: any(c.sender == "erin" for c in viewer.captions), what="erin's first interim")
         await erin.room.disconnect()
+        # what she said before leaving is still decoded and closed by a final caption (no interim left hanging)
+        await until(lambda: viewer.finals("erin"), what=lambda: f"erin's final caption after she left: {viewer.captions}")
         await until(lambda: engine.active_streams == 1, what="erin's engine stream to be freed")
         await frank.say(utterance(speech, CALL))
         await until(lambda: finals_match(viewer.finals("frank"), [CALL]),
@@ -97,6 +99,10 @@ async def test_speaker_leaving_mid_sentence_frees_the_stream_without_error(livek
         await frank.room.disconnect()
         await viewer.room.disconnect()
 
+    erin = [c for c in viewer.captions if c.sender == "erin"]
+    final = next(c for c in erin if c.final)  # her interims' segment, finalized rather than abandoned
+    assert final.text and [c.segment_id for c in erin if not c.final] == [final.segment_id] * (len(erin) - 1)
+    assert all(final.text.startswith(c.text) for c in erin if not c.final)
     assert [r.getMessage() for r in caplog.records
             if r.levelname in ("ERROR", "CRITICAL") and r.name.startswith(("livekit", "parakeet"))] == []
     await until(lambda: engine.active_streams == 0, what="all engine streams to close")

@@ -26,6 +26,9 @@ from redis.exceptions import RedisError
 from .server import DalstonWorker, gpu_memory
 
 log = logging.getLogger("parakeet_services.dalston.registry")
+# a stopping worker gives Redis this long to drop its record (a SIGTERM'd worker exits within ~2 s; dalston's
+# router also expires a record whose heartbeat stops)
+DEREGISTER_TIMEOUT_S = 1.0
 
 HEARTBEAT_INTERVAL_S = 10.0
 RECORD_TTL_S = 60
@@ -283,6 +286,10 @@ class Registration:
             finally:
                 waiter.cancel()
 
+    async def _deregister(self) -> None:
+        await self._flush_session_events()
+        await self.layout.remove(self.redis)
+
     async def stop(self, *, deregister: bool = True) -> None:
         """Stop beating and remove the record (best effort: Redis may be gone)."""
         self._stopping = True
@@ -292,8 +299,7 @@ class Registration:
         if deregister:
             try:
                 # session events the cancelled beat had not finished writing (they are idempotent) go first
-                await asyncio.wait_for(self._flush_session_events(), 5)
-                await asyncio.wait_for(self.layout.remove(self.redis), 5)
+                await asyncio.wait_for(self._deregister(), DEREGISTER_TIMEOUT_S)
                 log.info("registry.deregistered layout=%s key=%s", self.layout.name, self.layout.key)
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 log.warning("registry.deregister_failed layout=%s error=%s", self.layout.name, exc)
