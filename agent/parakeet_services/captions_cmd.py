@@ -34,6 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seconds a leaving speaker's pending audio may take to be captioned (default 10; past it "
                         "a warning names the audio not captioned)")
     p.add_argument("--drain-timeout", type=int, default=3600, help="seconds to wait for rooms on SIGTERM")
+    p.add_argument("--http-host", default="", help="health check bind address (default: all interfaces)")
     p.add_argument("--http-port", type=int, default=8081, help="health check port (GET /; 0 = any free port)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(run=run)
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
                             agent_name=args.agent_name, model=args.model, device=args.device, dtype=args.dtype,
                             chunk_ms=args.chunk_ms, max_streams=args.max_streams, endpointing=endpointing,
                             load_threshold=args.load_threshold, drain_timeout=args.drain_timeout,
-                            http_port=args.http_port, end_timeout=args.end_timeout, num_threads=args.threads)
+                            http_host=args.http_host, http_port=args.http_port, end_timeout=args.end_timeout,
+                            num_threads=args.threads)
     try:
         engine = config.engine()  # before registering: never accept a room we cannot caption yet
     except ps.ParakeetStreamError as e:

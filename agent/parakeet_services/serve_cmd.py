@@ -32,6 +32,7 @@ def add_parser(subparsers: Any) -> None:
                    help="sessions before new connections close 1013 (env DALSTON_MAX_SESSIONS / MAX_SESSIONS)")
     p.add_argument("--http-port", default=_env("DALSTON_METRICS_PORT", default="9100"),
                    help="HTTP side port for /health, /v1/capabilities, /metrics; 'off' disables")
+    p.add_argument("--http-host", default=None, help="bind address of the HTTP side port (default: --host)")
     p.add_argument("--redis-url", default=_env("REDIS_URL"), help="dalston's Redis; unset = standalone")
     p.add_argument("--legacy-registry", action="store_true",
                    help="register in the M22 layout (dalston:realtime:worker:*) instead of dalston:engine:*")
@@ -92,7 +93,7 @@ async def _serve(args: argparse.Namespace) -> int:
     await worker.start()
     side = None
     if str(args.http_port).lower() != "off":
-        side = SidePort(worker, capabilities, args.host, int(args.http_port))
+        side = SidePort(worker, capabilities, args.http_host or args.host, int(args.http_port))
         try:
             await side.start()
         except OSError as exc:  # dalston skips its metrics server when the port is busy; so do we

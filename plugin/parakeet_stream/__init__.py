@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .threads import prefer_passive_openmp
+from .threads import prefer_cpu_runtime_env
 
-prefer_passive_openmp()  # before torch loads OpenMP: its pool threads sleep between steps instead of spinning
+prefer_cpu_runtime_env()  # before torch loads OpenMP and MKL: sleeping pool threads, shape-independent results
 
 from .endpointing import EndpointingOptions
 from .errors import (AudioFormatError, CapacityError, ChunkSizeError, ModelLoadError, ParakeetStreamError,

@@ -37,13 +37,25 @@ PROBE_MORE_EVERY_S = (5.0, 60.0)  # on one thread: first and longest interval be
 #                                   try under contention costs PROBE_STEPS slow steps; it backs off by doubling)
 
 
-def prefer_passive_openmp() -> bool:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` for this process if torch has not loaded OpenMP yet and nobody chose a policy.
-    Returns whether it was set."""
-    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
-        return False
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return True
+# Read once by the native libraries when torch loads; a value already in the environment is kept.
+CPU_RUNTIME_ENV = {
+    "OMP_WAIT_POLICY": "PASSIVE",  # OpenMP pool threads sleep between steps instead of spinning
+    # MKL picks its sgemm kernels by shape and alignment: on AVX-512 CPUs a stream's rows computed in a batch of
+    # eight came out different from the same rows computed alone, so batched streaming drifted from offline
+    # decoding (tests/engine/test_batching.py failed 4 of 13 there). STRICT makes results independent of them.
+    "MKL_CBWR": "AUTO,STRICT",
+}
+
+
+def prefer_cpu_runtime_env() -> list[str]:
+    """Set ``CPU_RUNTIME_ENV`` for this process where torch has not loaded yet and nobody chose a value; returns
+    the names set (none once torch is loaded: too late to matter)."""
+    if "torch" in sys.modules:
+        return []
+    chosen = [name for name in CPU_RUNTIME_ENV if name not in os.environ]
+    for name in chosen:
+        os.environ[name] = CPU_RUNTIME_ENV[name]
+    return chosen
 
 
 class ThreadGovernor:

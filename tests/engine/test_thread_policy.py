@@ -67,20 +67,20 @@ PROBE = """
 import os, sys
 {pre}
 import parakeet_stream
-print(os.environ.get("OMP_WAIT_POLICY"))
+print(os.environ.get("OMP_WAIT_POLICY"), os.environ.get("MKL_CBWR"))
 """
 
 
-def test_openmp_threads_sleep_between_steps_unless_the_user_chose_or_torch_came_first():
+def test_openmp_sleeps_and_mkl_is_shape_independent_unless_the_user_chose_or_torch_came_first():
     def policy(pre: str, **env: str) -> str:
         out = subprocess.run([sys.executable, "-c", PROBE.format(pre=pre)], capture_output=True, text=True,
                              cwd=ROOT, env={"PYTHONPATH": f"{ROOT / 'plugin'}", "PATH": "/usr/bin:/bin", **env})
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
 
-    assert policy("") == "PASSIVE"
-    assert policy("", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
-    assert policy("import torch") == "None"  # too late to matter: left alone
+    assert policy("") == "PASSIVE AUTO,STRICT"
+    assert policy("", OMP_WAIT_POLICY="ACTIVE", MKL_CBWR="AVX2") == "ACTIVE AVX2"
+    assert policy("import torch") == "None None"  # too late to matter: left alone
 
 
 def test_a_stream_falling_behind_and_catching_up_is_logged_once_each(caplog):
