@@ -47,7 +47,7 @@ class CaptionsConfig:
     chunk_ms: int | None = None
     max_streams: int = 64
     endpointing: ps.EndpointingOptions = field(default_factory=ps.EndpointingOptions)
-    num_threads: int | None = None  # None: the engine's own policy (parakeet_stream.threads)
+    num_threads: int | str | None = None  # a count, "auto" or None: all cores (parakeet_stream.threads)
     load_threshold: float = 0.9  # stop taking rooms above this share of the engine's streams
     end_timeout: float = 10.0  # a closing track's pending audio is decoded and captioned for at most this long
     drain_timeout: int = 3600

@@ -14,6 +14,8 @@ def _env(*names: str, default: str | None = None) -> str | None:
 
 
 def add_parser(subparsers: Any) -> None:
+    from parakeet_stream.threads import THREADS_HELP, threads_argument
+
     p = subparsers.add_parser(
         "serve", help="run a dalston-compatible realtime worker",
         description="Serve dalston's realtime worker protocol on ws://HOST:PORT/session over one shared engine, "
@@ -23,8 +25,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--device", default=_env("PARAKEET_DEVICE", default="auto"))
     p.add_argument("--dtype", default="auto")
     p.add_argument("--chunk-ms", type=int, default=None, help="streaming chunk size (default: the model's)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads of the engine's steps (default: all cores, one while other processes compete)")
+    p.add_argument("--threads", type=threads_argument, default=None, help=THREADS_HELP)
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=int(_env("DALSTON_WORKER_PORT", "WORKER_PORT", default="9000")))
     p.add_argument("--max-sessions", type=int,

@@ -26,13 +26,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str) -> None:
     """The model options every engine-backed command shares."""
+    from parakeet_stream.threads import THREADS_HELP, threads_argument
+
     p.add_argument("--model", default=default_model,
                    help=f"known model name, hub id or .nemo path (default {default_model}; see `parakeet-stream models`)")
     p.add_argument("--chunk-ms", type=int, default=None, help="chunk size in ms (model default if omitted)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--dtype", default="auto", help="auto, fp32, bf16 or fp16 (default auto: fp32 on CPU, bf16 on CUDA)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads of the engine's steps (default: all cores, one while other processes compete)")
+    p.add_argument("--threads", type=threads_argument, default=None, help=THREADS_HELP)
 
 
 def read_audio(path: str):

@@ -28,7 +28,7 @@ from .positions import keep_position_projections, position_projections_kept
 from .scheduler import ChunkScheduler
 from .segmented import SegmentedScheduler, log_segmented_mode
 from .stream import Stream
-from .threads import ThreadGovernor
+from .threads import AUTO, ThreadGovernor, check_num_threads
 
 logger = logging.getLogger("parakeet_stream")
 
@@ -46,7 +46,7 @@ class Engine:
     mode (``segmented.SegmentedScheduler``, with a log line saying so)."""
 
     def __init__(self, model, *, name: str, path: str | None = None, chunk_ms: int | None = None,
-                 max_streams: int = 64, num_threads: int | None = None, max_batch: int | None = None,
+                 max_streams: int = 64, num_threads: int | str | None = None, max_batch: int | None = None,
                  batch_window_ms: float | None = None, nemo_step: bool = False) -> None:
         """Serve ``model`` (an already built NeMo model: see ``from_model``); prefer ``load``/``from_factory``."""
         self._start(lambda: model, name=name, path=path, chunk_ms=chunk_ms, max_streams=max_streams,
@@ -54,7 +54,7 @@ class Engine:
                     nemo_step=nemo_step)
 
     def _start(self, factory, *, name: str, path: str | None, chunk_ms: int | None, max_streams: int,
-               num_threads: int | None, max_batch: int | None, batch_window_ms: float | None,
+               num_threads: int | str | None, max_batch: int | None, batch_window_ms: float | None,
                nemo_step: bool = False) -> None:
         """Start the inference thread, build the model *on it*, then serve from it.
 
@@ -65,17 +65,20 @@ class Engine:
         """
         if max_streams < 1:
             raise ValueError(f"max_streams must be at least 1, got {max_streams}")
+        check_num_threads(num_threads)
+        import torch
+
+        # read here: a count another engine's thread set becomes torch's default for threads created after it
+        most = num_threads if isinstance(num_threads, int) else torch.get_num_threads()
         ready: concurrent.futures.Future = concurrent.futures.Future()
 
         def serve() -> None:
             try:
-                import torch
-
-                most = num_threads or torch.get_num_threads()
+                torch.set_num_threads(most)  # the model is built and warmed up at the count it will step with
                 scheduler = self._configure(factory(), name, path, chunk_ms, max_streams, max_batch, batch_window_ms,
                                             nemo_step)
-                # a count given is kept; else all cores, one while another process competes for them (threads.py)
-                scheduler.threads = ThreadGovernor(most, adaptive=not num_threads and self.info.device == "cpu")
+                # fixed unless "auto": all cores, one while another process competes for them (threads.py)
+                scheduler.threads = ThreadGovernor(most, adaptive=num_threads == AUTO and self.info.device == "cpu")
                 scheduler.threads.before_step()
                 freeze_long_lived_objects()
             except BaseException as e:  # re-raised in the caller of Engine.load
@@ -129,7 +132,7 @@ class Engine:
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
-             chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None,
+             chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | str | None = None,
              max_batch: int | None = None, batch_window_ms: float | None = None, nemo_step: bool = False) -> Engine:
         """Load a checkpoint on a new inference thread and serve from it. Blocks for seconds: call it at start-up.
 
@@ -148,7 +151,7 @@ class Engine:
 
     @classmethod
     def from_factory(cls, factory, *, name: str = "custom", dtype=None, path: str | None = None,
-                     chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None,
+                     chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | str | None = None,
                      max_batch: int | None = None, batch_window_ms: float | None = None,
                      nemo_step: bool = False) -> Engine:
         """Serve the NeMo model ``factory()`` returns, building it on the inference thread (the fast way on CPU:
@@ -161,12 +164,12 @@ class Engine:
 
     @classmethod
     def from_model(cls, model, *, name: str = "custom", chunk_ms: int | None = None, max_streams: int = 64,
-                   dtype=None, max_batch: int | None = None, batch_window_ms: float | None = None,
-                   nemo_step: bool = False) -> Engine:
+                   dtype=None, num_threads: int | str | None = None, max_batch: int | None = None,
+                   batch_window_ms: float | None = None, nemo_step: bool = False) -> Engine:
         """Wrap an already loaded NeMo model (tests, notebooks). Built on another thread, it steps slower on the
         CPU than one from ``load``/``from_factory``."""
         return cls.from_factory(lambda: model, name=name, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams,
-                                max_batch=max_batch, batch_window_ms=batch_window_ms, nemo_step=nemo_step)
+                                num_threads=num_threads, max_batch=max_batch, batch_window_ms=batch_window_ms, nemo_step=nemo_step)
 
     # -- streams -----------------------------------------------------------------------------------------
     def open_stream(self, *, sample_rate: int = MODEL_SAMPLE_RATE, endpointing: EndpointingOptions | None = None,
@@ -275,11 +278,12 @@ _shared_lock = threading.Lock()
 
 
 def shared_engine(model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
-                  chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | None = None) -> Engine:
+                  chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | str | None = None) -> Engine:
     """The process-wide engine for these settings, loaded on first use (blocking) and reused after.
 
     Callers asking for more ``max_streams`` than the engine has raise its limit; the weights stay shared.
-    ``num_threads`` (None: the engine's own policy, ``threads.py``) applies when this call loads the engine."""
+    ``num_threads`` (a count, ``"auto"`` or None for all cores: ``threads.py``) applies when this call loads the
+    engine."""
     key = (model, device, dtype, chunk_ms)
     with _shared_lock:
         engine = _shared.get(key)

@@ -9,8 +9,12 @@ Two facts, measured on a 2-core VM with the demo model (``bench/realtime_load.py
 - Beside another process doing torch work (its threads spinning on every core), a step split over two threads
   waits at every barrier for a thread the kernel has not scheduled: 64 streams went from p95 121 ms to 515 ms,
   and with spinning threads of its own the engine stopped progressing. On one thread the same 64 streams kept
-  p95 123 ms. Alone, one thread serves fewer streams than all cores (~100 against ~160). So the count is chosen
-  as it runs (``ThreadGovernor``): all cores by default, one while a probe shows that one is clearly cheaper.
+  p95 123 ms. Alone, one thread serves fewer streams than all cores (~100 against ~160). With ``num_threads="auto"``
+  the count is chosen as it runs (``ThreadGovernor``): all cores, one while a probe shows that one is clearly
+  cheaper. That is opt-in because a step's rounding depends on its thread count (oneDNN's fp32 convolutions, and
+  bf16 kernels on some CPUs): every probe and switch lets a stream's text drift from offline decoding in near-ties,
+  which tiny test models hit within seconds. The default is a fixed count (all cores), exact, and with sleeping
+  OpenMP threads one real-time stream beside a torch neighbour still ends 0.18 s after its audio.
 """
 from __future__ import annotations
 
@@ -45,6 +49,33 @@ CPU_RUNTIME_ENV = {
     # decoding (tests/engine/test_batching.py failed 4 of 13 there). STRICT makes results independent of them.
     "MKL_CBWR": "AUTO,STRICT",
 }
+
+
+AUTO = "auto"  # ``num_threads`` value: the governor chooses the count as the engine runs
+
+
+def check_num_threads(value: int | str | None) -> int | str | None:
+    """``value`` as given where it is a count of at least 1, ``"auto"`` or None; else a ValueError saying what is
+    accepted."""
+    if value is None or value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"num_threads must be a count of at least 1, 'auto' or None; got {value!r}")
+
+
+def threads_argument(text: str) -> int | str:
+    """argparse type of ``--threads``: a count of at least 1 or ``auto``."""
+    import argparse
+
+    if text == AUTO:
+        return AUTO
+    try:
+        return check_num_threads(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count of at least 1 or 'auto', got {text!r}") from None
+
+
+THREADS_HELP = ("CPU threads of the engine's steps: a count, or 'auto' (all cores, one while other processes "
+                "compete for them; rounding may then differ from offline decoding). Default: all cores")
 
 
 def prefer_cpu_runtime_env() -> list[str]:

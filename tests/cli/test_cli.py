@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "parakeet_services.cli"]
 
@@ -72,6 +74,15 @@ def test_transcribe_names_valid_chunk_sizes():
     assert out.returncode == 2
     assert out.stderr.splitlines()[-1] == (
         "error: chunk size 560 ms is not supported by this model; valid sizes: 160 ms")
+
+
+@pytest.mark.parametrize("command", ["transcribe", "serve", "captions"])
+def test_every_command_refuses_a_thread_count_it_cannot_use(command):
+    args = ["examples/sample.wav"] if command == "transcribe" else []
+    out = run(command, *args, "--threads", "0", timeout=30)
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1] == (
+        f"parakeet-stream {command}: error: argument --threads: expected a count of at least 1 or 'auto', got '0'")
 
 
 def test_the_example_voice_agent_exits_with_the_error_when_its_model_cannot_load():

@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 import parakeet_stream as ps
+import pytest
+import torch
+from parakeet_stream.testing import build_random_model
 from parakeet_stream.threads import PROBE_FEWER_EVERY_S, PROBE_STEPS, WINDOW_STEPS, ThreadGovernor
 from tests.support import collect, packets, silence, speech
 
@@ -61,6 +64,30 @@ def test_a_probe_at_another_batch_size_is_not_compared():
     clock.now += PROBE_FEWER_EVERY_S
     run_steps(g, clock, PROBE_STEPS, {2: 1.0, 1: 0.1}, batch=4)  # far cheaper, but 16x smaller batches
     assert g.switches == 0
+
+
+def test_an_engine_keeps_all_cores_fixed_unless_told_auto():
+    """A step's rounding depends on its thread count, so only ``"auto"`` lets the count change while streams run."""
+    model = build_random_model("tiny", seed=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's count is "all cores"
+    engines = {n: ps.Engine.from_model(model, name="tiny", num_threads=n) for n in (None, 1, "auto")}
+    try:
+        governors = {n: e._scheduler.threads for n, e in engines.items()}
+        assert {n: (g.most, g.adaptive) for n, g in governors.items()} == {
+            None: (2, False), 1: (1, False), "auto": (2, True)}  # the 1-thread engine did not change the next one's
+        assert [e.metrics().cpu_threads for e in engines.values()] == [2, 1, 2]
+    finally:
+        for e in engines.values():
+            e.close()
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad", [0, -2, "two", 1.5, True])
+def test_a_thread_count_that_is_not_one_or_more_or_auto_is_refused(bad):
+    with pytest.raises(ValueError) as e:
+        ps.Engine.from_model(build_random_model("tiny", seed=1), name="tiny", num_threads=bad)
+    assert str(e.value) == f"num_threads must be a count of at least 1, 'auto' or None; got {bad!r}"
 
 
 PROBE = """

@@ -64,7 +64,7 @@ class STTOptions:
     chunk_ms: int | None
     max_streams: int
     endpointing: ps.EndpointingOptions
-    num_threads: int | None = None
+    num_threads: int | str | None = None
 
     def engine_key(self) -> tuple[str, str, str, int | None, int]:
         return (self.model, self.device, self.dtype, self.chunk_ms, self.max_streams)
@@ -92,7 +92,7 @@ class STT(stt.STT):
         max_streams: int = 64,
         endpointing: ps.EndpointingOptions | None = None,
         engine: ps.Engine | None = None,
-        num_threads: int | None = None,
+        num_threads: int | str | None = None,
     ) -> None:
         """Streaming speech-to-text with a NeMo cache-aware (Parakeet) model, run in this process.
 
@@ -107,7 +107,7 @@ class STT(stt.STT):
             endpointing: how utterances are cut (model ``<EOU>`` token, trailing blank, Silero VAD).
             engine: an engine you built yourself (``ps.Engine.load``/``from_model``); then the model
                 options above are ignored and the process-wide shared engine is not used.
-            num_threads: CPU threads of the engine's steps, fixed; ``None`` (default) lets the engine choose:
+            num_threads: CPU threads of the engine's steps: a count, ``None`` (default: all cores), or ``"auto"``:
                 all cores, one while another process competes for them (``parakeet_stream.threads``).
 
         Loading the model blocks for seconds: call ``prewarm()`` in the worker's setup function, otherwise
