@@ -1,6 +1,6 @@
 """What the inference thread spends per stream-step outside the model: the Python that scales with the number of
 live streams (features bookkeeping, chunk assembly, reading the decode, transcripts, events). On a GPU the model
-step of 1 000 streams takes ~100 ms (research/gpu-step-cost.md), so every microsecond per stream-step here is a
+step of 1 000 streams takes ~100 ms (0.6 B model, H200), so every microsecond per stream-step here is a
 millisecond of latency there. The bundled demo model runs N streams on the CPU in rounds of 160 ms of audio per
 stream; each round is stepped as one batch. Prints a markdown table and writes JSON.
 

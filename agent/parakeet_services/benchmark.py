@@ -605,7 +605,7 @@ def _capture(fn: Callable[[], Any]) -> tuple[bool, Any]:
         return False, e
 
 
-RANDOM_TOKENS_PER_FRAME = 0.3  # English speech on Parakeet's 80 ms frames (research/nemo-streaming.md §4)
+RANDOM_TOKENS_PER_FRAME = 0.3  # English speech on Parakeet's 80 ms frames (tokens / frame of real checkpoints)
 
 
 def load_model(cfg: BenchConfig):

@@ -14,13 +14,14 @@ def _env(*names: str, default: str | None = None) -> str | None:
 
 
 def add_parser(subparsers: Any) -> None:
+    from parakeet_stream.models import DEFAULT_MODEL
     from parakeet_stream.threads import THREADS_HELP, threads_argument
 
     p = subparsers.add_parser(
         "serve", help="run a dalston-compatible realtime worker",
         description="Serve dalston's realtime worker protocol on ws://HOST:PORT/session over one shared engine, "
                     "and register in dalston's Redis so its gateway routes sessions here.")
-    p.add_argument("--model", default=_env("PARAKEET_MODEL", default="espeak-demo-en"),
+    p.add_argument("--model", default=_env("PARAKEET_MODEL", default=DEFAULT_MODEL),
                    help="model name or .nemo path (env PARAKEET_MODEL; default %(default)s)")
     p.add_argument("--device", default=_env("PARAKEET_DEVICE", default="auto"))
     p.add_argument("--dtype", default="auto")

@@ -3,7 +3,7 @@
 Cache-aware NeMo models use no feature normalisation (``normalize: NA``), so every log-mel frame depends only
 on the audio under its STFT window. A frame is emitted as soon as that window is complete, computed by the
 model's *own* preprocessor on a short segment starting ``margin`` frames earlier, so streamed features equal
-the offline preprocessor on the whole signal (measured ≤ 2e-6; research/nemo-streaming.md §3a). NeMo's
+the offline preprocessor on the whole signal (measured ≤ 2e-6). NeMo's
 ``CacheAwareStreamingAudioBuffer.append_audio`` is not exact (it keeps the STFT's masked trailing frame).
 """
 from __future__ import annotations

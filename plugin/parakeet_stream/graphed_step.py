@@ -3,7 +3,7 @@
 In eager PyTorch a cache-aware step launches a few thousand kernels and costs about the same at B=1 as at B=256
 (~50 ms for the 0.6 B model on an H200: launch-bound). Captured in a CUDA graph it replays the same kernels
 without Python or launch overhead: 4.5 ms at B=1, 16.5 ms at B=128, outputs identical to eager
-(research/gpu-step-cost.md). A graph has fixed shapes and addresses, so each bucket (a power of two up to the
+(measured on an H200). A graph has fixed shapes and addresses, so each bucket (a power of two up to the
 scheduler's largest batch) owns static inputs: a step of B streams copies its inputs into the first B rows of the
 smallest bucket of at least B, replays it, and reads the first B rows of its static outputs. The other rows hold
 an earlier step's inputs (or silence), valid inputs whose outputs are ignored: the rows of a step are independent

@@ -45,7 +45,11 @@ KNOWN_MODELS: dict[str, KnownModel] = {
                    (), None, "cuda"),
     )
 }
+# Every entry point's default model is named here. The bundled demo works offline everywhere (CLI, serve, captions,
+# Pipecat, the engine); a LiveKit voice agent defaults to NVIDIA's 120 M model because a voice agent needs real
+# speech recognised and the model's own end-of-utterance token for ``turn_detection="stt"``.
 DEFAULT_MODEL = "espeak-demo-en"
+DEFAULT_VOICE_AGENT_MODEL = "nvidia/parakeet_realtime_eou_120m-v1"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ full chunk, the thread steps **all** of them: ready streams are grouped by step 
 continues every stream's hypothesis. Under load more streams are ready per wake-up, so batches grow by
 themselves; at light load each stream is stepped the moment its chunk is complete (lowest latency).
 
-Step kinds (research/nemo-streaming.md §3a): the first step feeds the first chunk alone (drop 0); the R=0
+Step kinds: the first step feeds the first chunk alone (drop 0); the R=0
 second step re-feeds everything from frame 0 and drops the frames already emitted (zero *features* as
 pre-encode context are not the conv's own zero padding, so NeMo's pad-and-drop drifts); every later step
 feeds the last ``pre_encode_cache_size`` consumed frames plus the new chunk and drops ``drop_extra_pre_encoded``.

@@ -44,7 +44,7 @@ async def register(worker, url: str, *, legacy: bool = False) -> reg.Registratio
     return registration
 
 
-# --- dalston's router rules, transcribed from research/dalston.md §1C (EngineRecord, SessionAllocator) -------
+# --- dalston's router rules, transcribed from dalston's EngineRecord and SessionAllocator -------
 
 def parse_record(mapping: dict[str, str]) -> dict[str, Any] | None:
     if "engine_id" not in mapping:

@@ -1,6 +1,6 @@
 """Registration in dalston's Redis so its session router finds this worker.
 
-Two layouts (see research/dalston.md §1): the current ``dalston:engine:*`` unified registry (default) and the
+Two layouts (dalston's ``dalston/common/registry.py`` and the M22 realtime registry): the current ``dalston:engine:*`` unified registry (default) and the
 legacy M22 ``dalston:realtime:worker:*`` registry (``legacy=True``). Every heartbeat rewrites the whole record,
 so a key that expired, or a Redis that restarted empty, is whole again at the next beat. Redis being down
 never stops the worker: the loop logs once per state change and retries with a backoff capped well under the

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import parakeet_stream as ps
+from parakeet_stream.models import DEFAULT_VOICE_AGENT_MODEL
 from livekit import rtc
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -48,7 +49,7 @@ from livekit.agents.utils import AudioBuffer, is_given
 from .log import logger
 from .models import ParakeetLanguages, ParakeetModels
 
-DEFAULT_MODEL = "nvidia/parakeet_realtime_eou_120m-v1"
+DEFAULT_MODEL = DEFAULT_VOICE_AGENT_MODEL
 SUPPORTED_LANGUAGES = ("en",)
 # LiveKit's own streaming plugins report usage every 5 s (Deepgram's PeriodicCollector); same cadence here,
 # counted in audio seconds so the numbers add up to exactly what was pushed.
