@@ -40,4 +40,4 @@ if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 && c
 fi
 
 echo "==> pip install -e .[test]"
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'

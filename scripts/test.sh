@@ -9,4 +9,5 @@ bash scripts/install-test-deps.sh
 # on the main thread, an engine thread in the same process steps ~1.8x slower on 2 cores (docs/engine-api.md).
 # The realtime end-to-end tests (captions over WebRTC) must keep up with live audio, so they get a fresh process.
 .venv/bin/python -m pytest -q -p no:cacheprovider -m "not realtime" "$@" tests
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -m realtime "$@" tests
+.venv/bin/python -m pytest -q -p no:cacheprovider -m realtime "$@" tests
+bash scripts/test-newest.sh
