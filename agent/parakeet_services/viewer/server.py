@@ -52,6 +52,9 @@ class ViewerConfig:
         return parts._replace(scheme=scheme).geturl()
 
 
+CONFIG = web.AppKey("config", ViewerConfig)
+
+
 @dataclass
 class ViewerSite:
     """A running captions page; ``aclose()`` stops it."""
@@ -71,7 +74,7 @@ class ViewerSite:
 
 def build_app(config: ViewerConfig) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_security_headers(config)])
-    app["config"] = config
+    app[CONFIG] = config
     app.router.add_get("/", _page)
     app.router.add_get("/api/rooms", _rooms)
     app.router.add_post("/api/token", _token)
@@ -128,7 +131,7 @@ async def _page(request: web.Request) -> web.FileResponse:
 
 
 async def _rooms(request: web.Request) -> web.Response:
-    config: ViewerConfig = request.app["config"]
+    config = request.app[CONFIG]
     try:
         async with api.LiveKitAPI(config.api_url, config.api_key, config.api_secret,
                                   timeout=aiohttp.ClientTimeout(total=LIST_ROOMS_TIMEOUT_S)) as lkapi:
@@ -141,7 +144,7 @@ async def _rooms(request: web.Request) -> web.Response:
 
 
 async def _token(request: web.Request) -> web.Response:
-    config: ViewerConfig = request.app["config"]
+    config = request.app[CONFIG]
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError, web.HTTPRequestEntityTooLarge):
