@@ -16,6 +16,7 @@ const transcript = new Transcript($('captions'));
 
 /** @type {Room | null} */
 let room = null;
+let joinAttempted = false; // from then on the status line tells how joining went, not how many rooms are active
 
 function say(message, { error = false } = {}) {
   status.textContent = message;
@@ -59,6 +60,7 @@ async function fetchJSON(path, options) {
 }
 
 async function join(name) {
+  joinAttempted = true;
   await leave();
   say(`Joining ${name}…`);
   let grant;
@@ -126,9 +128,9 @@ async function refreshRooms() {
       option.label = `${r.name} (${r.participants} in the room)`;
       return option;
     }));
-    if (!room) say(rooms.length ? `${rooms.length} active room(s): pick one or type a name.` : 'No active rooms yet: type a room name.');
+    if (!joinAttempted) say(rooms.length ? `${rooms.length} active room(s): pick one or type a name.` : 'No active rooms yet: type a room name.');
   } catch (e) {
-    if (!room) say(`Room list unavailable (${e.message}): type a room name.`);
+    if (!joinAttempted) say(`Room list unavailable (${e.message}): type a room name.`);
   }
 }
 
