@@ -54,6 +54,27 @@ RECORD_CAPTIONS = """() => {
   new MutationObserver(record).observe(region, {subtree: true, childList: true, characterData: true, attributes: true});
 }"""
 
+# Every RTCPeerConnection the page opens, so a test can read its ICE servers and the candidate pair in use.
+TRACK_PEER_CONNECTIONS = """
+window.__peerConnections = [];
+window.RTCPeerConnection = class extends window.RTCPeerConnection {
+  constructor(...args) { super(...args); window.__peerConnections.push(this); }
+};
+"""
+
+PEER_CONNECTIONS = """async () => {
+  const out = [];
+  for (const pc of window.__peerConnections) {
+    const stats = [...(await pc.getStats()).values()];
+    const byId = new Map(stats.map((s) => [s.id, s]));
+    const used = stats.filter((s) => s.type === 'candidate-pair' && s.state === 'succeeded')
+                      .map((p) => byId.get(p.remoteCandidateId)).map((c) => `${c.address}:${c.port}`);
+    out.push({state: pc.connectionState, iceServers: pc.getConfiguration().iceServers.flatMap((s) => s.urls),
+              remotes: used});
+  }
+  return out;
+}"""
+
 FINAL_CAPTION = "(who) => document.querySelector(`#captions .caption[data-identity='${who}'][data-final='true'] .text`)"
 
 
@@ -107,6 +128,7 @@ async def page(browser, captions_page):
     """A fresh browser tab; every request it makes is recorded, and any off loopback is refused."""
     context = await browser.new_context(viewport={"width": 1100, "height": 720}, accept_downloads=True)
     await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=captions_page[0].rstrip("/"))
+    await context.add_init_script(TRACK_PEER_CONNECTIONS)
     tab = await context.new_page()
     tab.requests = []  # type: ignore[attr-defined]
     tab.console = []  # type: ignore[attr-defined]
@@ -203,6 +225,11 @@ async def test_final_caption_under_the_speakers_name_replaces_its_interims(livek
         assert [p.identity for p in alice.room.remote_participants.values()
                 if p.kind != rtc.ParticipantKind.PARTICIPANT_KIND_AGENT] == []
         await screenshot(page, "captions-page-one-speaker.png")
+        # WebRTC on loopback only: the STUN server the LiveKit server names is its own, and so is every candidate pair
+        peers = await page.evaluate(PEER_CONNECTIONS)
+        assert [p for p in peers if p["state"] == "connected"], peers
+        assert all(all(re.fullmatch(r"stun:127\.0\.0\.1:\d+", url) for url in p["iceServers"])
+                   and all(r.startswith("127.0.0.1:") for r in p["remotes"]) for p in peers), peers
     finally:
         await alice.room.disconnect()
 
