@@ -84,3 +84,17 @@ async def test_page_and_its_bundled_client_are_served(page):
     assert "lk.transcription" in script and "registerTextStreamHandler" in script
     async with http.get(base + "static/livekit-client.LICENSE.txt") as r:
         assert r.status == 200 and "Apache License" in await r.text()
+
+
+async def test_room_list_when_the_livekit_server_is_unreachable():
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    site = await start_viewer(ViewerConfig(url=f"ws://127.0.0.1:{closed}", api_key=KEY, api_secret=SECRET, port=0))
+    try:
+        async with aiohttp.ClientSession() as http, http.get(site.address + "api/rooms") as r:
+            assert (r.status, await r.json()) == (502, {"error": "cannot list the LiveKit server's rooms"})
+    finally:
+        await site.aclose()
