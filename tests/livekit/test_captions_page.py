@@ -75,8 +75,6 @@ PEER_CONNECTIONS = """async () => {
   return out;
 }"""
 
-FINAL_CAPTION = "(who) => document.querySelector(`#captions .caption[data-identity='${who}'][data-final='true'] .text`)"
-
 
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -178,14 +176,13 @@ async def connected(tab, room: str) -> None:
 
 
 async def wait_for_final(tab, identity: str, words: str) -> str:
-    """The final caption under ``identity``'s name, once it holds ``words`` (within the transport's word errors)."""
-    await poll(tab, f"(who) => {{ const el = ({FINAL_CAPTION})(who); return el !== null && el.textContent.length > 0; }}",
-               identity, CAPTION_WAIT_MS, what=f"{identity}'s final caption")
+    """The final captions under ``identity``'s name (joined by " | " when several) once they are ``words`` within the
+    transport's word errors, or as they are when the wait ends."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CAPTION_WAIT_MS / 1000
-    while True:  # a speaker's later segment (e.g. a stray word) may be final first: wait for the sentence's own
-        finals = await tab.eval_on_selector_all(
-            f"#captions .caption[data-identity='{identity}'][data-final='true'] .text", "els => els.map(e => e.textContent)")
+    while True:
+        finals = await tab.eval_on_selector_all(f"#captions .caption[data-identity='{identity}'][data-final='true'] .text",
+                                                "els => els.map(e => e.textContent)")
         if finals_match(finals, [words]) or loop.time() > deadline:
             return " | ".join(finals)
         await asyncio.sleep(0.2)

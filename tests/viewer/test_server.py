@@ -46,7 +46,8 @@ async def test_token_for_an_allowed_room_is_subscribe_only(page):
 async def test_room_not_allowed_is_refused(page):
     base, http = page
     async with http.post(base + "api/token", json={"room": "board-meeting"}) as r:
-        assert (r.status, await r.json()) == (403, {"error": "room 'board-meeting' is not allowed on this captions page"})
+        assert (r.status, await r.json()) == \
+               (403, {"error": "room 'board-meeting' is not allowed on this captions page"})
 
 
 @pytest.mark.parametrize(("body", "status", "error"), [

@@ -128,7 +128,9 @@ async function refreshRooms() {
       option.label = `${r.name} (${r.participants} in the room)`;
       return option;
     }));
-    if (!joinAttempted) say(rooms.length ? `${rooms.length} active room(s): pick one or type a name.` : 'No active rooms yet: type a room name.');
+    if (!joinAttempted) {
+      say(rooms.length ? `${rooms.length} active room(s): pick one or type a name.` : 'No active rooms yet: type a room name.');
+    }
   } catch (e) {
     if (!joinAttempted) say(`Room list unavailable (${e.message}): type a room name.`);
   }

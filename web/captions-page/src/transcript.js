@@ -8,7 +8,8 @@ export class Transcript {
   /** @param {HTMLElement} region the aria-live caption region */
   constructor(region) {
     this.region = region;
-    /** @type {Map<string, {identity: string, name: string, started: Date, text: string, final: boolean, el: HTMLElement}>} */
+    /** @type {Map<string, {identity: string, name: string, started: Date, text: string, final: boolean,
+     *                      el: HTMLElement}>} */
     this.segments = new Map();
     this.autoScroll = true;
   }
@@ -22,7 +23,8 @@ export class Transcript {
   update({ segmentId, identity, name, text, final, started }) {
     let segment = this.segments.get(segmentId);
     if (segment === undefined) {
-      segment = { identity, name, started, text: '', final: false, el: this.#entry(segmentId, identity, name, started) };
+      const el = this.#entry(segmentId, identity, name, started);
+      segment = { identity, name, started, text: '', final: false, el };
       this.segments.set(segmentId, segment);
       this.region.append(segment.el);
     } else if (segment.final && !final) {
