@@ -90,3 +90,17 @@ def test_viewer_command_needs_the_livekit_server():
     assert done.returncode == 2
     assert done.stderr.rstrip().endswith("ERROR parakeet_services.viewer missing --url, --api-key, --api-secret "
                                          "(or LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET)"), done.stderr
+
+
+def test_viewer_command_reports_a_port_in_use():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(viewer(NoServer(), "--port", str(port)), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    last = done.stderr.rstrip().splitlines()[-1]
+    assert f"ERROR parakeet_services.viewer cannot serve the captions page on 127.0.0.1:{port}: " in last, done.stderr
+    assert "address already in use" in last.lower(), done.stderr

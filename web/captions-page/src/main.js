@@ -25,20 +25,21 @@ function say(message, { error = false } = {}) {
 
 /** The participant a caption belongs to: the owner of its transcribed track when known (a captioner may send in
  * its own name), else the stream's sender (the parakeet-stream captions agent sends in the speaker's name). */
-function speakerOf(senderIdentity, trackId) {
-  if (room && trackId) {
-    for (const p of room.remoteParticipants.values()) {
+function speakerOf(source, senderIdentity, trackId) {
+  if (trackId) {
+    for (const p of source.remoteParticipants.values()) {
       if (p.trackPublications.has(trackId)) return p;
     }
   }
-  return room?.getParticipantByIdentity(senderIdentity);
+  return source.getParticipantByIdentity(senderIdentity);
 }
 
-async function readCaption(reader, { identity }) {
+/** Show one text stream of room `source`, as long as it is still the room on screen. */
+async function readCaption(source, reader, { identity }) {
   const attributes = reader.info.attributes ?? {};
   const segmentId = attributes[ATTR_SEGMENT_ID] || reader.info.id;
   const final = attributes[ATTR_FINAL] === 'true';
-  const participant = speakerOf(identity, attributes[ATTR_TRACK_ID]);
+  const participant = speakerOf(source, identity, attributes[ATTR_TRACK_ID]);
   const speaker = participant?.identity ?? identity;
   const caption = { segmentId, identity: speaker, name: participant?.name || speaker,
                     started: new Date(reader.info.timestamp || Date.now()) };
@@ -47,9 +48,9 @@ async function readCaption(reader, { identity }) {
   let text = '';
   for await (const chunk of reader) {
     text += chunk;
-    transcript.update({ ...caption, text, final: false });
+    if (room === source) transcript.update({ ...caption, text, final: false });
   }
-  transcript.update({ ...caption, text, final });
+  if (room === source) transcript.update({ ...caption, text, final });
 }
 
 async function fetchJSON(path, options) {
@@ -74,7 +75,7 @@ async function join(name) {
   }
   const next = new Room({ adaptiveStream: false, dynacast: false });
   next.registerTextStreamHandler(TOPIC, (reader, sender) => {
-    readCaption(reader, sender).catch((e) => console.warn('caption not read', e));
+    readCaption(next, reader, sender).catch((e) => console.warn('caption not read', e));
   });
   next
     .on(RoomEvent.ParticipantConnected, (p) => transcript.rename(p.identity, p.name || p.identity))

@@ -30,6 +30,11 @@ export class Transcript {
     } else if (segment.final && !final) {
       return; // a late interim after its final (streams can finish out of order): the final stands
     }
+    if (final && !text.trim()) { // the segment ended with no words (a cough, a speaker leaving): nothing to keep
+      segment.el.remove();
+      this.segments.delete(segmentId);
+      return;
+    }
     segment.text = text;
     segment.final = final;
     segment.el.dataset.final = String(final);
