@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "one engine stream per microphone track and captions on the lk.transcription topic, "
                     "sent in the speaker's name. All rooms share one model; the worker reports live "
                     "streams / --max-streams as its load, so LiveKit stops dispatching to it when full. "
-                    "SIGTERM drains: no new rooms, running ones finish.")
+                    "SIGTERM drains: no new rooms, running ones finish. With --viewer-port it also serves the "
+                    "captions page, where people read a room's captions in a browser (docs/captions-page.md).")
     p.add_argument("--url", default=os.environ.get("LIVEKIT_URL"),
                    help="LiveKit server URL, e.g. ws://127.0.0.1:7880 (default $LIVEKIT_URL)")
     p.add_argument("--api-key", default=os.environ.get("LIVEKIT_API_KEY"), help="default $LIVEKIT_API_KEY")

@@ -86,8 +86,11 @@ async def start_viewer(config: ViewerConfig) -> ViewerSite:
     """Serve the page on ``config.host:config.port`` from the running event loop."""
     runner = web.AppRunner(build_app(config), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError:  # the port is taken, or the host is not an address of this machine
+        await runner.cleanup()
+        raise
     if config.rooms.pattern.pattern == ANY_ROOM and not _is_loopback(config.host):
         logger.warning("the captions page on %s opens any room for anyone who reaches it: restrict it with "
                        "--rooms / --viewer-rooms", config.host)
