@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond the product (scripts/install.sh): as root or with sudo on Debian/Ubuntu.
-#   - system packages: espeak-ng (test speech), redis-server (dalston tests), sox
+#   - system packages: espeak-ng (test speech), redis-server (dalston tests), sox, chromium (captions page tests,
+#     driven by Playwright with executable_path: Playwright's own browser download is never used)
 #   - the LiveKit server v1.13.5 for end-to-end tests, built with `go install` when Go is present
 #   - the Docker Compose v2 CLI plugin, to check docker-compose.yml (`docker compose config`; no engine needed)
 #   - the test extra (pytest and friends) in .venv
@@ -15,6 +16,7 @@ missing=()
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v sox >/dev/null || missing+=(sox)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   $SUDO apt-get update -qq
@@ -40,4 +42,4 @@ if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 && c
 fi
 
 echo "==> pip install -e .[test]"
-.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'

@@ -13,5 +13,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 echo "==> pip install -e .[all] (torch and NeMo are large: the first install takes minutes)"
-.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[all]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[all]'
 echo "==> ready: .venv/bin/parakeet-stream --help"

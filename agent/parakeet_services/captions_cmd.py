@@ -9,6 +9,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from parakeet_stream.models import DEFAULT_MODEL
 
     from .transcribe_cmd import add_model_arguments
+    from .viewer_cmd import add_viewer_arguments
 
     p = sub.add_parser(
         "captions", help="LiveKit worker: live captions (lk.transcription) for every microphone in a room",
@@ -16,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "one engine stream per microphone track and captions on the lk.transcription topic, "
                     "sent in the speaker's name. All rooms share one model; the worker reports live "
                     "streams / --max-streams as its load, so LiveKit stops dispatching to it when full. "
-                    "SIGTERM drains: no new rooms, running ones finish.")
+                    "SIGTERM drains: no new rooms, running ones finish. With --viewer-port it also serves the "
+                    "captions page, where people read a room's captions in a browser (docs/captions-page.md).")
     p.add_argument("--url", default=os.environ.get("LIVEKIT_URL"),
                    help="LiveKit server URL, e.g. ws://127.0.0.1:7880 (default $LIVEKIT_URL)")
     p.add_argument("--api-key", default=os.environ.get("LIVEKIT_API_KEY"), help="default $LIVEKIT_API_KEY")
@@ -36,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drain-timeout", type=int, default=3600, help="seconds to wait for rooms on SIGTERM")
     p.add_argument("--http-host", default="", help="health check bind address (default: all interfaces)")
     p.add_argument("--http-port", type=int, default=8081, help="health check port (GET /; 0 = any free port)")
+    add_viewer_arguments(p.add_argument_group("captions page (off unless --viewer-port is given)"), prefix="viewer-")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(run=run)
 
@@ -50,16 +53,18 @@ def run(args: argparse.Namespace) -> int:
     from . import logs
     from .captions import CaptionsConfig, build_server
     from .shutdown import exit_skipping_native_teardown
+    from .viewer import start_viewer
+    from .viewer_cmd import missing_credentials, viewer_config
 
     logs.configure(args.log_level)
     log = logging.getLogger("parakeet_services.captions")
-    missing = [flag for flag, value in (("--url", args.url), ("--api-key", args.api_key),
-                                        ("--api-secret", args.api_secret)) if not value]
+    missing = missing_credentials(args)
     if missing:
         log.error("missing %s (or LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET)", ", ".join(missing))
         return 2
     try:
         endpointing = ps.EndpointingOptions(vad=args.vad, trailing_blank_ms=args.trailing_blank_ms or None)
+        page = viewer_config(args, prefix="viewer-") if args.viewer_port is not None else None
     except ValueError as e:
         log.error("%s", e)
         return 2
@@ -77,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
     log.info("model loaded", extra={"model": engine.info.name, "device": engine.info.device,
                                     "chunk_ms": engine.info.chunk_ms, "capacity": engine.capacity})
 
-    async def serve() -> None:
+    async def serve() -> int:
+        try:
+            site = await start_viewer(page) if page is not None else None
+        except OSError as e:  # the port is taken or the address is not this machine's: before joining any room
+            log.error("cannot serve the captions page on %s:%d: %s", page.host, page.port, e)
+            return 1
         server = build_server(config)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -92,9 +102,13 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 await server.aclose()
         await runner
+        if site is not None:
+            await site.aclose()
+        return 0
 
-    asyncio.run(serve())
+    rc = asyncio.run(serve())
     engine.close()
-    log.info("stopped")
-    exit_skipping_native_teardown(0)
+    if rc == 0:
+        log.info("stopped")
+    exit_skipping_native_teardown(rc)
 

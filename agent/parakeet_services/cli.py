@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "serve_cmd",
     "bench_cmd",
     "captions_cmd",
+    "viewer_cmd",
     "download_cmd",
     "train_demo_cmd",
 )

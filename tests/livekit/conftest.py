@@ -105,6 +105,9 @@ def livekit_server(tmp_path_factory):
         "  use_external_ip: false\n"
         "  enable_loopback_candidate: true\n"  # without it the UDP mux skips 127.0.0.1 and ICE never connects
         "  node_ip: 127.0.0.1\n"
+        # clients are handed these STUN servers (with none configured, the server hands out Google's and Twilio's):
+        # its own ICE port keeps every client's candidate gathering on loopback
+        f"  stun_servers: ['127.0.0.1:{udp}']\n"
         "  interfaces:\n"
         "    includes: [lo]\n"
         f"keys:\n  {API_KEY}: {API_SECRET}\n"

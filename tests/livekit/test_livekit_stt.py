@@ -301,3 +301,24 @@ async def test_endpointing_update_retunes_the_open_stream(engine, speech):
 
     assert await finals(update=False) == [CALL, LIGHTS]
     assert await finals(update=True) == [f"{CALL} {LIGHTS}"]
+
+
+async def test_a_first_stream_without_prewarm_keeps_the_audio_that_came_while_the_model_loaded(speech):
+    """No ``prewarm()``: the first stream loads the model itself while the speaker talks in real time; the audio
+    that arrives during the load is queued and decoded, not lost (a capacity nobody else uses: a fresh engine)."""
+    stt = parakeet.STT(model=MODEL, chunk_ms=CHUNK_MS, max_streams=3)
+    assert stt.engine is None
+    audio = np.concatenate([speech(ALARM), silence(1.5)])
+    stream = stt.stream()
+    collecting = asyncio.ensure_future(collect(stream))
+    for f in frames(audio):
+        stream.push_frame(f)
+        await asyncio.sleep(0.02)  # a live speaker
+    stream.end_input()
+    events = await collecting
+    try:
+        finals = [e.alternatives[0] for e in events if e.type == T.FINAL_TRANSCRIPT]
+        assert [f.text for f in finals] == [ALARM]
+        assert timed(finals[0].words) == offline_words(stt.engine, pcm16(audio))
+    finally:
+        stt.engine.close()
