@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .errors import RemoteSessionError, ServerUnreachable, SessionClosed
 from .session import RemoteSession, SessionParams, session_url
+from .stream import RemoteStream
 
-__all__ = ["RemoteSession", "SessionParams", "session_url", "RemoteSessionError", "ServerUnreachable",
+__all__ = ["RemoteSession", "RemoteStream", "SessionParams", "session_url", "RemoteSessionError", "ServerUnreachable",
            "SessionClosed"]
