@@ -54,6 +54,12 @@ class CaptionsConfig:
     http_host: str = ""
     http_port: int = 8081  # health check (GET /) and worker info; 0 = any free port
     http_proxy: str | None = None  # the worker talks to its LiveKit server directly unless told otherwise
+    server: str | None = None  # ws:// of a parakeet-stream serve worker: streams run there, no model loads here
+    server_api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def remote(self) -> bool:
+        return self.server is not None
 
     def engine(self) -> ps.Engine:
         """The process's shared engine for this config (blocking the first time)."""
@@ -61,6 +67,9 @@ class CaptionsConfig:
                                 max_streams=self.max_streams, num_threads=self.num_threads)
 
     def stt(self) -> parakeet.STT:
+        if self.remote:
+            return parakeet.STT(model=self.model, base_url=self.server, api_key=self.server_api_key,
+                                endpointing=self.endpointing)
         return parakeet.STT(model=self.model, device=self.device, dtype=self.dtype, chunk_ms=self.chunk_ms,
                             max_streams=self.max_streams, endpointing=self.endpointing, num_threads=self.num_threads)
 
@@ -204,10 +213,15 @@ def build_server(config: CaptionsConfig) -> AgentServer:
         http_proxy=config.http_proxy,
     )
 
+    rooms: set[RoomCaptions] = set()
+
     def prewarm(proc: JobProcess) -> None:
-        config.engine()  # no-op once loaded; run_captions loads it before the worker registers
+        if not config.remote:
+            config.engine()  # no-op once loaded; run_captions loads it before the worker registers
 
     def load(_: AgentServer) -> float:
+        if config.remote:  # the server's capacity is its own (it closes 1013 when full): count our streams
+            return sum(r.live_tracks for r in rooms) / config.max_streams
         engine = config.engine()
         return engine.active_streams / engine.capacity
 
@@ -219,7 +233,13 @@ def build_server(config: CaptionsConfig) -> AgentServer:
         await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
         room_captions = RoomCaptions(ctx.room, config.stt(), config.end_timeout)
         room_captions.start()
-        ctx.add_shutdown_callback(room_captions.aclose)
+        rooms.add(room_captions)
+
+        async def close() -> None:
+            rooms.discard(room_captions)
+            await room_captions.aclose()
+
+        ctx.add_shutdown_callback(close)
         logger.info("captioning room", extra={"room": ctx.room.name, "job": ctx.job.id})
 
     return server
