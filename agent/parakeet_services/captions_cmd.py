@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--server", default=os.environ.get("PARAKEET_URL"),
                    help="ws://HOST:PORT of a `parakeet-stream serve` worker: every microphone is a session there and "
                         "this worker loads no model (--model/--device/--dtype/--chunk-ms/--threads are then the "
-                        "server's) (default $PARAKEET_URL; unset: in process)")
+                        "server's); rooms run in a process each, LiveKit's default executor, and load is LiveKit's "
+                        "CPU measure (default $PARAKEET_URL; unset: in process)")
     p.add_argument("--server-api-key", default=os.environ.get("PARAKEET_API_KEY"),
                    help="the server's --api-key (default $PARAKEET_API_KEY)")
     p.add_argument("--max-streams", type=int, default=64, help="microphones captioned at once (default 64)")

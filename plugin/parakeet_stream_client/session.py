@@ -202,7 +202,7 @@ class RemoteSession:
                               audio_end=m["end"], emitted_at=time.monotonic())
         if kind == "transcript.final":
             return ev.Final(segment_id=self._segment_id, text=m["text"], words=_words(m), start=m["start"],
-                            end=m["end"], reason=m.get("reason", "vad"), audio_end=m["end"],
+                            end=m["end"], reason=m.get("reason", "vad"), audio_end=m.get("audio_end", m["end"]),
                             emitted_at=time.monotonic())
         if kind == "vad.speech_end":
             return ev.SpeechEnded(segment_id=self._segment_id, time=m["timestamp"])

@@ -370,6 +370,7 @@ async def test_engine_events_put_the_final_before_speech_end_with_words_on_parti
     assert kinds == ["session.begin", "vad.speech_start", "transcript.final", "vad.speech_end", "session.end"]
     [final] = t.of("transcript.final")
     assert (final["text"], final["reason"]) == (TIMER, "blank")
+    assert final["end"] < final["audio_end"] <= round(len(audio) / 16000, 3)  # the blank run after the words
     offline = [(w.text, round(w.start, 3), round(w.end, 3)) for w in engine.transcribe(audio).words]
     assert [(w["word"], w["start"], w["end"]) for w in final["words"]] == offline
     last_partial = t.of("transcript.partial")[-1]

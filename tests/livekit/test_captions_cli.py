@@ -73,6 +73,11 @@ async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(liveki
     if remote:
         assert "remote mode: streams run on the parakeet-stream server" in out and "model loaded" not in out, out
         assert "captions-key" not in out
+        # LiveKit's default process executor: the room was captioned in a job process, not the worker's
+        import re
+
+        [job_pid] = re.findall(r"captioning room room=room-cli-remote .* pid=(\d+)", out)
+        assert int(job_pid) != proc.pid
     assert rc == 0, out
     assert "draining: no new rooms; waiting for running ones" in out
     assert out.rstrip().endswith("INFO parakeet_services.captions stopped"), out

@@ -284,13 +284,16 @@ def transcript_partial(text: str, start: float, end: float,
 
 
 def transcript_final(text: str, start: float, end: float, confidence: float,
-                     words: list[dict[str, Any]] | None, *, reason: str | None = None) -> dict[str, Any]:
+                     words: list[dict[str, Any]] | None, *, reason: str | None = None,
+                     audio_end: float | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"type": "transcript.final", "text": text, "start": _r(start), "end": _r(end),
                                "confidence": round(float(confidence), 4)}
     if words:
         message["words"] = words
     if reason is not None:  # engine_events only: why the segment ended (the engine's EndpointReason)
         message["reason"] = reason
+    if audio_end is not None:  # engine_events only: the audio the final depends on (latency = its arrival - this)
+        message["audio_end"] = _r(audio_end)
     return message
 
 

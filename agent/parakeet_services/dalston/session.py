@@ -343,7 +343,8 @@ class Session:
         if text:
             self._segments.append({"start": round(start, 3), "end": round(end, 3), "text": text})
         await self._send(proto.transcript_final(text, start, end, confidence, words if c.word_timestamps else None,
-                                                reason=final.reason if engine_order else None))
+                                                reason=final.reason if engine_order else None,
+                                                audio_end=self._session_time(final.audio_end) if engine_order else None))
         if self._vad_events and engine_order:
             await self._send(proto.speech_end(vad_end_ts))
 
