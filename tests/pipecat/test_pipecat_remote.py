@@ -99,3 +99,17 @@ async def test_the_session_is_reopened_after_the_server_is_killed_and_restarted(
         assert any("remote session ended" in e.error and "1006" in e.error for e in rec.errors)
     finally:
         own.stop()
+
+
+async def test_audio_buffered_while_reconnecting_is_replayed_up_to_max_replay_s():
+    """Of what Pipecat buffered during a reconnect, the newest ``max_replay_s`` stays (the base class replays it);
+    the older frames are dropped and counted."""
+    from pipecat.frames.frames import InputAudioRawFrame
+    from pipecat.processors.frame_processor import FrameDirection
+
+    stt = ParakeetSTTService(base_url="ws://127.0.0.1:9", max_replay_s=0.5)  # never connected here
+    frames = [InputAudioRawFrame(audio=bytes(640), sample_rate=16000, num_channels=1) for _ in range(40)]  # 0.8 s
+    stt._reconnect_audio_buffer = [(f, FrameDirection.DOWNSTREAM) for f in frames]
+    stt._trim_reconnect_buffer()
+    assert [f for f, _ in stt._reconnect_audio_buffer] == frames[15:]
+    assert stt.dropped_audio_seconds == pytest.approx(0.3)
