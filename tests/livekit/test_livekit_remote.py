@@ -106,6 +106,67 @@ async def test_remote_usage_reports_every_five_seconds_of_audio(stt, speech):
         (5.0, MODEL, "parakeet-stream"), (2.0, MODEL, "parakeet-stream")]
 
 
+async def test_remote_48k_stereo_frames_are_downmixed_and_resampled_by_the_server(stt, engine, speech):
+    left = np.concatenate([speech(LIGHTS, 48000), silence(1.0, 48000)])
+    stereo = np.stack([left, 0.5 * left], axis=1)
+    events = await run_stream(stt, frames(stereo, rate=48000, channels=2, frame_ms=10))
+
+    data = next(e for e in events if e.type == T.FINAL_TRANSCRIPT).alternatives[0]
+    assert data.text == LIGHTS
+    pcm = (np.clip(stereo, -1, 1) * 32767).astype(np.int16).astype(np.float32)
+    mono = np.round(pcm.mean(axis=1)).astype(np.float32) / 32768.0  # what the client sends: int16 mean, rounded
+    assert timed(data.words) == [(w.text, round(w.start, 3), round(w.end, 3))
+                                 for w in engine.transcribe(mono, 48000).words]
+    assert [e.recognition_usage.audio_duration for e in events if e.type == T.RECOGNITION_USAGE] == [
+        len(left) / 48000]
+
+
+async def test_remote_silence_produces_no_transcript(stt):
+    events = await run_stream(stt, frames(silence(3.0)))
+    assert [(e.type, e.recognition_usage.audio_duration) for e in events] == [(T.RECOGNITION_USAGE, 3.0)]
+
+
+async def test_closing_mid_utterance_ends_the_server_session(stt, server, speech):
+    import websockets
+
+    async def active_sessions() -> int:
+        async with websockets.connect(f"{server.url}/health") as ws:
+            return json.loads(await ws.recv())["active_sessions"]
+
+    stream = stt.stream()
+    for f in frames(speech(TIMER))[:40]:
+        stream.push_frame(f)
+    seen = []
+    async for ev in stream:
+        seen.append(ev.type)
+        if ev.type == T.INTERIM_TRANSCRIPT:
+            break
+    assert seen[0] == T.START_OF_SPEECH and await active_sessions() == 1
+    await stream.aclose()
+    for _ in range(200):
+        if await active_sessions() == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await active_sessions() == 0
+
+
+async def test_no_server_is_a_retryable_connection_error_until_the_retries_run_out(speech):
+    from tests.dalston.kit import free_port
+
+    url = f"ws://127.0.0.1:{free_port()}"  # nothing listens there
+    plugin = parakeet.STT(model=MODEL, base_url=url)
+    errors = []
+    plugin.on("error", errors.append)
+    with pytest.raises(Exception):
+        await run_stream(plugin, frames(speech(CALL)), conn_options=APIConnectOptions(max_retry=1, retry_interval=0.1))
+    refused = (f"parakeet: cannot connect to {url}/session: ConnectionRefusedError: [Errno 111] Connect call failed "
+               f"('127.0.0.1', {url.rsplit(':', 1)[1]})")
+    assert [(type(e.error).__name__, str(e.error), e.recoverable) for e in errors] == [
+        ("APIConnectionError", refused, True),
+        ("APIConnectionError", refused, False),
+    ]
+
+
 async def test_remote_recognize_transcribes_a_buffer(stt, engine, speech):
     audio = speech(ALARM)
     event = await stt.recognize(frames(audio))

@@ -379,8 +379,11 @@ class SpeechStream(stt.SpeechStream):
         """Remote mode: audio pushed while reconnecting that was not replayed (see ``max_replay_s``)."""
 
     @property
-    def pending_seconds(self) -> float:
-        """Audio pushed to the engine but not decoded yet (what closing the stream now would leave uncaptioned)."""
+    def pending_seconds(self) -> float | None:
+        """Audio pushed to the engine but not decoded yet (what closing the stream now would leave uncaptioned);
+        ``None`` in remote mode, where only the server knows."""
+        if self._stt._remote is not None:
+            return None
         s = self._engine_stream
         return 0.0 if s is None else max(0.0, s.audio_seconds - s.processed_seconds)
 
