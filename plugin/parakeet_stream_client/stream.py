@@ -35,6 +35,7 @@ class RemoteStream:
         self.sample_rate = session.sample_rate
         self._ops: asyncio.Queue[_Op] = asyncio.Queue()
         self._samples_queued = 0
+        self._samples_sent = 0
         self._sender = asyncio.get_running_loop().create_task(self._send(), name="parakeet_remote_send")
         self._send_error: RemoteSessionError | None = None
         self._closed = False
@@ -81,6 +82,7 @@ class RemoteStream:
                 op = await self._ops.get()
                 if isinstance(op, bytes):
                     await self.session.send_audio(op)
+                    self._samples_sent += len(op) // 2
                 elif isinstance(op, EndpointingOptions):
                     await self.session.update_endpointing(op)
                 elif op == _FLUSH:
@@ -97,7 +99,7 @@ class RemoteStream:
             async for event in self.session:
                 yield event
         except RemoteSessionError as e:
-            unsent = sum(len(op) for op in self._ops._queue if isinstance(op, bytes)) / 2 / self.sample_rate
+            unsent = (self._samples_queued - self._samples_sent) / self.sample_rate
             if unsent:
                 log.warning("remote.unsent session_id=%s audio_s=%.3f: queued audio not sent before the session "
                             "ended", self.id, unsent)

@@ -34,6 +34,7 @@ import numpy as np
 
 from livekit import rtc
 from livekit.agents import APIConnectionError, APIError, APIStatusError
+from parakeet_stream.endpointing import EndpointingOptions
 from parakeet_stream_client import RemoteSessionError, ServerUnreachable, SessionParams
 
 # replayed after a reconnect: the newest audio of the backlog, at most this much (serve's default lag budget is
@@ -69,8 +70,9 @@ def pcm16_mono(frame: rtc.AudioFrame) -> bytes:
     return np.round(pcm.astype(np.float32).mean(axis=1)).astype("<i2").tobytes()
 
 
-def session_params(target: RemoteTarget, sample_rate: int, language: str, endpointing, *,
+def session_params(target: RemoteTarget, sample_rate: int, language: str, endpointing: EndpointingOptions, *,
                    extra: Mapping[str, str] | None = None) -> SessionParams:
+    """A session's parameters: the stream's rate, language and endpointing, the STT's and the call's extras."""
     return SessionParams(sample_rate=sample_rate, language=language, endpointing=endpointing,
                          extra={**target.session_params, **(extra or {})})
 
