@@ -4,11 +4,16 @@ ends (components-react ``useTranscriptions()``, the JS/Flutter/Android ``Transcr
 
 Every job of a worker runs in a thread of the worker process (``JobExecutorType.THREAD``), so all rooms share
 the process's one engine (one model per device) and the worker's load is simply live streams / capacity.
+With a server (``CaptionsConfig.server``, remote mode) there is no model to share: jobs run in LiveKit's default
+process executor, each room in a process of its own, and LiveKit's own CPU load measure applies.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
+import os
 from dataclasses import dataclass, field
 
 from livekit import rtc
@@ -24,6 +29,9 @@ from livekit.plugins import parakeet
 import parakeet_stream as ps
 
 logger = logging.getLogger("parakeet_services.captions")
+
+# remote mode: job processes read their config here (LiveKit hands a job process nothing but the entrypoint)
+REMOTE_CONFIG_ENV = "PARAKEET_CAPTIONS_REMOTE_CONFIG"
 
 AUDIO_END_WAIT_S = 1.0  # how long a closing track's audio stream may take to deliver its last frames
 # participants whose microphones get captions (other agents, e.g. a TTS voice, publish their own)
@@ -54,6 +62,12 @@ class CaptionsConfig:
     http_host: str = ""
     http_port: int = 8081  # health check (GET /) and worker info; 0 = any free port
     http_proxy: str | None = None  # the worker talks to its LiveKit server directly unless told otherwise
+    server: str | None = None  # ws:// of a parakeet-stream serve worker: streams run there, no model loads here
+    server_api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def remote(self) -> bool:
+        return self.server is not None
 
     def engine(self) -> ps.Engine:
         """The process's shared engine for this config (blocking the first time)."""
@@ -61,6 +75,9 @@ class CaptionsConfig:
                                 max_streams=self.max_streams, num_threads=self.num_threads)
 
     def stt(self) -> parakeet.STT:
+        if self.remote:
+            return parakeet.STT(model=self.model, base_url=self.server, api_key=self.server_api_key,
+                                endpointing=self.endpointing)
         return parakeet.STT(model=self.model, device=self.device, dtype=self.dtype, chunk_ms=self.chunk_ms,
                             max_streams=self.max_streams, endpointing=self.endpointing, num_threads=self.num_threads)
 
@@ -187,8 +204,46 @@ class RoomCaptions:
         await asyncio.gather(*self._closing, return_exceptions=True)
 
 
+async def _caption_room(ctx: JobContext, config: CaptionsConfig) -> RoomCaptions:
+    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    room_captions = RoomCaptions(ctx.room, config.stt(), config.end_timeout)
+    room_captions.start()
+    logger.info("captioning room", extra={"room": ctx.room.name, "job": ctx.job.id})
+    return room_captions
+
+
+async def remote_captions_job(ctx: JobContext) -> None:
+    """The entrypoint of a job process in remote mode (module level: the process executor imports it)."""
+    saved = json.loads(os.environ[REMOTE_CONFIG_ENV])
+    config = CaptionsConfig(**{**saved, "endpointing": ps.EndpointingOptions(**saved["endpointing"])})
+    room_captions = await _caption_room(ctx, config)
+    ctx.add_shutdown_callback(room_captions.aclose)
+
+
+def _build_remote_server(config: CaptionsConfig) -> AgentServer:
+    # the job processes inherit this (the forkserver starts after it is set); it holds the server's API key, as
+    # PARAKEET_API_KEY would
+    os.environ[REMOTE_CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
+    server = AgentServer(
+        ws_url=config.url or "",
+        api_key=config.api_key or "",
+        api_secret=config.api_secret or "",
+        job_executor_type=JobExecutorType.PROCESS,
+        load_threshold=config.load_threshold,
+        drain_timeout=config.drain_timeout,
+        host=config.http_host,
+        port=config.http_port,
+        http_proxy=config.http_proxy,
+    )
+    server.rtc_session(agent_name=config.agent_name)(remote_captions_job)
+    return server
+
+
 def build_server(config: CaptionsConfig) -> AgentServer:
-    """A LiveKit worker that captions the rooms it is dispatched to, over this process's shared engine."""
+    """A LiveKit worker that captions the rooms it is dispatched to, over this process's shared engine (or, with
+    ``config.server``, over a parakeet-stream server, one process per room)."""
+    if config.remote:
+        return _build_remote_server(config)
     server = AgentServer(
         ws_url=config.url or "",
         api_key=config.api_key or "",
@@ -216,10 +271,7 @@ def build_server(config: CaptionsConfig) -> AgentServer:
 
     @server.rtc_session(agent_name=config.agent_name)
     async def captions(ctx: JobContext) -> None:
-        await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
-        room_captions = RoomCaptions(ctx.room, config.stt(), config.end_timeout)
-        room_captions.start()
+        room_captions = await _caption_room(ctx, config)
         ctx.add_shutdown_callback(room_captions.aclose)
-        logger.info("captioning room", extra={"room": ctx.room.name, "job": ctx.job.id})
 
     return server

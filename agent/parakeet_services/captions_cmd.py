@@ -26,6 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--agent-name", default=os.environ.get("LIVEKIT_AGENT_NAME", ""),
                    help="explicit dispatch under this name; empty (default) joins every new room")
     add_model_arguments(p, DEFAULT_MODEL)
+    p.add_argument("--server", default=os.environ.get("PARAKEET_URL"),
+                   help="ws://HOST:PORT of a `parakeet-stream serve` worker: every microphone is a session there and "
+                        "this worker loads no model (--model/--device/--dtype/--chunk-ms/--threads are then the "
+                        "server's); rooms run in a process each, LiveKit's default executor, and load is LiveKit's "
+                        "CPU measure (default $PARAKEET_URL; unset: in process)")
+    p.add_argument("--server-api-key", default=os.environ.get("PARAKEET_API_KEY"),
+                   help="the server's --api-key (default $PARAKEET_API_KEY)")
     p.add_argument("--max-streams", type=int, default=64, help="microphones captioned at once (default 64)")
     p.add_argument("--load-threshold", type=float, default=0.9,
                    help="share of --max-streams above which no new rooms are accepted (default 0.9)")
@@ -73,14 +80,24 @@ def run(args: argparse.Namespace) -> int:
                             chunk_ms=args.chunk_ms, max_streams=args.max_streams, endpointing=endpointing,
                             load_threshold=args.load_threshold, drain_timeout=args.drain_timeout,
                             http_host=args.http_host, http_port=args.http_port, end_timeout=args.end_timeout,
-                            num_threads=args.threads)
-    try:
-        engine = config.engine()  # before registering: never accept a room we cannot caption yet
-    except ps.ParakeetStreamError as e:
-        log.error("%s", e)
-        return 1
-    log.info("model loaded", extra={"model": engine.info.name, "device": engine.info.device,
-                                    "chunk_ms": engine.info.chunk_ms, "capacity": engine.capacity})
+                            num_threads=args.threads, server=args.server or None,
+                            server_api_key=args.server_api_key or None)
+    engine = None
+    if config.remote:
+        try:
+            config.stt()  # a malformed --server is an error now, not at the first room
+        except ValueError as e:
+            log.error("%s", e)
+            return 2
+        log.info("remote mode: streams run on the parakeet-stream server", extra={"server": config.server})
+    else:
+        try:
+            engine = config.engine()  # before registering: never accept a room we cannot caption yet
+        except ps.ParakeetStreamError as e:
+            log.error("%s", e)
+            return 1
+        log.info("model loaded", extra={"model": engine.info.name, "device": engine.info.device,
+                                        "chunk_ms": engine.info.chunk_ms, "capacity": engine.capacity})
 
     async def serve() -> int:
         try:
@@ -107,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     rc = asyncio.run(serve())
-    engine.close()
+    if engine is not None:
+        engine.close()
     if rc == 0:
         log.info("stopped")
     exit_skipping_native_teardown(rc)

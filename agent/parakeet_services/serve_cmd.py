@@ -52,6 +52,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--engine-yaml", default=_env("DALSTON_ENGINE_YAML"), help="engine card (default: shipped)")
     p.add_argument("--heartbeat-interval", type=float, default=10.0)
     p.add_argument("--drain-grace", type=float, default=30.0, help="seconds SIGTERM waits for open sessions")
+    p.add_argument("--api-key", default=_env("PARAKEET_API_KEY"),
+                   help="sessions must present this key (Authorization: Bearer, X-API-Key or ?api_key=); others "
+                        "close 1008 'unauthorized' (env PARAKEET_API_KEY; default: no key)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(run=run)
 
@@ -88,7 +91,8 @@ async def _serve(args: argparse.Namespace) -> int:
     options = WorkerOptions(
         host=args.host, port=args.port, max_sessions=args.max_sessions, instance=instance, endpoint=args.endpoint,
         models=[m for m in (args.models or "").split(",") if m], timeline=args.timeline,
-        languages=[lang for lang in args.languages.split(",") if lang], drain_grace_s=args.drain_grace)
+        languages=[lang for lang in args.languages.split(",") if lang], drain_grace_s=args.drain_grace,
+        api_key=args.api_key or None)
     worker = DalstonWorker(engine, options)
     capabilities = reg.load_capabilities(args.engine_yaml, engine_id=args.engine_id,
                                          max_concurrency=args.max_sessions, model_variants=worker.models)

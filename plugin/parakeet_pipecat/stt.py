@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -51,6 +52,13 @@ from pipecat.utils.types import NOT_GIVEN, NotGiven
 from pipecat.utils.tracing.service_decorators import traced_stt
 
 import parakeet_stream as ps
+
+# remote mode: a lost session is reopened this many times, this far apart, before the service gives up
+RECONNECT_ATTEMPTS = 30
+RECONNECT_INTERVAL_S = 1.0
+# remote mode: audio Pipecat buffered during a reconnect is replayed up to this much (the newest); serve's default
+# lag budget (3 s warning, 5 s hard) takes a 3 s burst without ending the session
+DEFAULT_MAX_REPLAY_S = 3.0
 
 # Push-time marks kept to time Finals against (one per audio frame: 60 s of 20 ms frames). A Final older than
 # this would mean the engine is a minute behind, which its capacity limits prevent.
@@ -90,6 +98,10 @@ class ParakeetSTTService(STTService):
         turn_detection: bool | None = None,
         should_interrupt: bool = True,
         settings: ParakeetSTTSettings | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        session_params: dict[str, str] | None = None,
+        max_replay_s: float = DEFAULT_MAX_REPLAY_S,
         **kwargs,
     ):
         """Create the service; nothing is loaded until ``start`` (or :meth:`load`).
@@ -107,6 +119,13 @@ class ParakeetSTTService(STTService):
                 None = on exactly when the model has an ``<EOU>`` token.
             should_interrupt: with turn detection, whether a proposed turn start interrupts the bot.
             settings: ``ParakeetSTTSettings``; ``language`` defaults to English.
+            base_url: ``ws://host:port`` of a ``parakeet-stream serve`` worker (default ``$PARAKEET_URL``): the
+                pipeline's stream is a session there and this process loads no model. Unset: in process.
+            api_key: the server's ``--api-key`` (default ``$PARAKEET_API_KEY``).
+            session_params: extra ``/session`` query parameters in remote mode (``lag_hard_seconds``...).
+            max_replay_s: remote mode: of the audio Pipecat buffers while a lost session is reopened, the newest
+                this many seconds are replayed; older audio is dropped with a warning and counted
+                (``dropped_audio_seconds``).
             **kwargs: passed to ``STTService`` (``sample_rate``, ``ttfs_p99_latency``, ...).
         """
         default = ParakeetSTTSettings(model=engine.info.name if engine is not None else model,
@@ -115,6 +134,17 @@ class ParakeetSTTService(STTService):
             default.apply_update(settings)
         super().__init__(settings=default, **kwargs)
         self._engine = engine
+        self._base_url = base_url or os.environ.get("PARAKEET_URL") or None
+        if self._base_url and engine is not None:
+            raise ValueError("pass either engine= (in process) or base_url= (a parakeet-stream server), not both")
+        if self._base_url:
+            from parakeet_stream_client import SessionParams, session_url
+
+            session_url(self._base_url, SessionParams())  # a malformed URL is a ValueError now
+        self._api_key = api_key or os.environ.get("PARAKEET_API_KEY") or None
+        self._session_params = dict(session_params or {})
+        self._max_replay_s = max_replay_s
+        self.dropped_audio_seconds = 0.0
         self._load_args = dict(device=device, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams)
         self._turn_detection_arg = turn_detection
         self._should_interrupt = should_interrupt
@@ -128,6 +158,11 @@ class ParakeetSTTService(STTService):
         if self._engine is None:
             self._engine = ps.shared_engine(str(self._settings.model), **self._load_args)
         return self._engine
+
+    @property
+    def remote(self) -> bool:
+        """Whether the stream runs on a ``parakeet-stream serve`` worker (``base_url``) instead of in process."""
+        return self._base_url is not None
 
     @property
     def engine(self) -> Any | None:
@@ -157,6 +192,9 @@ class ParakeetSTTService(STTService):
     async def start(self, frame: StartFrame):
         """Load the engine off the event loop (first service only) and open this pipeline's stream."""
         await super().start(frame)
+        if self.remote:
+            await self._open_remote_stream()
+            return
         if self._engine is None:
             try:
                 await asyncio.to_thread(self.load)
@@ -199,6 +237,49 @@ class ParakeetSTTService(STTService):
                      f"chunk_ms={self._engine.info.chunk_ms} turn_detection={self.turn_detection}")
         await self._call_event_handler("on_connected")
 
+    async def _open_remote_stream(self) -> None:
+        """Open a server session, retrying a server that is down, restarting or full (``RECONNECT_ATTEMPTS``)."""
+        from parakeet_stream_client import RemoteSession, RemoteSessionError, RemoteStream, SessionParams
+
+        endpointing = self._settings.endpointing or ps.EndpointingOptions()
+        params = SessionParams(sample_rate=self.sample_rate, endpointing=endpointing, extra=self._session_params)
+        for attempt in range(1, RECONNECT_ATTEMPTS + 1):
+            try:
+                session = await RemoteSession.open(self._base_url, params, api_key=self._api_key)
+                break
+            except RemoteSessionError as e:
+                if not e.retryable or attempt == RECONNECT_ATTEMPTS:
+                    await self.push_error(f"{self}: could not open a session on the parakeet-stream server: {e}",
+                                          exception=e, force_treat_as_permanent=True)
+                    raise
+                logger.warning(f"{self}: remote.open_failed attempt={attempt}/{RECONNECT_ATTEMPTS} "
+                               f"retry_in_s={RECONNECT_INTERVAL_S:g}: {e}")
+                await asyncio.sleep(RECONNECT_INTERVAL_S)
+        self._stream = RemoteStream(session)
+        self._push_marks.clear()
+        self._receive_task = self.create_task(self._receive(self._stream), name="parakeet_receive")
+        logger.debug(f"{self}: stream.opened remote session_id={session.session_id} sample_rate={self.sample_rate} "
+                     f"turn_detection={self.turn_detection}")
+        await self._call_event_handler("on_connected")
+
+    def _trim_reconnect_buffer(self) -> None:
+        """Keep the newest ``max_replay_s`` of the audio buffered during the reconnect; log and count the rest."""
+        kept_s, keep_from = 0.0, len(self._reconnect_audio_buffer)
+        for i in range(len(self._reconnect_audio_buffer) - 1, -1, -1):
+            audio = self._reconnect_audio_buffer[i][0]
+            seconds = len(audio.audio) / 2 / audio.num_channels / audio.sample_rate
+            if kept_s + seconds > self._max_replay_s + 1e-9:
+                break
+            kept_s, keep_from = kept_s + seconds, i
+        dropped = self._reconnect_audio_buffer[:keep_from]
+        if dropped:
+            seconds = sum(len(f.audio) / 2 / f.num_channels / f.sample_rate for f, _ in dropped)
+            self.dropped_audio_seconds += seconds
+            del self._reconnect_audio_buffer[:keep_from]
+            logger.warning(f"{self}: remote.audio_dropped frames={len(dropped)} seconds={seconds:.3f} "
+                           f"replayed_seconds={kept_s:.3f} max_replay_s={self._max_replay_s:g}: audio received "
+                           f"while reconnecting, beyond what is replayed")
+
     async def _close_stream(self) -> None:
         stream, task = self._stream, self._receive_task
         self._stream = self._receive_task = None
@@ -212,6 +293,10 @@ class ParakeetSTTService(STTService):
     async def _do_reconnect(self):
         """A failed stream is replaced by a fresh one on the same engine (the base replays buffered audio)."""
         await self._close_stream()
+        if self.remote:
+            await self._open_remote_stream()
+            self._trim_reconnect_buffer()  # the base class replays what is left
+            return
         await self._open_stream()
 
     # -- audio in ------------------------------------------------------------------------------------------
@@ -259,9 +344,18 @@ class ParakeetSTTService(STTService):
                     await self.broadcast_frame(ProposedUserStartedSpeakingFrame)
             elif isinstance(event, ps.StreamFailed):
                 logger.error(f"{self}: stream.failed message={event.message}")
-                await self.push_error(f"{self}: engine stream failed: {event.message}")
+                retryable = getattr(event.error, "retryable", True)  # a server session says; an engine stream may
+                what = "remote session ended" if self.remote else "engine stream failed"
+                await self.push_error(f"{self}: {what}: {event.message}", exception=event.error,
+                                      force_treat_as_permanent=not retryable)
                 self._receive_task = None  # this task ends here; the reconnect opens a new one
-                await self._request_reconnect()
+                if retryable and self.remote:
+                    # not deferred to the end of the user's turn: the session is gone, audio now would be lost
+                    await self._reconnect()
+                elif retryable:
+                    await self._request_reconnect()
+                else:
+                    self._stream = None
                 return
 
     async def _on_final(self, event: ps.Final) -> None:

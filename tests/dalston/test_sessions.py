@@ -354,3 +354,47 @@ async def test_audio_still_untranscribed_at_the_end_deadline_is_reported_and_the
     assert t.of("session.end")[0]["total_audio_seconds"] == pytest.approx(len(audio) / 2 / 16000, abs=1e-3)
     assert (t.close_code, t.close_reason) == (1000, "")
     assert worker.stats.sessions_ended["end_deadline"] == 1
+
+
+# -- parakeet-stream extensions (engine_events, endpointing): what the remote LiveKit/Pipecat clients use ----------
+
+ENGINE_BLANK = json.dumps({"vad": False, "eou": False, "trailing_blank_ms": 800})
+
+
+async def test_engine_events_put_the_final_before_speech_end_with_words_on_partials(worker, speech, engine) -> None:
+    audio = np.concatenate([speech(TIMER), np.zeros(16000, np.float32)])
+    url = session_url(worker, engine_events=True, word_timestamps=True, endpointing=ENGINE_BLANK)
+    t = await run_session(url, frames(pcm16(audio), 3200))
+    assert_well_formed(t)
+    kinds = [k for k in t.types if k != "transcript.partial"]
+    assert kinds == ["session.begin", "vad.speech_start", "transcript.final", "vad.speech_end", "session.end"]
+    [final] = t.of("transcript.final")
+    assert (final["text"], final["reason"]) == (TIMER, "blank")
+    assert final["end"] < final["audio_end"] <= round(len(audio) / 16000, 3)  # the blank run after the words
+    offline = [(w.text, round(w.start, 3), round(w.end, 3)) for w in engine.transcribe(audio).words]
+    assert [(w["word"], w["start"], w["end"]) for w in final["words"]] == offline
+    last_partial = t.of("transcript.partial")[-1]
+    assert [w["word"] for w in last_partial["words"]] == TIMER.split()
+
+
+async def test_engine_endpointing_can_be_retuned_but_not_switched_to_vad(worker, speech) -> None:
+    url = session_url(worker, engine_events=True, endpointing=ENGINE_BLANK)
+    bad = json.dumps({"type": "config", "endpointing": {"vad": True}})
+    good = json.dumps({"type": "config", "endpointing": {"trailing_blank_ms": 400}})
+    t = await run_session(url, [bad, good, *frames(pcm16(speech(TIMER)), 3200)])
+    assert t.of("error") == [{"type": "error", "code": "invalid_message", "recoverable": True, "message":
+                              "Invalid config: endpointing.vad cannot change on an open session (open a new one "
+                              "for that)"}]
+    assert t.final_text == TIMER
+
+
+@pytest.mark.parametrize("value, reason", [
+    ('{"trailing_blank_ms": 10}',
+     "Invalid parameter: endpointing option trailing_blank_ms=10 is out of range; accepted: 80..60000"),
+    ('{"silence": 1}',
+     "Invalid parameter: unknown endpointing field(s) silence (see parakeet_stream.EndpointingOptions)"),
+    ("[1]", "Invalid parameter: endpointing='[1]' is not a JSON object"),
+])
+async def test_bad_engine_endpointing_closes_1002(worker, value: str, reason: str) -> None:
+    t = await connect_and_collect(session_url(worker, endpointing=value))
+    assert (t.messages, t.close_code, t.close_reason) == ([], 1002, reason)

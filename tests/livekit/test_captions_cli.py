@@ -15,8 +15,10 @@ from tests.livekit.livekit_testkit import MESSAGE, MODEL, Speaker, Viewer, agent
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.realtime]
 
 
-async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(livekit_server, speech, tmp_path):
-    """Explicit dispatch, one agent in the room, captions, then a graceful stop."""
+@pytest.mark.parametrize("remote", [False, True], ids=["in-process", "remote"])
+async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(livekit_server, speech, tmp_path, remote):
+    """Explicit dispatch, one agent in the room, captions, then a graceful stop; with ``--server`` the captions are
+    transcribed by a ``parakeet-stream serve`` process and the captions worker loads no model."""
     import os
     import signal
     import subprocess
@@ -24,23 +26,30 @@ async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(liveki
 
     from livekit import api
 
+    from tests.serve_process import ServeProcess
+
+    server = ServeProcess(max_sessions=4, api_key="captions-key") if remote else None
+    if server is not None:
+        server.start()
+    agent_name, room = ("cli-captions-remote", "room-cli-remote") if remote else ("cli-captions", "room-cli")
     log_path = tmp_path / "captions.log"
     env = {**os.environ, "LIVEKIT_URL": livekit_server.url, "LIVEKIT_API_KEY": livekit_server.api_key,
            "LIVEKIT_API_SECRET": livekit_server.api_secret}
     with open(log_path, "wb") as log:
+        remote_args = ["--server", server.url, "--server-api-key", "captions-key"] if server else []
         proc = subprocess.Popen([sys.executable, "-m", "parakeet_services.cli", "captions", "--model", MODEL,
-                                 "--agent-name", "cli-captions", "--http-port", "0", "--max-streams", "4"],
+                                 "--agent-name", agent_name, "--http-port", "0", "--max-streams", "4", *remote_args],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         await until(lambda: b"registered worker" in log_path.read_bytes() or proc.poll() is not None,
                     what="the captions command to register")
         assert proc.poll() is None, log_path.read_text()
-        viewer = await Viewer().join(livekit_server, "room-cli")
-        gina = await Speaker("gina").join(livekit_server, "room-cli")
+        viewer = await Viewer().join(livekit_server, room)
+        gina = await Speaker("gina").join(livekit_server, room)
         async with api.LiveKitAPI(livekit_server.url.replace("ws://", "http://"), livekit_server.api_key,
                                   livekit_server.api_secret) as lkapi:
             await lkapi.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(agent_name="cli-captions", room="room-cli"))
+                api.CreateAgentDispatchRequest(agent_name=agent_name, room=room))
         await until(lambda: any(p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
                                 for p in viewer.room.remote_participants.values()), what="the dispatched agent")
         await asyncio.wait_for(gina.heard.wait(), 60)  # the agent subscribed: nothing she says is lost
@@ -58,7 +67,17 @@ async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(liveki
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if server is not None:
+            server.stop()
     out = log_path.read_text()
+    if remote:
+        assert "remote mode: streams run on the parakeet-stream server" in out and "model loaded" not in out, out
+        assert "captions-key" not in out
+        # LiveKit's default process executor: the room was captioned in a job process, not the worker's
+        import re
+
+        [job_pid] = re.findall(r"captioning room room=room-cli-remote .* pid=(\d+)", out)
+        assert int(job_pid) != proc.pid
     assert rc == 0, out
     assert "draining: no new rooms; waiting for running ones" in out
     assert out.rstrip().endswith("INFO parakeet_services.captions stopped"), out

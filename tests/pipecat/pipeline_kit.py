@@ -68,9 +68,9 @@ class _ServiceRecorder(BaseObserver):
         target.append(data.frame)
 
 
-def build_worker(processors: list, service, frames_rate: int = 16000,
-                 metrics: bool = False) -> tuple[PipelineWorker, Recorded, asyncio.Event]:
-    recorded = Recorded()
+def build_worker(processors: list, service, frames_rate: int = 16000, metrics: bool = False,
+                 recorded: Recorded | None = None) -> tuple[PipelineWorker, Recorded, asyncio.Event]:
+    recorded = recorded if recorded is not None else Recorded()
     worker = PipelineWorker(
         Pipeline(processors), cancel_on_idle_timeout=False, observers=[_ServiceRecorder(service, recorded)],
         params=PipelineParams(audio_in_sample_rate=frames_rate, enable_metrics=metrics,
@@ -85,10 +85,11 @@ def build_worker(processors: list, service, frames_rate: int = 16000,
 
 
 async def run_pipeline(processors: list, service, frames: list[Frame], *, rate: int = 16000,
-                       metrics: bool = False, before_end=None) -> Recorded:
+                       metrics: bool = False, before_end=None, recorded: Recorded | None = None) -> Recorded:
     """Run ``processors`` (which include ``service``), queue ``frames`` then an ``EndFrame``, and return what the
-    service pushed once the pipeline has finished. ``before_end(worker)`` runs between the two (it may cancel)."""
-    worker, recorded, started = build_worker(processors, service, rate, metrics)
+    service pushed once the pipeline has finished. ``before_end(worker)`` runs between the two (it may cancel);
+    pass ``recorded`` to watch the frames while the pipeline runs."""
+    worker, recorded, started = build_worker(processors, service, rate, metrics, recorded)
 
     async def feed():
         await asyncio.wait_for(started.wait(), timeout=120)

@@ -9,14 +9,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
+
+from parakeet_stream.endpointing import EndpointingOptions
 
 # close codes (dalston/common/ws_close_codes.py)
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_INVALID_PARAMETER = 1002
 CLOSE_INVALID_PATH = 1008
+CLOSE_POLICY_VIOLATION = 1008  # same code as an invalid path (RFC 6455 "policy violation"); reason "unauthorized"
+REASON_UNAUTHORIZED = "unauthorized"
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_AT_CAPACITY = 1013
 CLOSE_LAG_EXCEEDED = 4010
@@ -92,6 +96,12 @@ class SessionConfig:
     debug_chunk_sleep_initial_seconds: float = 0.0
     debug_chunk_sleep_increment_seconds: float = 0.0
     timeline: str = "audio"
+    # parakeet-stream extensions (dalston's gateway never sends them; unknown names are ignored by dalston):
+    # `endpointing` = the engine's own EndpointingOptions as JSON, used instead of the VAD parameters above, and
+    # `engine_events` = messages in the engine's event order (transcript.final before vad.speech_end, words on
+    # partials), so a client can rebuild exactly the events an in-process stream gives.
+    endpointing: EndpointingOptions | None = None
+    engine_events: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -137,8 +147,21 @@ def parse_session_params(params: Mapping[str, str], *, default_timeline: str = "
     timeline = params.get("timeline") or default_timeline
     if timeline not in TIMELINES:
         raise ParameterError(f"Invalid parameter: timeline={timeline!r} (accepted: {', '.join(TIMELINES)})")
+    endpointing = None
+    if params.get("endpointing"):
+        try:
+            changes = json.loads(params["endpointing"])
+        except ValueError:
+            changes = None
+        if not isinstance(changes, dict):
+            raise ParameterError(f"Invalid parameter: endpointing={params['endpointing']!r} is not a JSON object")
+        try:
+            endpointing = endpointing_options(EndpointingOptions(), changes, allow_vad=True)
+        except (ValueError, TypeError) as exc:
+            raise ParameterError(f"Invalid parameter: {exc}") from None
+    # api_key is a credential: it is never kept where a log line or a reply could show it
     known = set(SessionConfig.__dataclass_fields__) | {"resample_quality", "store_audio", "store_transcript",
-                                                       "include_language_detection", "prompt"}
+                                                       "include_language_detection", "prompt", "api_key"}
     return SessionConfig(
         session_id=session_id,
         language=params.get("language") or "auto",
@@ -170,6 +193,8 @@ def parse_session_params(params: Mapping[str, str], *, default_timeline: str = "
         debug_chunk_sleep_increment_seconds=_number(params, "debug_chunk_sleep_increment_seconds", 0.0, 0, 60,
                                                     integer=False),
         timeline=timeline,
+        endpointing=endpointing,
+        engine_events=_flag(params.get("engine_events", "false")),
         extra={k: v for k, v in params.items() if k not in known},
     )
 
@@ -178,9 +203,25 @@ def parse_session_params(params: Mapping[str, str], *, default_timeline: str = "
 
 CONFIG_FIELDS = {
     "vad_threshold": (0.0, 1.0),
+    "min_speech_duration_ms": (50, 2000),
     "min_silence_duration_ms": (50, 2000),
     "prefix_padding_ms": (0, 5000),
 }
+
+
+def endpointing_options(base: EndpointingOptions, changes: Mapping[str, Any], *, allow_vad: bool) -> EndpointingOptions:
+    """``base`` with the engine endpointing ``changes`` applied; ``ValueError`` names a bad or unknown field.
+
+    ``allow_vad=False`` is for a live session: the engine cannot switch its VAD on or off on an open stream.
+    """
+    names = [f.name for f in fields(EndpointingOptions)]
+    unknown = sorted(set(changes) - set(names))
+    if unknown:
+        # short: it may become a close reason (123 bytes)
+        raise ValueError(f"unknown endpointing field(s) {', '.join(unknown)} (see parakeet_stream.EndpointingOptions)")
+    if not allow_vad and "vad" in changes and changes["vad"] != base.vad:
+        raise ValueError("endpointing.vad cannot change on an open session (open a new one for that)")
+    return replace(base, **dict(changes))
 
 
 def parse_client_message(text: str) -> dict[str, Any]:
@@ -202,6 +243,15 @@ def parse_client_message(text: str) -> dict[str, Any]:
                 value = message[name]
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
                     raise MessageError(f"Invalid config: {name}={value!r} (accepted: {lo:g}..{hi:g})")
+        if "endpointing" in message:
+            changes = message["endpointing"]
+            if not isinstance(changes, dict):
+                raise MessageError(f"Invalid config: endpointing={changes!r} (accepted: a JSON object of engine "
+                                   f"endpointing fields)")
+            try:
+                endpointing_options(EndpointingOptions(), changes, allow_vad=True)
+            except (ValueError, TypeError) as exc:
+                raise MessageError(f"Invalid config: {exc}") from None
         if "language" in message and not isinstance(message["language"], str):
             raise MessageError(f"Invalid config: language={message['language']!r} (accepted: a language code)")
     return message
@@ -225,16 +275,25 @@ def speech_end(timestamp: float) -> dict[str, Any]:
     return {"type": "vad.speech_end", "timestamp": _r(timestamp)}
 
 
-def transcript_partial(text: str, start: float, end: float) -> dict[str, Any]:
-    return {"type": "transcript.partial", "text": text, "start": _r(start), "end": _r(end)}
+def transcript_partial(text: str, start: float, end: float,
+                       words: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "transcript.partial", "text": text, "start": _r(start), "end": _r(end)}
+    if words:
+        message["words"] = words
+    return message
 
 
 def transcript_final(text: str, start: float, end: float, confidence: float,
-                     words: list[dict[str, Any]] | None) -> dict[str, Any]:
+                     words: list[dict[str, Any]] | None, *, reason: str | None = None,
+                     audio_end: float | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"type": "transcript.final", "text": text, "start": _r(start), "end": _r(end),
                                "confidence": round(float(confidence), 4)}
     if words:
         message["words"] = words
+    if reason is not None:  # engine_events only: why the segment ended (the engine's EndpointReason)
+        message["reason"] = reason
+    if audio_end is not None:  # engine_events only: the audio the final depends on (latency = its arrival - this)
+        message["audio_end"] = _r(audio_end)
     return message
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import json
 import logging
 import socket
@@ -14,6 +16,8 @@ from urllib.parse import parse_qsl, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+
+from parakeet_stream_client.credentials import redacting_logger
 
 from . import protocol as proto
 from .metrics import WorkerStats, render_metrics
@@ -38,6 +42,7 @@ class WorkerOptions:
     languages: list[str] = field(default_factory=lambda: ["en"])
     timeline: str = "audio"
     drain_grace_s: float = 30.0
+    api_key: str | None = None  # sessions need it (a header or ?api_key=); None = open to anyone who can connect
 
 
 def json_response(status: HTTPStatus, body: Any, content_type: str = "application/json") -> Response:
@@ -136,10 +141,14 @@ class DalstonWorker:
     async def start(self) -> None:
         self._server = await serve(self._handle, self.options.host, self.options.port,
                                    process_request=self._process_request, ping_interval=WS_PING_INTERVAL_S,
-                                   ping_timeout=WS_PING_TIMEOUT_S)
+                                   ping_timeout=WS_PING_TIMEOUT_S,
+                                   logger=redacting_logger("parakeet_services.dalston.websockets"))
         self._port = self._server.sockets[0].getsockname()[1]
-        log.info("worker.listening host=%s port=%d capacity=%d model=%s", self.options.host, self.port,
-                 self.capacity, self.engine.info.name)
+        log.info("worker.listening host=%s port=%d capacity=%d model=%s auth=%s", self.options.host, self.port,
+                 self.capacity, self.engine.info.name, "api_key" if self.options.api_key else "none")
+        if not self.options.api_key and not is_loopback(self.options.host):
+            log.warning("worker.unauthenticated host=%s: anyone who can reach this address can open sessions on "
+                        "this GPU; set --api-key (or PARAKEET_API_KEY) or bind to 127.0.0.1", self.options.host)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         # A plain HTTP GET /health (a container probe) gets JSON; WebSocket upgrades go to _handle.
@@ -151,6 +160,12 @@ class DalstonWorker:
         url = urlsplit(ws.request.path if ws.request else "/")
         if url.path == "/health":
             await ws.send(json.dumps(self.health()))
+            return
+        if self.options.api_key and not key_matches(self.options.api_key, request_key(ws.request, url.query)):
+            # before parsing anything or touching the engine; the offered key is never logged
+            self.stats.connections_rejected["unauthorized"] += 1
+            log.warning("worker.rejected reason=unauthorized remote=%s", _peer(ws))
+            await ws.close(proto.CLOSE_POLICY_VIOLATION, proto.REASON_UNAUTHORIZED)
             return
         if not url.path.startswith("/session"):
             self.stats.connections_rejected["invalid_path"] += 1
@@ -215,6 +230,36 @@ class DalstonWorker:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+def request_key(request: Request | None, query: str) -> str | None:
+    """The API key a client offered: ``Authorization: Bearer``, ``X-API-Key``, or dalston's ``?api_key=``."""
+    if request is not None:
+        authorization = request.headers.get("Authorization", "")
+        if authorization[:7].lower() == "bearer ":
+            return authorization[7:].strip()
+        if request.headers.get("X-API-Key"):
+            return request.headers["X-API-Key"].strip()
+    return dict(parse_qsl(query, keep_blank_values=True)).get("api_key")
+
+
+def key_matches(expected: str, offered: str | None) -> bool:
+    """Constant-time comparison, so the time a refusal takes tells nothing about the key."""
+    return offered is not None and hmac.compare_digest(expected.encode(), offered.encode())
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _peer(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return f"{address[0]}:{address[1]}" if address else "?"
 
 
 def _reason(text: str) -> str:

@@ -64,6 +64,8 @@ class Session:
         import parakeet_stream as ps
 
         c = self.config
+        if c.endpointing is not None:  # the client asked for the engine's own options (parakeet-stream clients)
+            return c.endpointing
         # 0 = unlimited (dalston); the engine's forced cut accepts 1 s and more
         max_segment = max(1.0, c.max_utterance_duration) if c.max_utterance_duration else None
         if not c.enable_vad:
@@ -177,7 +179,7 @@ class Session:
         if self.ending:
             return
         if kind == "config":
-            self._apply_config(message)
+            await self._apply_config(message)
         elif kind in ("flush", "commit"):  # ElevenLabs' gateway adapter sends `commit`
             self._ops.put_nowait(("flush",))
         elif kind == "clear":
@@ -186,12 +188,25 @@ class Session:
             self.ending = True
             self._ops.put_nowait(("end",))
 
-    def _apply_config(self, message: dict[str, Any]) -> None:
+    @property
+    def _vad_events(self) -> bool:
+        """vad.speech_start/end are sent with dalston's VAD, and always for engine endpointing (its segments)."""
+        return self.config.enable_vad or self.config.endpointing is not None
+
+    async def _apply_config(self, message: dict[str, Any]) -> None:
         """New VAD values apply to the live stream from the audio after this message (in order with it)."""
+        if "endpointing" in message:
+            base = self.config.endpointing or self._endpointing()
+            try:
+                self.config.endpointing = proto.endpointing_options(base, message["endpointing"], allow_vad=False)
+            except ValueError as exc:
+                self.stats.messages_rejected += 1
+                await self._send(proto.error(proto.ERR_INVALID_MESSAGE, f"Invalid config: {exc}", recoverable=True))
+                return
         for name in ("language", *proto.CONFIG_FIELDS):
             if name in message:
                 setattr(self.config, name, message[name])
-        if any(name in message for name in proto.CONFIG_FIELDS):
+        if any(name in message for name in (*proto.CONFIG_FIELDS, "endpointing")):
             self._ops.put_nowait(("endpointing",))
         log.info("session.config session_id=%s %s", self.config.session_id,
                  {k: v for k, v in message.items() if k != "type"})
@@ -280,7 +295,7 @@ class Session:
 
     async def _on_speech_started(self, event: Any) -> None:
         self._segment_start = event.time
-        if self.config.enable_vad and not self._terminated:
+        if self._vad_events and not self._terminated:
             ts = self._speech_clock if self.config.timeline == "speech" else self._session_time(event.time)
             await self._send(proto.speech_start(ts))
 
@@ -292,7 +307,11 @@ class Session:
             start, end = self._speech_clock, self._speech_clock + max(0.0, event.audio_end - seg_start)
         else:
             start, end = self._session_time(seg_start), self._session_time(event.audio_end)
-        await self._send(proto.transcript_partial(event.text.strip(), start, end))
+        words = None
+        if self.config.engine_events and self.config.word_timestamps:
+            words = [proto.word(w.text, w.start + self._offset, w.end + self._offset, w.confidence)
+                     for w in event.words]
+        await self._send(proto.transcript_partial(event.text.strip(), start, end, words))
 
     async def _flush_pending_final(self, speech_end_time: float | None) -> None:
         final, self._pending_final = self._pending_final, None
@@ -308,19 +327,26 @@ class Session:
             shift = self._offset
             start, end = self._session_time(final.start), self._session_time(final.end)
             vad_end_ts = self._session_time(final.end if speech_end_time is None else speech_end_time)
-        if c.enable_vad:
+        # dalston's order is vad.speech_end, then the final; engine_events clients get the engine's (final first)
+        engine_order = c.engine_events
+        if self._vad_events and not engine_order:
             await self._send(proto.speech_end(vad_end_ts))
         text = final.text.strip()
         self._segment_start = None
-        if not text:  # dalston never sends empty finals
+        if not text and not engine_order:  # dalston never sends empty finals; the engine closes every segment with one
             return
         if c.timeline == "speech":
             self._speech_clock = end
         self._last_final_end = end
         words = [proto.word(w.text, w.start + shift, w.end + shift, w.confidence) for w in final.words]
         confidence = float(np.mean([w.confidence for w in final.words])) if final.words else 0.0
-        self._segments.append({"start": round(start, 3), "end": round(end, 3), "text": text})
-        await self._send(proto.transcript_final(text, start, end, confidence, words if c.word_timestamps else None))
+        if text:
+            self._segments.append({"start": round(start, 3), "end": round(end, 3), "text": text})
+        await self._send(proto.transcript_final(text, start, end, confidence, words if c.word_timestamps else None,
+                                                reason=final.reason if engine_order else None,
+                                                audio_end=self._session_time(final.audio_end) if engine_order else None))
+        if self._vad_events and engine_order:
+            await self._send(proto.speech_end(vad_end_ts))
 
     async def _send_session_end(self, total_audio_seconds: float) -> None:
         if self._session_ended:

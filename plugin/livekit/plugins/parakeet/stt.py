@@ -27,8 +27,9 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -46,8 +47,12 @@ from livekit.agents import (
 from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer, is_given
 
+from . import remote
 from .log import logger
 from .models import ParakeetLanguages, ParakeetModels
+
+if TYPE_CHECKING:
+    from parakeet_stream_client import RemoteSession
 
 DEFAULT_MODEL = DEFAULT_VOICE_AGENT_MODEL
 SUPPORTED_LANGUAGES = ("en",)
@@ -94,8 +99,12 @@ class STT(stt.STT):
         endpointing: ps.EndpointingOptions | None = None,
         engine: ps.Engine | None = None,
         num_threads: int | str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        session_params: Mapping[str, str] | None = None,
+        max_replay_s: float = remote.DEFAULT_MAX_REPLAY_S,
     ) -> None:
-        """Streaming speech-to-text with a NeMo cache-aware (Parakeet) model, run in this process.
+        """Streaming speech-to-text with a NeMo cache-aware (Parakeet) model, in this process or on a server.
 
         Args:
             model: a known short name, a Hugging Face / NGC model name, or a path to a ``.nemo`` file.
@@ -110,6 +119,13 @@ class STT(stt.STT):
                 options above are ignored and the process-wide shared engine is not used.
             num_threads: CPU threads of the engine's steps: a count, ``None`` (default: all cores), or ``"auto"``:
                 all cores, one while another process competes for them (``parakeet_stream.threads``).
+            base_url: ``ws://host:port`` of a ``parakeet-stream serve`` worker (default ``$PARAKEET_URL``): each
+                stream becomes one session there and this process loads no model (the model options above,
+                but ``endpointing`` and ``language``, are then the server's business). Unset: in process.
+            api_key: the server's ``--api-key`` (default ``$PARAKEET_API_KEY``), sent as ``Authorization: Bearer``.
+            session_params: extra ``/session`` query parameters in remote mode (``lag_hard_seconds``...).
+            max_replay_s: remote mode: audio pushed while a stream reconnects is replayed up to this many
+                seconds (the newest); older audio is dropped with a warning and counted.
 
         Loading the model blocks for seconds: call ``prewarm()`` in the worker's setup function, otherwise
         the first stream loads it in a thread executor.
@@ -135,6 +151,17 @@ class STT(stt.STT):
         )
         if engine is not None:
             self._opts.model = engine.info.name
+        base_url = base_url or os.environ.get("PARAKEET_URL") or None
+        if base_url and engine is not None:
+            raise ValueError("pass either engine= (in process) or base_url= (a parakeet-stream server), not both")
+        self._remote: remote.RemoteTarget | None = None
+        if base_url:
+            from parakeet_stream_client import SessionParams, session_url
+
+            session_url(base_url, SessionParams())  # a malformed URL is a ValueError here, not at the first stream
+            self._remote = remote.RemoteTarget(
+                base_url=base_url, api_key=api_key or os.environ.get("PARAKEET_API_KEY") or None,
+                session_params=dict(session_params or {}), max_replay_s=max_replay_s)
         self._engine: ps.Engine | None = engine
         self._engine_lock = threading.Lock()
         self._prewarm_future: asyncio.Future[ps.Engine] | None = None
@@ -150,8 +177,13 @@ class STT(stt.STT):
 
     @property
     def engine(self) -> ps.Engine | None:
-        """The shared engine once loaded (``None`` before): for capacity and metrics."""
+        """The shared engine once loaded (``None`` before, and always in remote mode): for capacity and metrics."""
         return self._engine
+
+    @property
+    def remote(self) -> bool:
+        """Whether streams run on a ``parakeet-stream serve`` worker (``base_url``) instead of in process."""
+        return self._remote is not None
 
     def load(self) -> ps.Engine:
         """Load (or reuse) the shared engine. Blocks for seconds the first time: never call it on a loop."""
@@ -174,6 +206,8 @@ class STT(stt.STT):
 
         ``AgentSession`` calls ``prewarm()`` from its event loop, so there it must not block.
         """
+        if self._remote is not None:
+            return  # the server holds the model
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -240,6 +274,8 @@ class STT(stt.STT):
     ) -> stt.SpeechEvent:
         lang = _check_language(language) if is_given(language) else self._opts.language
         frame = rtc.combine_audio_frames(buffer)
+        if self._remote is not None:
+            return await self._recognize_remote(frame, lang, conn_options)
         audio = _mono(frame)
         engine = await self._aload()
         loop = asyncio.get_running_loop()
@@ -259,6 +295,45 @@ class STT(stt.STT):
                     end_time=frame.duration,
                     confidence=_confidence(transcript.words),
                     words=words,
+                )
+            ],
+        )
+
+    async def _recognize_remote(
+        self, frame: rtc.AudioFrame, language: str, conn_options: APIConnectOptions
+    ) -> stt.SpeechEvent:
+        """One session: the whole buffer, ``end``, the finals joined (as ``Engine.transcribe`` gives one)."""
+        from parakeet_stream_client import RemoteSession, RemoteSessionError
+
+        assert self._remote is not None
+        # the buffer arrives at once by design: give the server's lag budget its length
+        budget = {"lag_warning_seconds": f"{frame.duration + 3:.3f}", "lag_hard_seconds": f"{frame.duration + 5:.3f}"}
+        params = remote.session_params(self._remote, frame.sample_rate, language, self._opts.endpointing,
+                                       extra=budget)
+        finals: list[ps.events.Final] = []
+        try:
+            session = await RemoteSession.open(self._remote.base_url, params, api_key=self._remote.api_key,
+                                               connect_timeout=conn_options.timeout)
+            try:
+                await session.send_audio(remote.pcm16_mono(frame))
+                await session.finish()
+                finals = [e async for e in session if isinstance(e, ps.events.Final) and e.text]
+            finally:
+                await session.close()
+        except RemoteSessionError as e:
+            raise remote.api_error(e) from None  # the message already says all the cause would
+        words = tuple(w for f in finals for w in f.words)
+        return stt.SpeechEvent(
+            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+            request_id=utils.shortuuid("PK_"),
+            alternatives=[
+                stt.SpeechData(
+                    language=language,
+                    text=" ".join(f.text for f in finals),
+                    start_time=words[0].start if words else 0.0,
+                    end_time=frame.duration,
+                    confidence=_confidence(words),
+                    words=[_timed(w, 0.0) for w in words],
                 )
             ],
         )
@@ -295,10 +370,21 @@ class SpeechStream(stt.SpeechStream):
         self._usage_rate = 16000
         self._unsent: list[rtc.AudioFrame] = []
         self._engine_stream: ps.Stream | None = None  # the engine stream audio goes to now
+        # remote mode
+        self._session: RemoteSession | None = None  # the server session audio goes to now
+        self._backlog = remote.Backlog()  # frames taken but not sent (a failed attempt), replayed by the next one
+        self._origin: float | None = None  # start_time_offset of the first attempt: the stream clock's zero
+        self._clock_s = 0.0  # audio taken from the input so far, sent or dropped: where the next session starts
+        self._attempts = 0
+        self.dropped_audio_seconds = 0.0
+        """Remote mode: audio pushed while reconnecting that was not replayed (see ``max_replay_s``)."""
 
     @property
-    def pending_seconds(self) -> float:
-        """Audio pushed to the engine but not decoded yet (what closing the stream now would leave uncaptioned)."""
+    def pending_seconds(self) -> float | None:
+        """Audio pushed to the engine but not decoded yet (what closing the stream now would leave uncaptioned);
+        ``None`` in remote mode, where only the server knows."""
+        if self._stt._remote is not None:
+            return None
         s = self._engine_stream
         return 0.0 if s is None else max(0.0, s.audio_seconds - s.processed_seconds)
 
@@ -309,9 +395,10 @@ class SpeechStream(stt.SpeechStream):
             yield item
 
     def update_options(self, opts: STTOptions) -> None:
-        # endpointing alone (VAD kept on or off) retunes the open engine stream; anything else reopens it
-        live = (opts.engine_key() == self._opts.engine_key()
-                and opts.endpointing.vad == self._opts.endpointing.vad)
+        # endpointing alone (VAD kept on or off) retunes the open engine stream; anything else reopens it (a
+        # server session keeps its model whatever the options say: only switching VAD reopens it)
+        same_engine = self._stt._remote is not None or opts.engine_key() == self._opts.engine_key()
+        live = same_engine and opts.endpointing.vad == self._opts.endpointing.vad
         self._opts = opts
         if live:
             self._retune = True
@@ -320,7 +407,11 @@ class SpeechStream(stt.SpeechStream):
 
     async def _run(self) -> None:
         if self._speaking:  # a previous attempt died inside a segment: keep START/END paired
+            self._speaking = False
             self._emit(stt.SpeechEventType.END_OF_SPEECH)
+        if self._stt._remote is not None:
+            await self._run_remote(self._stt._remote)
+            return
         engine = await self._stt._aload()
         opened: list[ps.Stream] = []
         # engine streams in the order they were opened, each with its offset on this stream's clock
@@ -381,6 +472,118 @@ class SpeechStream(stt.SpeechStream):
             handoff.put_nowait(None)
         if self._usage_samples > 0:
             self._emit_usage()
+
+    # -- remote mode: one server session at a time ------------------------------------------------------------
+
+    async def _run_remote(self, target: remote.RemoteTarget) -> None:
+        from parakeet_stream_client import RemoteSessionError
+
+        if self._origin is None:
+            self._origin = self.start_time_offset
+        if self._attempts > 0:
+            self._take_backlog(target.max_replay_s)
+        self._attempts += 1
+        opened: list[RemoteSession] = []
+        handoff: asyncio.Queue[tuple[RemoteSession, float, str] | None] = asyncio.Queue()
+        send = asyncio.create_task(self._send_remote(target, opened, handoff), name="parakeet.remote.send")
+        recv = asyncio.create_task(self._emit_remote_events(handoff), name="parakeet.remote.recv")
+        try:
+            done, _ = await asyncio.wait({send, recv}, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        except RemoteSessionError as e:
+            raise remote.api_error(e) from None  # the message already says all the cause would
+        finally:
+            await utils.aio.gracefully_cancel(send, recv)
+            self._session = None
+            for session in opened:
+                await session.close()
+
+    def _take_backlog(self, max_replay_s: float) -> None:
+        """Move what arrived during the reconnect into the backlog and keep its newest ``max_replay_s``."""
+        while True:
+            try:
+                self._backlog.items.append(self._input_ch.recv_nowait())
+            except (utils.aio.channel.ChanEmpty, utils.aio.channel.ChanClosed):
+                break
+        frames, seconds = self._backlog.trim(max_replay_s)
+        if frames:
+            self._clock_s += seconds  # the stream clock goes on: later words keep their place in the audio
+            self.dropped_audio_seconds += seconds
+            logger.warning(
+                "parakeet: audio pushed while reconnecting was dropped; the newest is replayed",
+                extra={"dropped_frames": frames, "dropped_seconds": round(seconds, 3),
+                       "replayed_seconds": round(self._backlog.seconds, 3), "max_replay_s": max_replay_s},
+            )
+
+    async def _remote_input(self) -> AsyncIterator[rtc.AudioFrame | stt.SpeechStream._FlushSentinel]:
+        while self._backlog.items:
+            yield self._backlog.items.pop(0)
+        async for item in self._input_ch:
+            yield item
+
+    async def _send_remote(
+        self,
+        target: remote.RemoteTarget,
+        opened: list[RemoteSession],
+        handoff: asyncio.Queue[tuple[RemoteSession, float, str] | None],
+    ) -> None:
+        from parakeet_stream_client import RemoteSessionError
+
+        try:
+            async for item in self._remote_input():
+                try:
+                    await self._send_item(item, target, opened, handoff)
+                except RemoteSessionError:
+                    self._backlog.items.insert(0, item)  # not sent: the next attempt starts with it
+                    raise
+            if self._session is not None:
+                await self._session.finish()
+        finally:
+            handoff.put_nowait(None)
+        if self._usage_samples > 0:
+            self._emit_usage()
+
+    async def _send_item(
+        self,
+        item: rtc.AudioFrame | stt.SpeechStream._FlushSentinel,
+        target: remote.RemoteTarget,
+        opened: list[RemoteSession],
+        handoff: asyncio.Queue[tuple[RemoteSession, float, str] | None],
+    ) -> None:
+        from parakeet_stream_client import RemoteSession
+
+        if self._session is not None and self._options_changed:
+            # VAD switched on or off: the server's stream cannot change that; finish this session's segment
+            await self._session.finish()
+            self._session = None
+        elif self._session is not None and self._retune:
+            self._retune = False
+            await self._session.update_endpointing(self._opts.endpointing)
+        if isinstance(item, self._FlushSentinel):
+            if self._session is not None:
+                await self._session.flush()
+            return
+        if self._session is None:
+            self._options_changed = self._retune = False  # opened with the latest options
+            params = remote.session_params(target, item.sample_rate, self._opts.language, self._opts.endpointing)
+            self._session = await RemoteSession.open(target.base_url, params, api_key=target.api_key,
+                                                     connect_timeout=self._conn_options.timeout)
+            opened.append(self._session)
+            assert self._origin is not None
+            handoff.put_nowait((self._session, self._origin + self._clock_s, utils.shortuuid("PK_")))
+        await self._session.send_audio(remote.pcm16_mono(item))
+        self._clock_s += item.duration
+        self._count_usage(item.samples_per_channel, item.sample_rate)
+
+    async def _emit_remote_events(self, handoff: asyncio.Queue[tuple[RemoteSession, float, str] | None]) -> None:
+        while (item := await handoff.get()) is not None:
+            session, offset, request_id = item
+            async for ev in session:
+                self._translate(ev, offset, request_id)
+            if self._speaking:  # finished mid-segment (VAD switched while speaking)
+                self._speaking = False
+                self._emit(stt.SpeechEventType.END_OF_SPEECH, request_id)
 
     async def _open(self, engine: ps.Engine, sample_rate: int, request_id: str) -> ps.Stream:
         # open_stream waits for the inference thread to finish its current step: keep that off the loop
