@@ -3,9 +3,11 @@
 Two facts, measured on a 2-core VM with the demo model (``bench/realtime_load.py``, ``bench/neighbour.py``):
 
 - OpenMP's default wait policy spins its pool threads between parallel regions. A single real-time stream then
-  costs ~0.4 of a core doing nothing; with ``OMP_WAIT_POLICY=PASSIVE`` it costs ~0.13, and 160 streams are served
-  with the same latency. libgomp reads the policy once, when torch loads, so ``prefer_passive_openmp`` sets it at
-  ``import parakeet_stream`` unless torch is already loaded or the variable is already set (yours wins).
+  costs ~0.4 of a core doing nothing; with ``OMP_WAIT_POLICY=PASSIVE`` it costs ~0.15. The price is paid under
+  load: waking the pool for each parallel region makes a step ~40 % longer (64 streams alone: p95 259 ms against
+  103 ms spinning), but spinning threads stall outright beside another torch process, which is the common case.
+  libgomp reads the policy once, when torch loads, so ``prefer_passive_openmp`` sets it at ``import
+  parakeet_stream`` unless torch is already loaded or the variable is already set (yours wins).
 - Beside another process doing torch work (its threads spinning on every core), a step split over two threads
   waits at every barrier for a thread the kernel has not scheduled: 64 streams went from p95 121 ms to 515 ms,
   and with spinning threads of its own the engine stopped progressing. On one thread the same 64 streams kept
