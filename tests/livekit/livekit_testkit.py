@@ -63,6 +63,21 @@ async def collect(stream) -> list:
     return [ev async for ev in stream]
 
 
+async def run_stream(stt, audio_frames, *, offset: float | None = None, flush_after: int | None = None,
+                     conn_options=None) -> list:
+    """Push ``audio_frames`` into a new stream of ``stt`` (flushing after frame ``flush_after``), end its input and
+    return every event."""
+    stream = stt.stream(conn_options=conn_options) if conn_options else stt.stream()
+    if offset is not None:
+        stream.start_time_offset = offset
+    for i, f in enumerate(audio_frames):
+        stream.push_frame(f)
+        if flush_after is not None and i + 1 == flush_after:
+            stream.flush()
+    stream.end_input()
+    return await collect(stream)
+
+
 async def until(predicate, timeout: float = 60.0, what="condition") -> None:
     """Wait for ``predicate()`` (a safety net against hangs, not a performance assertion)."""
     deadline = asyncio.get_running_loop().time() + timeout

@@ -15,7 +15,7 @@ import pytest
 from livekit.agents import APIConnectOptions, stt as lkstt
 from livekit.plugins import parakeet
 import parakeet_stream as ps
-from tests.livekit.livekit_testkit import ALARM, CALL, LIGHTS, MODEL, TIMER, collect, frames, silence
+from tests.livekit.livekit_testkit import ALARM, CALL, LIGHTS, MODEL, TIMER, collect, frames, run_stream, silence
 from tests.livekit.test_livekit_stt import assert_paired, kinds, pcm16
 from tests.serve_process import ROOT, ServeProcess
 
@@ -46,16 +46,6 @@ def server():
 @pytest.fixture(scope="module")
 def stt(server):
     return parakeet.STT(model=MODEL, base_url=server.url, api_key=KEY, session_params=ROOMY)
-
-
-async def run_stream(stt, audio_frames, *, flush_after: int | None = None, conn_options=None) -> list:
-    stream = stt.stream(conn_options=conn_options) if conn_options else stt.stream()
-    for i, f in enumerate(audio_frames):
-        stream.push_frame(f)
-        if flush_after is not None and i + 1 == flush_after:
-            stream.flush()
-    stream.end_input()
-    return await collect(stream)
 
 
 async def test_remote_utterance_gives_start_interims_final_end(stt, engine, speech):

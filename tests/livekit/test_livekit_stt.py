@@ -10,7 +10,7 @@ import pytest
 from livekit.agents import APIConnectOptions, stt as lkstt
 from livekit.plugins import parakeet
 import parakeet_stream as ps
-from tests.livekit.livekit_testkit import ALARM, CALL, CHUNK_MS, LIGHTS, MODEL, TIMER, collect, frames, silence, until
+from tests.livekit.livekit_testkit import ALARM, CALL, CHUNK_MS, LIGHTS, MODEL, TIMER, collect, frames, run_stream, silence, until
 
 T = lkstt.SpeechEventType
 
@@ -51,18 +51,6 @@ def pcm16(audio: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def stt(engine):
     return parakeet.STT(model=MODEL, chunk_ms=CHUNK_MS)
-
-
-async def run_stream(stt, audio_frames, *, offset: float | None = None, flush_after: int | None = None) -> list:
-    stream = stt.stream()
-    if offset is not None:
-        stream.start_time_offset = offset
-    for i, f in enumerate(audio_frames):
-        stream.push_frame(f)
-        if flush_after is not None and i + 1 == flush_after:
-            stream.flush()
-    stream.end_input()
-    return await collect(stream)
 
 
 async def test_utterance_gives_start_interims_final_end(stt, engine, speech):
