@@ -24,6 +24,7 @@ from .models import (DEFAULT_MODEL, ModelInfo, chunk_sizes_ms, frame_seconds, is
 from .inference_loop import EngineMetrics
 from .kv_cache import install_key_value_cache, key_value_cache_of
 from .packed_weights import pack_linear_weights, packed_linears_of
+from .pointwise import PointwiseAsMatmul, replace_pointwise_convs, thread_count_independent
 from .positions import keep_position_projections, position_projections_kept
 from .scheduler import ChunkScheduler
 from .segmented import SegmentedScheduler, log_segmented_mode
@@ -75,10 +76,10 @@ class Engine:
         def serve() -> None:
             try:
                 torch.set_num_threads(most)  # the model is built and warmed up at the count it will step with
-                scheduler = self._configure(factory(), name, path, chunk_ms, max_streams, max_batch, batch_window_ms,
+                model = factory()
+                scheduler = self._configure(model, name, path, chunk_ms, max_streams, max_batch, batch_window_ms,
                                             nemo_step)
-                # fixed unless "auto": all cores, one while another process competes for them (threads.py)
-                scheduler.threads = ThreadGovernor(most, adaptive=num_threads == AUTO and self.info.device == "cpu")
+                scheduler.threads = self._thread_governor(model, most, num_threads, nemo_step)
                 scheduler.threads.before_step()
                 freeze_long_lived_objects()
             except BaseException as e:  # re-raised in the caller of Engine.load
@@ -93,8 +94,21 @@ class Engine:
                                            "device": self.info.device, "dtype": self.info.dtype,
                                            "max_streams": max_streams})
 
+    def _thread_governor(self, model, most: int, num_threads: int | str | None, nemo_step: bool) -> ThreadGovernor:
+        """The steps' thread count: a count given is kept; by default (and with ``"auto"``) the governor moves
+        between one thread and all cores as load and neighbours require (``threads.py``), where that keeps every
+        step's bits (``pointwise.thread_count_independent``); else all cores, fixed."""
+        if isinstance(num_threads, int) or self.info.device != "cpu" or most == 1:
+            return ThreadGovernor(most, adaptive=False)
+        exact = not nemo_step and thread_count_independent(model.encoder, most)
+        adaptive = exact or num_threads == AUTO
+        logger.info("cpu threads", extra={"threads": most, "adaptive": adaptive, "exact_at_any_count": exact})
+        return ThreadGovernor(most, adaptive=adaptive, chunk_s=self.info.chunk_ms / 1000 or None)
+
     def _configure(self, model, name: str, path: str | None, chunk_ms: int | None, max_streams: int,
                    max_batch: int | None, batch_window_ms: float | None, nemo_step: bool = False):
+        import torch
+
         streaming = is_cache_aware(model)
         frame_s = frame_seconds(model)
         if streaming:
@@ -104,6 +118,9 @@ class Engine:
                 check_unmodified(model.encoder)
             else:
                 keep_position_projections(model.encoder)
+                param = next(model.parameters())
+                if param.device.type == "cpu" and param.dtype == torch.float32:
+                    replace_pointwise_convs(model.encoder)  # the same bits at any thread count (pointwise.py)
                 if pack_linear_weights(model.encoder) is not None:  # bf16 on the CPU; before the step is traced
                     install_key_value_cache(model.encoder)  # exact there: each row's product alone (kv_cache.py)
                 elif next(model.parameters()).device.type == "cuda":  # batching already changes rounding there
@@ -228,7 +245,8 @@ def check_unmodified(encoder) -> None:
     """``nemo_step`` needs NeMo's layers as NeMo made them: an engine without it changes them in place (kept
     position projections, packed weights, kept keys and values) for every later user of the model object."""
     if packed_linears_of(encoder) is not None or key_value_cache_of(encoder) is not None or any(
-            position_projections_kept(layer.self_attn) for layer in getattr(encoder, "layers", ())):
+            position_projections_kept(layer.self_attn) for layer in getattr(encoder, "layers", ())) or any(
+            isinstance(m, PointwiseAsMatmul) for m in encoder.modules()):
         raise ValueError("nemo_step=True needs a model no other engine has served (an engine keeps projections and "
                          "packs weights in the model's layers); build the model again and load_state_dict() this "
                          "one's weights into it (a NeMo model cannot be deep-copied)")

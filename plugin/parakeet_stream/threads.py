@@ -1,22 +1,23 @@
-"""How the engine uses CPU threads: OpenMP's wait policy, and how many threads the inference thread's steps use.
+"""How the engine uses CPU threads: how long OpenMP's pool spins, and how many threads each step uses.
 
-Two facts, measured on a 2-core VM with the demo model (``bench/realtime_load.py``, ``bench/neighbour.py``):
+Measured on a 2-core VM with the demo model (``bench/realtime_load.py``, ``bench/neighbour.py``):
 
-- OpenMP's default wait policy spins its pool threads between parallel regions. A single real-time stream then
-  costs ~0.4 of a core doing nothing; with ``OMP_WAIT_POLICY=PASSIVE`` it costs ~0.15. The price is paid under
-  load: waking the pool for each parallel region makes a step ~40 % longer (64 streams alone: p95 259 ms against
-  103 ms spinning), but spinning threads stall outright beside another torch process, which is the common case.
-  libgomp reads the policy once, when torch loads, so ``prefer_passive_openmp`` sets it at ``import
-  parakeet_stream`` unless torch is already loaded or the variable is already set (yours wins).
-- Beside another process doing torch work (its threads spinning on every core), a step split over two threads
-  waits at every barrier for a thread the kernel has not scheduled: 64 streams went from p95 121 ms to 515 ms,
-  and with spinning threads of its own the engine stopped progressing. On one thread the same 64 streams kept
-  p95 123 ms. Alone, one thread serves fewer streams than all cores (~100 against ~160). With ``num_threads="auto"``
-  the count is chosen as it runs (``ThreadGovernor``): all cores, one while a probe shows that one is clearly
-  cheaper. That is opt-in because a step's rounding depends on its thread count (oneDNN's fp32 convolutions, and
-  bf16 kernels on some CPUs): every probe and switch lets a stream's text drift from offline decoding in near-ties,
-  which tiny test models hit within seconds. The default is a fixed count (all cores), exact, and with sleeping
-  OpenMP threads one real-time stream beside a torch neighbour still ends 0.18 s after its audio.
+- Spinning pool threads make big steps fast: waking sleeping threads (``OMP_WAIT_POLICY=PASSIVE``) for each of a
+  step's parallel regions made it ~40 % longer (64 streams alone: p95 259-293 ms against 103-117 ms spinning).
+  But spinning for libgomp's default ~3 ms after every region costs an idle real-time stream most of a core, and
+  beside another torch process whose threads spin too, both stall at every barrier. ``GOMP_SPINCOUNT=20000``
+  (~0.2 ms) keeps the speed of spinning within a step and lets the threads sleep between steps. libgomp reads it
+  once, when torch loads, so ``prefer_cpu_runtime_env`` sets it at ``import parakeet_stream`` unless torch is
+  already loaded or you chose ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` yourself (yours wins).
+- One thread beats all cores in two cases: while another process competes for the cores (a step split over two
+  threads waits at every barrier for the one the kernel has not scheduled: 64 streams went from p95 121 ms to
+  515 ms, on one thread 123 ms), and while the load is light (one stream's step on one thread is a few ms of a
+  160 ms chunk, and a second thread only adds its spinning). ``ThreadGovernor`` measures and moves between the
+  two as the engine runs. It is on by default where a step's bits do not depend on its thread count (fp32 on the
+  CPU with 1×1 convolutions as MKL products, ``pointwise.py``, checked at load): then moving costs nothing in
+  exactness. Where they do (bf16 kernels on some CPUs), the count stays fixed unless ``num_threads="auto"``
+  asks for the governor anyway, accepting that a stream's text may drift from offline decoding in near-ties. A
+  count you give is always kept.
 """
 from __future__ import annotations
 
@@ -31,26 +32,35 @@ logger = logging.getLogger("parakeet_stream")
 
 PROBE_STEPS = 4  # steps run with the other thread count in one probe
 WINDOW_STEPS = 8  # recent steps with the current count a probe is compared with
-# switch when the probe's cost per stream is below this share of the current one: to one thread only on clear
+# switch when the probe's cost per stream is below this share of the current one: to one thread on clear
 # contention (alone, one thread's steps cost 0.7-1.3x those of two, from noise and batch size; beside a spinning
 # neighbour, two threads' cost several times one's), back to all cores as soon as they are cheaper
 SWITCH_TO_ONE = 0.5
 SWITCH_TO_MOST = 0.8
+# light load: one thread is kept, however much faster all cores are, while its steps take at most this share of
+# a chunk (one stream of the demo model: a few ms of 160); all cores are tried again above the second share
+LIGHT_SHARE = (0.2, 0.3)
 MIN_WINDOW_STEPS = 3  # a probe needs at least this many recent steps to compare with
-SLOW_STEP_S = 0.25  # a step this long with all threads (a stall beside spinning neighbours) brings a probe forward
+SLOW_STEP_S = 0.25  # a step this long with all threads (a stall beside spinning neighbours) brings a probe forward,
+#                     and ends a probe of all threads at its first step
 PROBE_FEWER_EVERY_S = 2.0  # with all threads: how often one thread is tried (cheap: a little slower alone)
 PROBE_MORE_EVERY_S = (5.0, 60.0)  # on one thread: first and longest interval between tries of all threads (a
-#                                   try under contention costs PROBE_STEPS slow steps; it backs off by doubling)
+#                                   try under contention costs slow steps; it backs off by doubling)
 
 
 # Read once by the native libraries when torch loads; a value already in the environment is kept.
 CPU_RUNTIME_ENV = {
-    "OMP_WAIT_POLICY": "PASSIVE",  # OpenMP pool threads sleep between steps instead of spinning
+    # OpenMP pool threads spin ~0.2 ms after a parallel region (libgomp's default: ~3 ms), then sleep: as fast as
+    # spinning within a step, asleep between steps and while a neighbour holds the core
+    "GOMP_SPINCOUNT": "20000",
     # MKL picks its sgemm kernels by shape and alignment: on AVX-512 CPUs a stream's rows computed in a batch of
     # eight came out different from the same rows computed alone, so batched streaming drifted from offline
-    # decoding (tests/engine/test_batching.py failed 4 of 13 there). STRICT makes results independent of them.
+    # decoding (tests/engine/test_batching.py failed 4 of 13 there). STRICT makes results independent of them,
+    # and of the thread count (pointwise.py); the branch is named where MKL is limited to AVX2 (``mkl_branch``).
     "MKL_CBWR": "AUTO,STRICT",
 }
+# a wait policy chosen by the user replaces the spin count (libgomp lets GOMP_SPINCOUNT override it)
+CHOSEN_INSTEAD = {"GOMP_SPINCOUNT": ("OMP_WAIT_POLICY",)}
 
 
 AUTO = "auto"  # ``num_threads`` value: the governor chooses the count as the engine runs
@@ -85,25 +95,47 @@ def prefer_cpu_runtime_env() -> list[str]:
     the names set (none once torch is loaded: too late to matter)."""
     if "torch" in sys.modules:
         return []
-    chosen = [name for name in CPU_RUNTIME_ENV if name not in os.environ]
+    chosen = [name for name in CPU_RUNTIME_ENV
+              if name not in os.environ and not any(other in os.environ for other in CHOSEN_INSTEAD.get(name, ()))]
     for name in chosen:
-        os.environ[name] = CPU_RUNTIME_ENV[name]
+        os.environ[name] = CPU_RUNTIME_ENV[name] if name != "MKL_CBWR" else f"{mkl_branch()},STRICT"
     return chosen
+
+
+def mkl_branch(cpu_flags: str | None = None) -> str:
+    """MKL's code branch for ``MKL_CBWR``: ``AUTO`` on AVX-512 CPUs; ``AVX2`` where the CPU (or
+    ``MKL_ENABLE_INSTRUCTIONS``) stops at AVX2, because there ``AUTO,STRICT`` gave sgemm results that changed
+    with the thread count and ``AVX2,STRICT`` did not (MKL ignores a branch the CPU cannot run, taking AUTO)."""
+    limit = os.environ.get("MKL_ENABLE_INSTRUCTIONS", "").upper()
+    if limit == "AVX2":
+        return "AVX2"
+    if cpu_flags is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpu_flags = next((line for line in f if line.startswith("flags")), "")
+        except OSError:
+            return "AUTO"
+    flags = set(cpu_flags.split())
+    return "AVX2" if "avx2" in flags and "avx512f" not in flags else "AUTO"
 
 
 class ThreadGovernor:
     """Chooses the torch thread count of the inference thread's steps: ``most`` threads, or one while one is
-    measured to be cheaper per stream (another process competing for the cores).
+    measured to be cheaper per stream (another process competing for the cores) or enough (light load).
 
     Runs on the inference thread only: ``before_step`` sets the count for the coming step, ``after_step`` records
     what it cost. Every so often a few steps run with the other count (a probe); their median cost per stream is
-    compared with the median of the steps just before, and the cheaper count is kept if it wins by a clear margin
-    (``SWITCH_TO_ONE``, ``SWITCH_TO_MOST``). Probes with a very different batch size are not compared. ``adaptive=False`` keeps ``most``.
+    compared with the median of the steps just before, and the count is changed where the probe wins by a clear
+    margin (``SWITCH_TO_ONE``, ``SWITCH_TO_MOST``) or, with ``chunk_s`` known, where one thread's steps fit in
+    ``LIGHT_SHARE`` of a chunk. Probes with a very different batch size are not compared. ``adaptive=False``
+    keeps ``most``.
     """
 
-    def __init__(self, most: int, *, adaptive: bool = True, clock=time.monotonic) -> None:
+    def __init__(self, most: int, *, adaptive: bool = True, chunk_s: float | None = None,
+                 clock=time.monotonic) -> None:
         self.most = max(1, most)
         self.adaptive = adaptive and self.most > 1
+        self.chunk_s = chunk_s
         self.threads = self.most
         self.switches = 0
         self._clock = clock
@@ -120,10 +152,18 @@ class ThreadGovernor:
     def _other(self) -> int:
         return 1 if self.threads == self.most else self.most
 
+    def _light(self, steps, share: float) -> bool:
+        """Whether these steps' median duration is within ``share`` of a chunk."""
+        return self.chunk_s is not None and statistics.median(s for _, s in steps) <= share * self.chunk_s
+
     def before_step(self) -> None:
         if self.adaptive and self._probe is None and len(self._recent) >= MIN_WINDOW_STEPS:
-            stalled = self.threads == self.most and self._recent[-1][1] >= SLOW_STEP_S
-            if stalled or self._clock() >= self._next_probe:
+            if self.threads == self.most:
+                due = self._recent[-1][1] >= SLOW_STEP_S  # stalled
+            else:  # on one thread: the load grew past light, so all cores may be needed now
+                due = self.chunk_s is not None and not self._light(self._recent, LIGHT_SHARE[1]) and \
+                    self._clock() >= self._next_probe - self._more_every + PROBE_FEWER_EVERY_S
+            if due or self._clock() >= self._next_probe:
                 self._probe = []
         self._apply(self._other() if self._probe is not None else self.threads)
 
@@ -134,7 +174,9 @@ class ThreadGovernor:
             self._recent.append((batch, seconds))
             return
         self._probe.append((batch, seconds))
-        if len(self._probe) >= PROBE_STEPS:
+        stalled = self.threads == 1 and seconds >= SLOW_STEP_S and \
+            seconds > 2 * statistics.median(s for _, s in self._recent)  # all cores stall: no more of them
+        if stalled or len(self._probe) >= PROBE_STEPS:
             self._judge(self._probe)
             self._probe = None
 
@@ -147,8 +189,15 @@ class ThreadGovernor:
         logger.debug("cpu threads probe", extra={
             "threads": self.threads, "probed": self._other(), "batch": now_batch, "probe_batch": probe_batch,
             "cost_per_stream_ms": round(current * 1000, 3), "probe_cost_per_stream_ms": round(other * 1000, 3)})
-        gain = SWITCH_TO_ONE if self.threads == self.most else SWITCH_TO_MOST
-        if comparable and other < gain * current:
+        why = None
+        if comparable and self.threads == self.most:
+            if other < SWITCH_TO_ONE * current:
+                why = "contention"
+            elif self._light(probe, LIGHT_SHARE[0]):
+                why = "light load"
+        elif comparable and other < SWITCH_TO_MOST * current and not self._light(self._recent, LIGHT_SHARE[1]):
+            why = "cores free again"
+        if why is not None:
             before, self.threads = self.threads, self._other()
             self.switches += 1
             self._recent.clear()
@@ -156,8 +205,7 @@ class ThreadGovernor:
             self._more_every = PROBE_MORE_EVERY_S[0]
             logger.info("cpu threads changed", extra={
                 "threads": self.threads, "was": before, "cost_per_stream_ms": round(other * 1000, 3),
-                "was_cost_per_stream_ms": round(current * 1000, 3),
-                "why": "contention" if self.threads == 1 else "cores free again"})
+                "was_cost_per_stream_ms": round(current * 1000, 3), "why": why})
         elif self.threads == 1 and comparable:
             self._more_every = min(self._more_every * 2, PROBE_MORE_EVERY_S[1])
         self._next_probe = self._clock() + (PROBE_FEWER_EVERY_S if self.threads == self.most else self._more_every)

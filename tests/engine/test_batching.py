@@ -327,3 +327,22 @@ def test_steps_follow_a_chunk_clock_stretched_under_load_waiting_only_for_stream
     loop._states = [a, b]
     loop._states, loop.batch_window_s = [a, b], 0.0
     assert InferenceLoop._batch_window_end(loop, [a]) is None
+
+
+def test_a_thread_count_changing_at_every_step_keeps_every_stream_exact(tiny_model, solo_results):
+    """The thread governor may move between one thread and all cores at any step (threads.py): a step's bits do
+    not depend on the count (pointwise.py), so staggered streams stepped alternately on one and two threads give
+    their solo results."""
+    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=16)
+    governor = engine._scheduler.threads
+    counts: list[int] = []
+
+    def alternate() -> None:  # runs on the inference thread, before each step
+        governor._apply(1 if len(counts) % 2 else 2)
+        counts.append(governor._applied)
+    governor.before_step = alternate
+    try:
+        assert run_staggered(engine) == solo_results
+    finally:
+        engine.close()
+    assert {1, 2} <= set(counts) and len(counts) > 20

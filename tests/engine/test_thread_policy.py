@@ -66,8 +66,9 @@ def test_a_probe_at_another_batch_size_is_not_compared():
     assert g.switches == 0
 
 
-def test_an_engine_keeps_all_cores_fixed_unless_told_auto():
-    """A step's rounding depends on its thread count, so only ``"auto"`` lets the count change while streams run."""
+def test_an_engine_moves_its_thread_count_by_default_where_that_is_exact_and_keeps_a_count_given():
+    """The governor runs by default where a step's bits do not depend on the thread count (checked at load), and
+    with ``"auto"``; a count given is kept."""
     model = build_random_model("tiny", seed=1)
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # the caller's count is "all cores"
@@ -75,7 +76,7 @@ def test_an_engine_keeps_all_cores_fixed_unless_told_auto():
     try:
         governors = {n: e._scheduler.threads for n, e in engines.items()}
         assert {n: (g.most, g.adaptive) for n, g in governors.items()} == {
-            None: (2, False), 1: (1, False), "auto": (2, True)}  # the 1-thread engine did not change the next one's
+            None: (2, True), 1: (1, False), "auto": (2, True)}  # the 1-thread engine did not change the next one's
         assert [e.metrics().cpu_threads for e in engines.values()] == [2, 1, 2]
     finally:
         for e in engines.values():
@@ -94,20 +95,49 @@ PROBE = """
 import os, sys
 {pre}
 import parakeet_stream
-print(os.environ.get("OMP_WAIT_POLICY"), os.environ.get("MKL_CBWR"))
+print(os.environ.get("GOMP_SPINCOUNT"), os.environ.get("MKL_CBWR"))
 """
 
 
-def test_openmp_sleeps_and_mkl_is_shape_independent_unless_the_user_chose_or_torch_came_first():
+def test_openmp_spins_briefly_and_mkl_is_strict_unless_the_user_chose_or_torch_came_first():
     def policy(pre: str, **env: str) -> str:
         out = subprocess.run([sys.executable, "-c", PROBE.format(pre=pre)], capture_output=True, text=True,
                              cwd=ROOT, env={"PYTHONPATH": f"{ROOT / 'plugin'}", "PATH": "/usr/bin:/bin", **env})
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
 
-    assert policy("") == "PASSIVE AUTO,STRICT"
-    assert policy("", OMP_WAIT_POLICY="ACTIVE", MKL_CBWR="AVX2") == "ACTIVE AVX2"
+    from parakeet_stream.threads import mkl_branch
+
+    assert policy("") == f"20000 {mkl_branch()},STRICT"
+    assert policy("", MKL_ENABLE_INSTRUCTIONS="AVX2") == "20000 AVX2,STRICT"
+    assert policy("", OMP_WAIT_POLICY="PASSIVE", MKL_CBWR="AVX2") == "None AVX2"  # a wait policy of yours wins
+    assert policy("", GOMP_SPINCOUNT="0") == "0 " + f"{mkl_branch()},STRICT"
     assert policy("import torch") == "None None"  # too late to matter: left alone
+
+
+def test_mkls_branch_is_named_where_the_cpu_stops_at_avx2(monkeypatch):
+    from parakeet_stream.threads import mkl_branch
+
+    monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS", raising=False)
+    assert mkl_branch("flags : fpu sse2 avx avx2 fma") == "AVX2"  # AMD EPYC Rome/Milan, older Xeons
+    assert mkl_branch("flags : fpu sse2 avx avx2 fma avx512f avx512bw") == "AUTO"
+    assert mkl_branch("flags : fpu sse2 avx") == "AUTO"
+
+
+def test_pointwise_convs_as_products_make_the_encoders_bits_independent_of_the_thread_count():
+    """What lets the governor change the count by default: NeMo's 1x1 convolutions (oneDNN) round by the thread
+    split; as MKL products under MKL_CBWR's STRICT mode they do not. ``thread_count_independent`` is the check the
+    engine makes at load, on this machine."""
+    from parakeet_stream.pointwise import replace_pointwise_convs, thread_count_independent
+
+    before = torch.get_num_threads()
+    try:
+        model = build_random_model("tiny", seed=1)
+        assert not thread_count_independent(model.encoder, 2)
+        assert replace_pointwise_convs(model.encoder) == 10  # 2 in the subsampling, 2 in each of 4 layers
+        assert thread_count_independent(model.encoder, 2)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_stream_falling_behind_and_catching_up_is_logged_once_each(caplog):

@@ -1,0 +1,73 @@
+"""The example voice agent (``examples/livekit_voice_agent.py``) as a user deploys it in remote mode: an agent
+worker on LiveKit's default process executor, its ``AgentSession`` transcribing through a ``parakeet-stream
+serve`` process, against a real livekit-server.
+
+Explicit dispatch by agent name, so that this worker joins only the room made here."""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from livekit import api, rtc
+from tests.livekit.livekit_testkit import MESSAGE, Speaker, Viewer, agents_in, until, utterance
+from tests.serve_process import ServeProcess
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.realtime]
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT_NAME, ROOM = "voice-agent-remote", "room-voice-agent-remote"
+
+
+async def test_example_voice_agent_transcribes_a_room_through_serve_from_a_job_process(livekit_server, speech,
+                                                                                     tmp_path):
+    server = ServeProcess(max_sessions=2, api_key="agent-key")
+    server.start()
+    log_path = tmp_path / "agent.log"
+    env = {**os.environ, "LIVEKIT_URL": livekit_server.url, "LIVEKIT_API_KEY": livekit_server.api_key,
+           "LIVEKIT_API_SECRET": livekit_server.api_secret, "PARAKEET_URL": server.url,
+           "PARAKEET_API_KEY": "agent-key", "PARAKEET_MODEL": "/models/never-loaded.nemo",
+           "LIVEKIT_AGENT_NAME": AGENT_NAME}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "examples/livekit_voice_agent.py", "start"], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        await until(lambda: b"registered worker" in log_path.read_bytes() or proc.poll() is not None,
+                    what="the voice agent to register")
+        assert proc.poll() is None, log_path.read_text()
+        viewer = await Viewer().join(livekit_server, ROOM)
+        gina = await Speaker("gina").join(livekit_server, ROOM)
+        async with api.LiveKitAPI(livekit_server.url.replace("ws://", "http://"), livekit_server.api_key,
+                                  livekit_server.api_secret) as lkapi:
+            await lkapi.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(agent_name=AGENT_NAME,
+                                                                                      room=ROOM))
+        await until(lambda: any(p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+                                for p in viewer.room.remote_participants.values()), what="the dispatched agent")
+        await asyncio.wait_for(gina.heard.wait(), 60)  # the session subscribed: nothing she says is lost
+        await gina.say(utterance(speech, MESSAGE))
+        await until(lambda: MESSAGE in [c.text for c in viewer.captions if c.final]
+                    and f"user said: {MESSAGE}" in log_path.read_text(),
+                    what=lambda: f"the agent's final transcript (captions: {viewer.captions}; agents: "
+                                 f"{agents_in(viewer.room)}; log: {log_path.read_text()[-3000:]})")
+        await gina.room.disconnect()
+        await viewer.room.disconnect()
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.stop()
+    out = log_path.read_text()
+    assert rc == 0, out
+    [job_pid] = re.findall(rf"voice agent in room {ROOM} \(pid (\d+), remote STT\)", out)
+    assert int(job_pid) != proc.pid  # LiveKit's default executor: the room ran in a job process of its own
+    assert "agent-key" not in out
+    # the turn was transcribed on the server
+    assert any("session.begin" in line for line in server.lines), "".join(server.lines[-40:])
