@@ -103,7 +103,7 @@ class Engine:
         exact = not nemo_step and thread_count_independent(model.encoder, most)
         adaptive = exact or num_threads == AUTO
         logger.info("cpu threads", extra={"threads": most, "adaptive": adaptive, "exact_at_any_count": exact})
-        return ThreadGovernor(most, adaptive=adaptive, chunk_s=self.info.chunk_ms / 1000 or None)
+        return ThreadGovernor(most, adaptive=adaptive)
 
     def _configure(self, model, name: str, path: str | None, chunk_ms: int | None, max_streams: int,
                    max_batch: int | None, batch_window_ms: float | None, nemo_step: bool = False):

@@ -37,9 +37,11 @@ WINDOW_STEPS = 8  # recent steps with the current count a probe is compared with
 # neighbour, two threads' cost several times one's), back to all cores as soon as they are cheaper
 SWITCH_TO_ONE = 0.5
 SWITCH_TO_MOST = 0.8
-# light load: one thread is kept, however much faster all cores are, while its steps take at most this share of
-# a chunk (one stream of the demo model: a few ms of 160); all cores are tried again above the second share
-LIGHT_SHARE = (0.2, 0.3)
+# light load: one thread is taken, however much faster all cores are, while it would keep the inference thread
+# stepping at most this share of the time (one real-time stream of the demo model: ~5 %); all cores are tried
+# again once one thread steps more than the second share
+LIGHT_BUSY = (0.25, 0.4)
+BUSY_WINDOW_S = 2.0  # the recent time over which that share is measured
 MIN_WINDOW_STEPS = 3  # a probe needs at least this many recent steps to compare with
 SLOW_STEP_S = 0.25  # a step this long with all threads (a stall beside spinning neighbours) brings a probe forward,
 #                     and ends a probe of all threads at its first step
@@ -126,22 +128,22 @@ class ThreadGovernor:
     Runs on the inference thread only: ``before_step`` sets the count for the coming step, ``after_step`` records
     what it cost. Every so often a few steps run with the other count (a probe); their median cost per stream is
     compared with the median of the steps just before, and the count is changed where the probe wins by a clear
-    margin (``SWITCH_TO_ONE``, ``SWITCH_TO_MOST``) or, with ``chunk_s`` known, where one thread's steps fit in
-    ``LIGHT_SHARE`` of a chunk. Probes with a very different batch size are not compared. ``adaptive=False``
-    keeps ``most``.
+    margin (``SWITCH_TO_ONE``, ``SWITCH_TO_MOST``), or to one thread where it would keep the thread stepping no
+    more than ``LIGHT_BUSY`` of the time. Probes with a very different batch size are not compared.
+    ``adaptive=False`` keeps ``most``.
     """
 
-    def __init__(self, most: int, *, adaptive: bool = True, chunk_s: float | None = None,
-                 clock=time.monotonic) -> None:
+    def __init__(self, most: int, *, adaptive: bool = True, clock=time.monotonic) -> None:
         self.most = max(1, most)
         self.adaptive = adaptive and self.most > 1
-        self.chunk_s = chunk_s
         self.threads = self.most
         self.switches = 0
         self._clock = clock
         self._recent: collections.deque[tuple[int, float]] = collections.deque(maxlen=WINDOW_STEPS)
+        self._busy: collections.deque[tuple[float, float]] = collections.deque()  # (end, seconds) of recent steps
         self._probe: list[tuple[int, float]] | None = None  # (batch, seconds) of the probe under way
         self._more_every = PROBE_MORE_EVERY_S[0]
+        self._last_probe = clock()
         self._next_probe = clock() + PROBE_FEWER_EVERY_S
         self._applied: int | None = None
 
@@ -152,24 +154,32 @@ class ThreadGovernor:
     def _other(self) -> int:
         return 1 if self.threads == self.most else self.most
 
-    def _light(self, steps, share: float) -> bool:
-        """Whether these steps' median duration is within ``share`` of a chunk."""
-        return self.chunk_s is not None and statistics.median(s for _, s in steps) <= share * self.chunk_s
+    def busy_share(self) -> float:
+        """The share of the last ``BUSY_WINDOW_S`` the inference thread spent in steps."""
+        now = self._clock()
+        while self._busy and self._busy[0][0] < now - BUSY_WINDOW_S:
+            self._busy.popleft()
+        return sum(s for _, s in self._busy) / BUSY_WINDOW_S
 
     def before_step(self) -> None:
         if self.adaptive and self._probe is None and len(self._recent) >= MIN_WINDOW_STEPS:
+            now = self._clock()
             if self.threads == self.most:
-                due = self._recent[-1][1] >= SLOW_STEP_S  # stalled
-            else:  # on one thread: the load grew past light, so all cores may be needed now
-                due = self.chunk_s is not None and not self._light(self._recent, LIGHT_SHARE[1]) and \
-                    self._clock() >= self._next_probe - self._more_every + PROBE_FEWER_EVERY_S
-            if due or self._clock() >= self._next_probe:
+                due = self._recent[-1][1] >= SLOW_STEP_S  # stalled: compared with the stalled steps only
+                if due:
+                    stalled = [step for step in self._recent if step[1] >= SLOW_STEP_S]
+                    self._recent.clear()
+                    self._recent.extend(stalled)
+            else:  # on one thread and the load grew: all cores may be needed now
+                due = self.busy_share() > LIGHT_BUSY[1] and now >= self._last_probe + PROBE_FEWER_EVERY_S
+            if due or now >= self._next_probe:
                 self._probe = []
         self._apply(self._other() if self._probe is not None else self.threads)
 
     def after_step(self, batch: int, seconds: float) -> None:
         if not self.adaptive or batch < 1:
             return
+        self._busy.append((self._clock(), seconds))
         if self._probe is None:
             self._recent.append((batch, seconds))
             return
@@ -186,17 +196,19 @@ class ThreadGovernor:
         current = statistics.median(s / b for b, s in self._recent)
         other = statistics.median(s / b for b, s in probe)
         comparable = 0.5 <= probe_batch / now_batch <= 2.0
+        busy = self.busy_share()
         logger.debug("cpu threads probe", extra={
             "threads": self.threads, "probed": self._other(), "batch": now_batch, "probe_batch": probe_batch,
-            "cost_per_stream_ms": round(current * 1000, 3), "probe_cost_per_stream_ms": round(other * 1000, 3)})
+            "cost_per_stream_ms": round(current * 1000, 3), "probe_cost_per_stream_ms": round(other * 1000, 3),
+            "busy_share": round(busy, 3)})
         why = None
         if comparable and self.threads == self.most:
             if other < SWITCH_TO_ONE * current:
                 why = "contention"
-            elif self._light(probe, LIGHT_SHARE[0]):
+            elif busy * other / current <= LIGHT_BUSY[0]:  # what one thread would be busy, at its cost
                 why = "light load"
-        elif comparable and other < SWITCH_TO_MOST * current and not self._light(self._recent, LIGHT_SHARE[1]):
-            why = "cores free again"
+        elif comparable and other < SWITCH_TO_MOST * current and busy > LIGHT_BUSY[1] * 0.5:
+            why = "cores free again"  # (not while so light that one thread is as good: it would come back)
         if why is not None:
             before, self.threads = self.threads, self._other()
             self.switches += 1
@@ -205,10 +217,11 @@ class ThreadGovernor:
             self._more_every = PROBE_MORE_EVERY_S[0]
             logger.info("cpu threads changed", extra={
                 "threads": self.threads, "was": before, "cost_per_stream_ms": round(other * 1000, 3),
-                "was_cost_per_stream_ms": round(current * 1000, 3), "why": why})
+                "was_cost_per_stream_ms": round(current * 1000, 3), "busy_share": round(busy, 3), "why": why})
         elif self.threads == 1 and comparable:
             self._more_every = min(self._more_every * 2, PROBE_MORE_EVERY_S[1])
-        self._next_probe = self._clock() + (PROBE_FEWER_EVERY_S if self.threads == self.most else self._more_every)
+        self._last_probe = self._clock()
+        self._next_probe = self._last_probe + (PROBE_FEWER_EVERY_S if self.threads == self.most else self._more_every)
 
     def _apply(self, threads: int) -> None:
         if threads != self._applied:

@@ -38,17 +38,44 @@ def run_steps(governor: ThreadGovernor, clock: FakeClock, n: int, cost_ms: dict[
     return used
 
 
+HEAVY = {2: 7.5, 1: 12.0}  # ms per stream: 8 streams every 100 ms keep one thread ~96 % busy, two ~60 %
+LIGHT = {2: 1.0, 1: 1.6}  # one thread ~13 % busy
+
+
 def test_one_thread_is_taken_under_contention_and_all_cores_again_when_they_are_free():
     clock = FakeClock()
     g = ThreadGovernor(2, clock=clock)
-    alone = {2: 1.0, 1: 1.6}  # two threads are cheaper: probes of one thread lose, the count stays
-    used = run_steps(g, clock, 60, alone)
+    used = run_steps(g, clock, 60, HEAVY)  # two threads are cheaper and needed: probes of one thread lose
     assert g.threads == 2 and g.switches == 0 and used.count(1) >= PROBE_STEPS  # it did try
-    contended = {2: 5.0, 1: 1.7}  # another process spins on the cores: one thread wins the next probe
+    contended = {2: 40.0, 1: 12.0}  # another process spins on the cores: one thread wins the next probe
     run_steps(g, clock, int(PROBE_FEWER_EVERY_S / 0.1) + WINDOW_STEPS + PROBE_STEPS, contended)
     assert (g.threads, g.switches) == (1, 1)
-    run_steps(g, clock, 400, alone)  # the neighbour left: a later probe of two threads wins
+    used = run_steps(g, clock, int(PROBE_FEWER_EVERY_S / 0.1) + 2 * PROBE_STEPS, HEAVY)  # the neighbour left:
+    assert (g.threads, g.switches) == (2, 2)  # one thread is busy, so all cores are tried soon, and win
+
+
+def test_one_thread_is_taken_at_light_load_and_all_cores_once_the_load_grows():
+    """A few streams: one thread steps them in a small share of the time, and a second thread would only add its
+    spinning. When the load grows past what one thread carries lightly, all cores come back within seconds."""
+    clock = FakeClock()
+    g = ThreadGovernor(2, clock=clock)
+    run_steps(g, clock, int(PROBE_FEWER_EVERY_S / 0.1) + WINDOW_STEPS + PROBE_STEPS, LIGHT)
+    assert (g.threads, g.switches) == (1, 1)
+    run_steps(g, clock, 200, LIGHT)  # light, though all cores would be faster: stays on one
+    assert (g.threads, g.switches) == (1, 1)
+    run_steps(g, clock, int(2 * PROBE_FEWER_EVERY_S / 0.1) + 2 * PROBE_STEPS, HEAVY)
     assert (g.threads, g.switches) == (2, 2)
+
+
+def test_a_probe_of_all_cores_that_stalls_ends_at_its_first_step():
+    clock = FakeClock()
+    g = ThreadGovernor(2, clock=clock)
+    run_steps(g, clock, int(PROBE_FEWER_EVERY_S / 0.1) + WINDOW_STEPS + PROBE_STEPS, {2: 40.0, 1: 12.0})
+    assert g.threads == 1
+    used = run_steps(g, clock, 400, {2: 500.0, 1: 12.0})  # all cores stall for seconds beside the neighbour
+    probes = [i for i, n in enumerate(used) if n == 2]
+    assert probes and all(i - 1 not in probes for i in probes)  # each probe was one step long
+    assert g.threads == 1
 
 
 def test_a_fixed_count_is_kept():
@@ -62,7 +89,7 @@ def test_a_probe_at_another_batch_size_is_not_compared():
     g = ThreadGovernor(2, clock=clock)
     run_steps(g, clock, WINDOW_STEPS, {2: 1.0, 1: 1.0}, batch=64)
     clock.now += PROBE_FEWER_EVERY_S
-    run_steps(g, clock, PROBE_STEPS, {2: 1.0, 1: 0.1}, batch=4)  # far cheaper, but 16x smaller batches
+    run_steps(g, clock, PROBE_STEPS, {2: 10.0, 1: 1.0}, batch=4)  # far cheaper, but 16x smaller batches
     assert g.switches == 0
 
 
