@@ -41,7 +41,9 @@ SWITCH_TO_MOST = 0.8
 # stepping at most this share of the time (one real-time stream of the demo model: ~5 %); all cores are tried
 # again once one thread steps more than the second share
 LIGHT_BUSY = (0.25, 0.4)
-BUSY_WINDOW_S = 2.0  # the recent time over which that share is measured
+BUSY_WINDOW_S = 1.0  # the recent time over which that share is measured
+GROWN_PROBE_AFTER_S = 0.5  # on one thread grown busy: the least time between tries of all cores (streams arriving
+#                            while one thread serves a light load must not wait seconds for the second core)
 MIN_WINDOW_STEPS = 3  # a probe needs at least this many recent steps to compare with
 SLOW_STEP_S = 0.25  # a step this long with all threads (a stall beside spinning neighbours) brings a probe forward,
 #                     and ends a probe of all threads at its first step
@@ -171,7 +173,7 @@ class ThreadGovernor:
                     self._recent.clear()
                     self._recent.extend(stalled)
             else:  # on one thread and the load grew: all cores may be needed now
-                due = self.busy_share() > LIGHT_BUSY[1] and now >= self._last_probe + PROBE_FEWER_EVERY_S
+                due = self.busy_share() > LIGHT_BUSY[1] and now >= self._last_probe + GROWN_PROBE_AFTER_S
             if due or now >= self._next_probe:
                 self._probe = []
         self._apply(self._other() if self._probe is not None else self.threads)
