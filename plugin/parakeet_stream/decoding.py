@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from .keyterms import BoostedDecoding
 from .transcript import Token
 
 
@@ -29,6 +30,7 @@ class BatchedGreedyDecoder:
     def __init__(self, model) -> None:
         self.computer = _label_looping_computer(model)
         self.states: DecoderSlots | None = None  # made on the first reset: on the thread that runs the model
+        self.boosted: BoostedDecoding | None = None  # made when a stream first gets keyterms (keyterms.py)
 
     @property
     def available(self) -> bool:
@@ -38,16 +40,55 @@ class BatchedGreedyDecoder:
         if self.states is None:
             self.states = DecoderSlots(self.computer, _device_of(self.computer))
         self.states.reset(slot)
+        if self.boosted is not None:
+            self.boosted.reset(slot)
+
+    def set_keyterms(self, slot: int, tree, weight: float | None = None) -> None:
+        """Boost ``slot``'s stream with this boosting tree from its next step (None: no boosting)."""
+        if self.boosted is None:
+            if tree is None:
+                return
+            self.boosted = BoostedDecoding(self.computer)
+        self.boosted.set(slot, tree, weight)
 
     def decode(self, enc: torch.Tensor, enc_len: torch.Tensor, slots: torch.Tensor) -> list[list[Token]]:
         """``enc`` [B, D, T] and ``enc_len`` [B] of one step of the streams whose decoder states are in rows
         ``slots`` [B] (each reset before its stream's first step). Frames count from the stream's first step of
         the epoch (the state carries the decoded length)."""
-        batch = enc.shape[0]
+        boosted = self.boosted.boosted(slots) if self.boosted is not None else None
         with torch.inference_mode():
-            hyps, state = self.computer(x=enc.transpose(1, 2), out_len=enc_len,
-                                        prev_batched_state=self.states.gather(slots))
-            self.states.scatter(slots, state)
+            if boosted is None:  # no stream of the batch has keyterms: the plain decoder, as without them
+                hyps, state = self.computer(x=enc.transpose(1, 2), out_len=enc_len,
+                                            prev_batched_state=self.states.gather(slots))
+            else:
+                self.boosted.ensure(self.states.capacity)
+                state = self.states.gather(slots)
+                state.fusion_states_list = [self.boosted.tree_states.index_select(0, slots)]
+                hyps, state = self.boosted.computer(x=enc.transpose(1, 2), out_len=enc_len,
+                                                    prev_batched_state=state,
+                                                    multi_biasing_ids=boosted.to(enc.device))
+                self.boosted.tree_states.index_copy_(0, slots, state.fusion_states_list[0][:slots.shape[0]])
+            self.states.scatter(slots, state)  # (the plain leaves only: a tree state is not among its rows)
+        return self._tokens(hyps, enc.shape[0])
+
+    def decode_whole(self, enc: torch.Tensor, enc_len: torch.Tensor, tree, weight: float) -> list[Token]:
+        """One utterance's tokens decoded at once with this boosting tree (offline decoding with keyterms)."""
+        if self.boosted is None:
+            self.boosted = BoostedDecoding(self.computer)
+        with torch.inference_mode(False):
+            model_id = self.boosted.multi_model.add_model(tree, alpha=weight)
+        try:
+            with torch.inference_mode():
+                hyps, _ = self.boosted.computer(x=enc.transpose(1, 2), out_len=enc_len,
+                                                multi_biasing_ids=torch.tensor([model_id], device=enc.device))
+            return self._tokens(hyps, 1)[0]
+        finally:
+            with torch.inference_mode(False):
+                self.boosted.multi_model.remove_model(model_id)
+
+    @staticmethod
+    def _tokens(hyps, batch: int) -> list[list[Token]]:
+        with torch.inference_mode():
             lengths, labels, frames, _, probs = hyps.get_data_without_blank()
         lengths = lengths[:batch].tolist()
         width = max(lengths, default=0)
@@ -127,7 +168,7 @@ def _label_looping_computer(model):
     computer = getattr(greedy, "decoding_computer", None)
     label_looping = getattr(greedy, "_greedy_decode_blank_as_pad_loop_labels", None)
     if (computer is None or label_looping is None or getattr(greedy, "_greedy_decode", None) != label_looping
-            or getattr(computer, "per_stream_biasing_enabled", False)
+            or getattr(computer, "per_stream_biasing_enabled", False)  # boosting is ours: keyterms.py
             or not getattr(decoding, "exclude_blank_from_confidence", False)
             or getattr(decoding, "_is_tdt", False) or getattr(decoding, "big_blank_durations", None)
             or not getattr(computer, "preserve_step_confidence", False)):

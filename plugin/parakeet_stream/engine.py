@@ -12,6 +12,7 @@ import gc
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from .events import Word
 from .models import (DEFAULT_MODEL, ModelInfo, chunk_sizes_ms, frame_seconds, is_cache_aware, load_nemo_model,
                      resolve_device, resolve_dtype, select_chunk)
 from .inference_loop import EngineMetrics
+from .keyterms import Keyterms
 from .kv_cache import install_key_value_cache, key_value_cache_of
 from .packed_weights import pack_linear_weights, packed_linears_of
 from .pointwise import PointwiseAsMatmul, replace_pointwise_convs, thread_count_independent
@@ -190,13 +192,25 @@ class Engine:
 
     # -- streams -----------------------------------------------------------------------------------------
     def open_stream(self, *, sample_rate: int = MODEL_SAMPLE_RATE, endpointing: EndpointingOptions | None = None,
-                    stream_id: str | None = None) -> Stream:
+                    stream_id: str | None = None, keyterms: Sequence[str] | None = None,
+                    keyterm_weight: float | None = None) -> Stream:
+        """A live stream. ``keyterms``: phrases to boost in this stream's decoding (names, products, jargon; at
+        most ``keyterms.MAX_KEYTERMS``), ``keyterm_weight`` how strongly (default
+        ``keyterms.DEFAULT_KEYTERM_WEIGHT``). Raises ValueError on bad input, CapacityError when full."""
         check_sample_rate(sample_rate)
         opts = endpointing or EndpointingOptions()
+        boost = self.check_keyterms(keyterms, keyterm_weight)
         with self._open_lock:
             if self._scheduler.live_streams >= self.capacity:
                 raise CapacityError(f"engine is full: {self.capacity} streams are open (max_streams={self.capacity})")
-            return self._scheduler.open(sample_rate, opts, stream_id)
+            stream = self._scheduler.open(sample_rate, opts, stream_id)
+        if boost is not None:
+            stream._set_keyterms(boost)
+        return stream
+
+    def check_keyterms(self, keyterms: Sequence[str] | None, weight: float | None = None) -> Keyterms | None:
+        """``keyterms`` as this model spells them, or a ValueError naming what is wrong and what is accepted."""
+        return self._scheduler.check_keyterms(keyterms, weight)
 
     def ensure_capacity(self, max_streams: int) -> None:
         """Raise the stream limit (never lowers it): a shared engine serves its most demanding user."""
@@ -218,11 +232,14 @@ class Engine:
         return m
 
     # -- offline -----------------------------------------------------------------------------------------
-    def transcribe(self, audio: bytes | np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE) -> Transcript:
-        """Decode a whole buffer at once (same att_context as streaming). Runs on the inference thread."""
+    def transcribe(self, audio: bytes | np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE, *,
+                   keyterms: Sequence[str] | None = None, keyterm_weight: float | None = None) -> Transcript:
+        """Decode a whole buffer at once (same att_context as streaming), boosting ``keyterms`` as a stream
+        would. Runs on the inference thread."""
+        boost = self.check_keyterms(keyterms, keyterm_weight)
         samples = to_float32(audio)
         samples = Resampler(sample_rate).process(samples, last=True)
-        text, words = self._scheduler.call(lambda: self._scheduler.decode_offline(samples))
+        text, words = self._scheduler.call(lambda: self._scheduler.decode_offline(samples, boost))
         return Transcript(text, words)
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from .audio import MODEL_SAMPLE_RATE
 from .endpointing import EndpointingOptions, VoiceActivity
 from .events import Event, StreamFailed, Word
 from .stream import Stream
+from .keyterms import Keyterms, check_keyterms
 from .threads import ThreadGovernor
 from .transcript import Token, TranscriptTracker, Vocabulary
 
@@ -224,6 +225,22 @@ class InferenceLoop:
 
     def _free(self, state) -> None:
         """Release what the stream held (cache slot, buffers)."""
+
+    supports_keyterms = False
+
+    def check_keyterms(self, keyterms, weight: float | None = None) -> Keyterms | None:
+        """``keyterms`` as the model spells them, or a ValueError naming what is wrong and what is accepted."""
+        boost = check_keyterms(keyterms, weight)
+        if boost is None:
+            return None
+        if not self.supports_keyterms:
+            raise ValueError("this model cannot boost keyterms: that needs a cache-aware streaming RNNT model "
+                             "decoded by NeMo's label-looping greedy decoder")
+        return self.speller.spell(boost)
+
+    def _set_keyterms(self, state, keyterms) -> None:
+        """Boost the stream's decoding with these keyterms (None: no more) from its next step."""
+        raise NotImplementedError("keyterms need a cache-aware streaming model")
 
     # -- called from any thread ------------------------------------------------------------------------------
     @property
@@ -467,6 +484,8 @@ class InferenceLoop:
                 state.opts = payload
                 if state.vad is not None:
                     state.vad.retune(payload)
+            elif kind == "keyterms":
+                self._set_keyterms(state, payload)
             elif kind in ("flush", "finish"):
                 self._begin_finalize(state, kind)
             elif kind == "close":
@@ -564,10 +583,14 @@ class InferenceLoop:
         hyps = hyps[0] if isinstance(hyps, tuple) else hyps
         return [tokens_of(h) for h in hyps]
 
-    def decode_offline(self, samples: np.ndarray) -> tuple[str, tuple[Word, ...]]:
+    def decode_offline(self, samples: np.ndarray, keyterms=None) -> tuple[str, tuple[Word, ...]]:
         tracker = TranscriptTracker(self.vocab, self.frame_s)
-        tracker.add([t for t in self.decode_batch([samples])[0] if t.id not in self.vocab.eou_ids], 0.0)
+        tokens = self.decode_batch([samples])[0] if keyterms is None else self._decode_boosted(samples, keyterms)
+        tracker.add([t for t in tokens if t.id not in self.vocab.eou_ids], 0.0)
         return tracker.text, tracker.words()
+
+    def _decode_boosted(self, samples: np.ndarray, keyterms) -> list[Token]:
+        raise NotImplementedError("keyterms need a cache-aware streaming model")
 
 
 def _due_by(loop, tick: float, now: float) -> list:

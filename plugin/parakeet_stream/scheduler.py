@@ -15,6 +15,7 @@ feeds the last ``pre_encode_cache_size`` consumed frames plus the new chunk and 
 from __future__ import annotations
 
 import collections
+import functools
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from .endpointing import EndpointingOptions, detect
 from .events import Event, StreamEnded, StreamFailed
 from .features import IncrementalFeaturizer, featurize_batch
 from .inference_loop import BaseStreamState, InferenceLoop, logger, tokens_of
+from .keyterms import Keyterms, Speller, boosting_tree
 from .slots import CacheSlots
 from .traced_step import steady_step_for
 from .transcript import Token
@@ -181,7 +183,30 @@ class ChunkScheduler(InferenceLoop):
         if self.decoder.available:
             self.decoder.reset(slot)
 
+    @property
+    def supports_keyterms(self) -> bool:
+        return self.decoder.available
+
+    @functools.cached_property
+    def speller(self) -> Speller:
+        return Speller(self.model.tokenizer)
+
+    def _set_keyterms(self, state: StreamState, keyterms: Keyterms | None) -> None:
+        tree = None if keyterms is None else boosting_tree(self.speller, keyterms, self.decoder.computer._blank_index)
+        self.decoder.set_keyterms(state.slot, tree, None if keyterms is None else keyterms.weight)
+
+    def _decode_boosted(self, samples: np.ndarray, keyterms: Keyterms) -> list[Token]:
+        x = torch.from_numpy(samples)[None]
+        with torch.inference_mode():
+            feats, flen = self.model.preprocessor(input_signal=x, length=torch.tensor([x.shape[1]]))
+            enc, enc_len = self.model.encoder(audio_signal=feats.to(self.device, self.dtype),
+                                              length=flen.to(self.device))
+        tree = boosting_tree(self.speller, keyterms, self.decoder.computer._blank_index)
+        return self.decoder.decode_whole(enc, enc_len, tree, keyterms.weight)
+
     def _free(self, state: StreamState) -> None:
+        if state.slot >= 0 and self.decoder.boosted is not None:
+            self.decoder.set_keyterms(state.slot, None)  # the slot's next stream starts without
         if state.slot >= 0:
             self.slots.release(state.slot)
 

@@ -11,7 +11,7 @@ import collections
 import dataclasses
 import threading
 import uuid
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator, Sequence
 
 import numpy as np
 
@@ -89,6 +89,7 @@ class Stream:
         self._events = EventChannel()
         self._lock = threading.Lock()  # serialises pushes: the resampler is stateful
         self._input_samples = 0
+        self.keyterms = None  # the boosted phrases (``keyterms.Keyterms``), or None
         self._finished = False
         self._closed = False
         self.endpointing: EndpointingOptions = state.opts  # as last set by the caller (the engine may lag)
@@ -136,6 +137,19 @@ class Stream:
             self.endpointing = opts
             self._scheduler.submit(self._state, ("endpointing", opts))
         return opts
+
+    def update_keyterms(self, keyterms: Sequence[str] | None, weight: float | None = None) -> None:
+        """Boost these phrases from now on (None or empty: no boosting), in stream order like
+        ``update_endpointing``: from the first step after the audio pushed before this call. Raises ValueError
+        (naming the limit) and changes nothing on bad input."""
+        boost = self._scheduler.check_keyterms(keyterms, weight)
+        with self._lock:
+            self._check_open("update keyterms of")
+            self._set_keyterms(boost)
+
+    def _set_keyterms(self, boost) -> None:
+        self.keyterms = boost
+        self._scheduler.submit(self._state, ("keyterms", boost))
 
     def close(self) -> None:
         """Abandon the stream: its slot is freed and its event iterator ends. Idempotent."""

@@ -22,6 +22,7 @@ Measured on a 2-core VM with the demo model (``bench/realtime_load.py``, ``bench
 from __future__ import annotations
 
 import collections
+import collections.abc
 import logging
 import os
 import statistics
@@ -32,24 +33,23 @@ logger = logging.getLogger("parakeet_stream")
 
 PROBE_STEPS = 4  # steps run with the other thread count in one probe
 WINDOW_STEPS = 8  # recent steps with the current count a probe is compared with
-# switch when the probe's cost per stream is below this share of the current one: to one thread on clear
-# contention (alone, one thread's steps cost 0.7-1.3x those of two, from noise and batch size; beside a spinning
-# neighbour, two threads' cost several times one's), back to all cores as soon as they are cheaper
-SWITCH_TO_ONE = 0.5
-SWITCH_TO_MOST = 0.8
-# light load: one thread is taken, however much faster all cores are, while it would keep the inference thread
-# stepping at most this share of the time (one real-time stream of the demo model: ~5 %); all cores are tried
-# again once one thread steps more than the second share
+MIN_WINDOW_STEPS = 3  # a decision needs at least this many recent steps
+# contention: the steps' threads got less than this share of their cores (process CPU time / wall time / threads;
+# alone, two spinning threads measured 0.9, beside a torch process spinning on both cores 0.5)
+CONTENDED_SHARE = 0.7
+SWITCH_TO_MOST = 0.8  # all cores again when a probe's cost per stream is below this share of one thread's
+# light load: one thread is taken while it would keep the inference thread stepping at most the first share of
+# the time (one real-time stream of the demo model: ~5 %; a second thread would only add its spinning); all
+# cores are tried again once one thread steps more than the second share
 LIGHT_BUSY = (0.25, 0.4)
 BUSY_WINDOW_S = 1.0  # the recent time over which that share is measured
+LIGHT_PROBE_EVERY_S = 2.0  # with all threads at a light load: how often one thread is tried
+PROBE_MORE_EVERY_S = (5.0, 60.0)  # on one thread: first and longest interval between tries of all cores (a try
+#                                   under contention costs a slow step; it backs off by doubling)
+FREE_FOR_PROBE = 0.75  # on one thread, all cores are tried only while other processes leave this share of them
+#                       free (/proc/stat): a try beside a busy neighbour stalls, with spinning threads for seconds
 GROWN_PROBE_AFTER_S = 0.5  # on one thread grown busy: the least time between tries of all cores (streams arriving
 #                            while one thread serves a light load must not wait seconds for the second core)
-MIN_WINDOW_STEPS = 3  # a probe needs at least this many recent steps to compare with
-SLOW_STEP_S = 0.25  # a step this long with all threads (a stall beside spinning neighbours) brings a probe forward,
-#                     and ends a probe of all threads at its first step
-PROBE_FEWER_EVERY_S = 2.0  # with all threads: how often one thread is tried (cheap: a little slower alone)
-PROBE_MORE_EVERY_S = (5.0, 60.0)  # on one thread: first and longest interval between tries of all threads (a
-#                                   try under contention costs slow steps; it backs off by doubling)
 
 
 # Read once by the native libraries when torch loads; a value already in the environment is kept.
@@ -123,30 +123,73 @@ def mkl_branch(cpu_flags: str | None = None) -> str:
     return "AVX2" if "avx2" in flags and "avx512f" not in flags else "AUTO"
 
 
+class OtherProcessesLoad:
+    """The cores other processes kept busy lately: the machine's busy time (``/proc/stat``) less this process's,
+    per second, over at least ``every_s``; NaN until first measured, None where ``/proc/stat`` cannot be read."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        self.every_s = every_s
+        self._last: tuple[float, float, float] | None = None  # (wall, machine busy s, process s)
+        self._value: float | None = float("nan")  # not known yet: nothing is free until measured
+        self._read()
+
+    def _read(self) -> None:
+        busy = self._machine_busy_s()
+        if busy is None:
+            self._value = None
+            return
+        now, mine = time.monotonic(), time.process_time()
+        if self._last is not None:
+            self._value = max(0.0, (busy - self._last[1]) - (mine - self._last[2])) / (now - self._last[0])
+        self._last = (now, busy, mine)
+
+    @staticmethod
+    def _machine_busy_s() -> float | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    def __call__(self) -> float | None:
+        if self._last is not None and time.monotonic() - self._last[0] >= self.every_s:
+            self._read()
+        return self._value
+
+
 class ThreadGovernor:
-    """Chooses the torch thread count of the inference thread's steps: ``most`` threads, or one while one is
-    measured to be cheaper per stream (another process competing for the cores) or enough (light load).
+    """Chooses the torch thread count of the inference thread's steps: ``most`` threads, or one while another
+    process competes for the cores (contention) or while one thread carries the load lightly.
 
     Runs on the inference thread only: ``before_step`` sets the count for the coming step, ``after_step`` records
-    what it cost. Every so often a few steps run with the other count (a probe); their median cost per stream is
-    compared with the median of the steps just before, and the count is changed where the probe wins by a clear
-    margin (``SWITCH_TO_ONE``, ``SWITCH_TO_MOST``), or to one thread where it would keep the thread stepping no
-    more than ``LIGHT_BUSY`` of the time. Probes with a very different batch size are not compared.
+    what it cost: wall time and the process's CPU time. Contention shows without trying anything: the steps'
+    threads get clearly less than their cores (``CONTENDED_SHARE``). At a light load a few steps on one thread (a
+    probe) tell what one thread would cost. On one thread, probes of all cores (backing off while contention
+    lasts, at once when the load grows) bring them back when they are cheaper (``SWITCH_TO_MOST``) and needed.
+    Nothing is probed at a steady heavy load alone: a probe there would cost its streams latency for nothing.
     ``adaptive=False`` keeps ``most``.
     """
 
-    def __init__(self, most: int, *, adaptive: bool = True, clock=time.monotonic) -> None:
+    def __init__(self, most: int, *, adaptive: bool = True, clock=time.monotonic,
+                 cpu_clock=time.process_time, others=None) -> None:
         self.most = max(1, most)
         self.adaptive = adaptive and self.most > 1
-        self.threads = self.most
+        # an engine starts with no streams: on one thread (all cores come when the load needs them)
+        self.threads = 1 if self.adaptive else self.most
+        self.reason = "light load"  # why the count is what it is
+        self._cores = os.cpu_count() or self.most
+        self._others = others if others is not None else OtherProcessesLoad()
         self.switches = 0
-        self._clock = clock
-        self._recent: collections.deque[tuple[int, float]] = collections.deque(maxlen=WINDOW_STEPS)
+        self._clock, self._cpu_clock = clock, cpu_clock
+        self._cpu_at_start = 0.0
+        # (batch, seconds, share of the cores its threads got) of recent steps with the current count
+        self._recent: collections.deque[tuple[int, float, float]] = collections.deque(maxlen=WINDOW_STEPS)
         self._busy: collections.deque[tuple[float, float]] = collections.deque()  # (end, seconds) of recent steps
-        self._probe: list[tuple[int, float]] | None = None  # (batch, seconds) of the probe under way
+        self._probe: list[tuple[int, float, float]] | None = None  # the probe under way
         self._more_every = PROBE_MORE_EVERY_S[0]
         self._last_probe = clock()
-        self._next_probe = clock() + PROBE_FEWER_EVERY_S
         self._applied: int | None = None
 
     @property
@@ -155,6 +198,10 @@ class ThreadGovernor:
 
     def _other(self) -> int:
         return 1 if self.threads == self.most else self.most
+
+    def _cores_free(self) -> bool:
+        others = self._others()
+        return others is None or self._cores - others >= FREE_FOR_PROBE * self.most
 
     def busy_share(self) -> float:
         """The share of the last ``BUSY_WINDOW_S`` the inference thread spent in steps."""
@@ -167,63 +214,70 @@ class ThreadGovernor:
         if self.adaptive and self._probe is None and len(self._recent) >= MIN_WINDOW_STEPS:
             now = self._clock()
             if self.threads == self.most:
-                due = self._recent[-1][1] >= SLOW_STEP_S  # stalled: compared with the stalled steps only
-                if due:
-                    stalled = [step for step in self._recent if step[1] >= SLOW_STEP_S]
-                    self._recent.clear()
-                    self._recent.extend(stalled)
-            else:  # on one thread and the load grew: all cores may be needed now
-                due = self.busy_share() > LIGHT_BUSY[1] and now >= self._last_probe + GROWN_PROBE_AFTER_S
-            if due or now >= self._next_probe:
-                self._probe = []
+                if statistics.median(c for _, _, c in list(self._recent)[-MIN_WINDOW_STEPS:]) < CONTENDED_SHARE:
+                    self._switch("contention", self._recent, self._recent)
+                elif self.busy_share() <= LIGHT_BUSY[0] / 2 and now >= self._last_probe + LIGHT_PROBE_EVERY_S:
+                    self._probe = []
+            else:
+                grown = (self.reason != "contention" and self.busy_share() > LIGHT_BUSY[1]
+                         and now >= self._last_probe + GROWN_PROBE_AFTER_S)
+                if (grown or now >= self._last_probe + self._more_every) and self._cores_free():
+                    self._probe = []
         self._apply(self._other() if self._probe is not None else self.threads)
+        self._cpu_at_start = self._cpu_clock()
 
-    def after_step(self, batch: int, seconds: float) -> None:
+    def after_step(self, batch: int, seconds: float, cpu_seconds: float | None = None) -> None:
+        """A step of ``batch`` streams took ``seconds`` (and ``cpu_seconds`` of the process's CPU time: measured
+        from ``before_step`` unless given)."""
         if not self.adaptive or batch < 1:
             return
+        cpu = self._cpu_clock() - self._cpu_at_start if cpu_seconds is None else cpu_seconds
+        step = (batch, seconds, cpu / max(seconds, 1e-6) / (self._applied or self.threads))
         self._busy.append((self._clock(), seconds))
         if self._probe is None:
-            self._recent.append((batch, seconds))
+            self._recent.append(step)
             return
-        self._probe.append((batch, seconds))
-        stalled = self.threads == 1 and seconds >= SLOW_STEP_S and \
-            seconds > 2 * statistics.median(s for _, s in self._recent)  # all cores stall: no more of them
-        if stalled or len(self._probe) >= PROBE_STEPS:
-            self._judge(self._probe)
+        self._probe.append(step)
+        if (self.threads == 1 and step[2] < CONTENDED_SHARE) or len(self._probe) >= PROBE_STEPS:
+            self._judge(self._probe)  # (all cores still contended: one step of them was enough)
             self._probe = None
 
-    def _judge(self, probe: list[tuple[int, float]]) -> None:
-        now_batch = statistics.median(b for b, _ in self._recent)
-        probe_batch = statistics.median(b for b, _ in probe)
-        current = statistics.median(s / b for b, s in self._recent)
-        other = statistics.median(s / b for b, s in probe)
-        comparable = 0.5 <= probe_batch / now_batch <= 2.0
+    def _judge(self, probe: list[tuple[int, float, float]]) -> None:
+        self._last_probe = self._clock()
+        now_batch = statistics.median(b for b, _, _ in self._recent)
+        comparable = 0.5 <= statistics.median(b for b, _, _ in probe) / now_batch <= 2.0
+        current = statistics.median(s / b for b, s, _ in self._recent)
+        other = statistics.median(s / b for b, s, _ in probe)
         busy = self.busy_share()
         logger.debug("cpu threads probe", extra={
-            "threads": self.threads, "probed": self._other(), "batch": now_batch, "probe_batch": probe_batch,
+            "threads": self.threads, "probed": self._other(), "batch": now_batch,
             "cost_per_stream_ms": round(current * 1000, 3), "probe_cost_per_stream_ms": round(other * 1000, 3),
             "busy_share": round(busy, 3)})
-        why = None
-        if comparable and self.threads == self.most:
-            if other < SWITCH_TO_ONE * current:
-                why = "contention"
-            elif busy * other / current <= LIGHT_BUSY[0]:  # what one thread would be busy, at its cost
-                why = "light load"
-        elif comparable and other < SWITCH_TO_MOST * current and busy > LIGHT_BUSY[1] * 0.5:
-            why = "cores free again"  # (not while so light that one thread is as good: it would come back)
-        if why is not None:
-            before, self.threads = self.threads, self._other()
-            self.switches += 1
-            self._recent.clear()
-            self._recent.extend(probe)
-            self._more_every = PROBE_MORE_EVERY_S[0]
-            logger.info("cpu threads changed", extra={
-                "threads": self.threads, "was": before, "cost_per_stream_ms": round(other * 1000, 3),
-                "was_cost_per_stream_ms": round(current * 1000, 3), "busy_share": round(busy, 3), "why": why})
-        elif self.threads == 1 and comparable:
+        if not comparable:
+            return
+        if self.threads == self.most:
+            if busy * other / current <= LIGHT_BUSY[0]:  # what one thread would be busy, at its cost
+                self._switch("light load", self._recent, probe)
+        elif (other < SWITCH_TO_MOST * current and busy > LIGHT_BUSY[1] / 2
+              and statistics.median(c for _, _, c in probe) >= CONTENDED_SHARE):
+            self._switch("cores free again", self._recent, probe)
+        else:
             self._more_every = min(self._more_every * 2, PROBE_MORE_EVERY_S[1])
+
+    def _switch(self, why: str, was: collections.abc.Iterable, now: list) -> None:
+        was_cost = statistics.median(s / b for b, s, _ in was)
+        cost = statistics.median(s / b for b, s, _ in now)
+        before, self.threads, self.reason = self.threads, self._other(), why
+        self.switches += 1
+        self._recent.clear()
+        if now is not was:
+            self._recent.extend(now)
+        self._more_every = PROBE_MORE_EVERY_S[0]
         self._last_probe = self._clock()
-        self._next_probe = self._last_probe + (PROBE_FEWER_EVERY_S if self.threads == self.most else self._more_every)
+        logger.info("cpu threads changed", extra={
+            "threads": self.threads, "was": before, "cost_per_stream_ms": round(cost * 1000, 3),
+            "was_cost_per_stream_ms": round(was_cost * 1000, 3), "busy_share": round(self.busy_share(), 3),
+            "why": why})
 
     def _apply(self, threads: int) -> None:
         if threads != self._applied:

@@ -1,0 +1,167 @@
+"""Per-stream keyterm boosting: names, products and jargon a stream is told to expect.
+
+NeMo's phrase boosting for the label-looping greedy RNNT decoder does the work: a stream's phrases are compiled
+into a boosting tree (``GPUBoostingTreeModel``) and added to one ``GPUBiasingMultiModel`` that gives every row of a
+batched decode its own tree (or none). While a row is inside a phrase, the tokens that continue it get a bonus
+among the non-blank tokens; whether to emit a token at all stays the model's decision, so boosting cannot add
+words into silence. A stream's tree state is carried between steps like its decoder state.
+
+Streams without keyterms decode exactly as without this module: a batch where no stream has keyterms runs the
+plain decoder, and rows without a tree in a boosted batch get a bonus of exactly zero (their tokens and
+confidences are bit-identical; tested). The boosted decoder is built on first use, so an engine whose streams
+never carry keyterms pays nothing, not even the multi-model's buffers (~70 MB).
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+from dataclasses import dataclass
+
+import torch
+
+MAX_KEYTERMS = 100  # phrases per stream
+MAX_KEYTERM_CHARS = 50  # characters per phrase
+DEFAULT_KEYTERM_WEIGHT = 2.0  # the stream's multiplier of NeMo's per-token phrase scores (its ``alpha``)
+MAX_KEYTERM_WEIGHT = 10.0
+CONTEXT_SCORE = 1.0  # NeMo's recommended per-token score of a phrase's first token
+DEPTH_SCALING = 2.0  # NeMo's recommended scaling of the following tokens' scores, for RNNT
+
+
+@dataclass(frozen=True)
+class Keyterms:
+    """A stream's phrases as the model spells them, and how strongly they are boosted."""
+
+    phrases: tuple[str, ...]
+    weight: float = DEFAULT_KEYTERM_WEIGHT
+
+
+def check_keyterms(phrases, weight: float | None) -> Keyterms | None:
+    """``phrases`` (an iterable of strings; empty or None: no boosting) and ``weight`` checked against the
+    limits; a ValueError names the limit broken and what is accepted. Spelling is checked by ``Speller``."""
+    if phrases is None:
+        return None
+    if isinstance(phrases, str):
+        raise ValueError("keyterms must be a list of phrases, not one string")
+    phrases = tuple(phrases)
+    if not phrases:
+        return None
+    if len(phrases) > MAX_KEYTERMS:
+        raise ValueError(f"too many keyterms: {len(phrases)}; at most {MAX_KEYTERMS} per stream")
+    cleaned = []
+    for p in phrases:
+        if not isinstance(p, str):
+            raise ValueError(f"keyterms must be strings, got {p!r}")
+        words = " ".join(p.split())
+        if not words:
+            raise ValueError("empty keyterm: every keyterm needs at least one word")
+        if len(words) > MAX_KEYTERM_CHARS:
+            raise ValueError(f"keyterm too long: {words[:20]!r}... has {len(words)} characters; at most "
+                             f"{MAX_KEYTERM_CHARS}")
+        if words not in cleaned:
+            cleaned.append(words)
+    w = DEFAULT_KEYTERM_WEIGHT if weight is None else weight
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= MAX_KEYTERM_WEIGHT:
+        raise ValueError(f"keyterm weight must be a number in (0, {MAX_KEYTERM_WEIGHT:g}], got {weight!r}")
+    return Keyterms(tuple(cleaned), float(w))
+
+
+class Speller:
+    """Writes phrases in the model's own spelling (lower case for a lower-case vocabulary) and refuses characters
+    its tokenizer cannot spell. Thread-safe: used by ``open_stream`` on the caller's thread."""
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+        pieces = tokenizer.ids_to_tokens(list(range(tokenizer.vocab_size)))
+        text = "".join(p for p in pieces if not (p.startswith("<") and p.endswith(">")))
+        self.lower_case = not any(c.isupper() for c in text)
+        self._known = set(text.replace("▁", ""))
+        self._lock = threading.Lock()
+
+    def spell(self, keyterms: Keyterms | None) -> Keyterms | None:
+        if keyterms is None:
+            return None
+        phrases = tuple(p.lower() if self.lower_case else p for p in keyterms.phrases)
+        for p in phrases:
+            unknown = sorted({c for c in p if c != " " and c not in self._known})
+            if unknown:
+                raise ValueError(f"keyterm {p!r} has characters the model cannot spell: {''.join(unknown)!r}; "
+                                 "use the letters, digits and marks of its vocabulary")
+        return Keyterms(tuple(dict.fromkeys(phrases)), keyterms.weight)
+
+    def token_ids(self, phrases: tuple[str, ...]) -> list[list[int]]:
+        with self._lock:
+            return [list(self._tokenizer.text_to_ids(p)) for p in phrases]
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(token_ids: tuple[tuple[int, ...], ...], phrases: tuple[str, ...], vocab_size: int):
+    from nemo.collections.asr.parts.context_biasing.boosting_graph_batched import GPUBoostingTreeModel
+    from nemo.collections.asr.parts.context_biasing.context_graph_universal import ContextGraph
+
+    graph = ContextGraph(context_score=CONTEXT_SCORE, depth_scaling=DEPTH_SCALING)
+    graph.build(token_ids=[list(t) for t in token_ids], phrases=list(phrases), scores=[0.0] * len(phrases))
+    with torch.inference_mode(False):
+        return GPUBoostingTreeModel.from_context_graph(graph, vocab_size=vocab_size, use_triton=False)
+
+
+def boosting_tree(speller: Speller, keyterms: Keyterms, vocab_size: int):
+    """The phrases' boosting tree, compiled once per distinct phrase set (by content)."""
+    ids = tuple(tuple(t) for t in speller.token_ids(keyterms.phrases))
+    return _compile(ids, keyterms.phrases, vocab_size)
+
+
+class BoostedDecoding:
+    """The boosted twin of a plain label-looping computer and every slot's tree and tree state. Inference
+    thread only (the multi-model has no lock)."""
+
+    def __init__(self, plain) -> None:
+        from nemo.collections.asr.parts.context_biasing.biasing_multi_model import GPUBiasingMultiModel
+
+        self.computer = copy.copy(plain)  # shares the prediction and joint networks
+        if hasattr(self.computer, "reset_cuda_graphs_state"):
+            self.computer.reset_cuda_graphs_state()
+        device = next(plain.decoder.parameters()).device
+        with torch.inference_mode(False):
+            self.computer.biasing_multi_model = GPUBiasingMultiModel(
+                vocab_size=plain._blank_index, reallocation_callback_fn=self.computer.reset_cuda_graphs_state,
+                use_triton=device.type == "cuda" or None).to(device)
+        self.model_ids = torch.full((0,), -1, dtype=torch.long)  # per slot; -1: no keyterms
+        self.tree_states = torch.zeros(0, dtype=torch.long, device=device)
+
+    @property
+    def multi_model(self):
+        return self.computer.biasing_multi_model
+
+    def ensure(self, capacity: int) -> None:
+        if capacity > self.model_ids.numel():
+            grow = capacity - self.model_ids.numel()
+            self.model_ids = torch.cat([self.model_ids, torch.full((grow,), -1, dtype=torch.long)])
+            self.tree_states = torch.cat([self.tree_states, self.tree_states.new_zeros(grow)])
+
+    def set(self, slot: int, tree, weight: float | None) -> None:
+        """Give ``slot`` this tree (None: none), its tree state at the start."""
+        self.ensure(slot + 1)
+        old = int(self.model_ids[slot])
+        with torch.inference_mode(False):
+            if old >= 0:
+                self.multi_model.remove_model(old)
+            self.model_ids[slot] = -1 if tree is None else self.multi_model.add_model(tree, alpha=weight)
+        self.reset(slot)
+
+    def reset(self, slot: int) -> None:
+        if slot < self.tree_states.numel():
+            self.tree_states[slot] = 0
+
+    def boosted(self, slots: torch.Tensor) -> torch.Tensor | None:
+        """Each row's model id, or None where no row of the batch has keyterms."""
+        slots = slots.cpu()
+        inside = slots < self.model_ids.numel()
+        if not self.trees_in_use or not bool(inside.any()):
+            return None
+        ids = torch.where(inside, self.model_ids.index_select(0, slots.clamp(max=self.model_ids.numel() - 1)), -1)
+        return ids if bool((ids >= 0).any()) else None
+
+    @property
+    def trees_in_use(self) -> int:
+        return int((self.model_ids >= 0).sum())
