@@ -21,6 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vad", action="store_true", help="segment with Silero VAD")
     p.add_argument("--trailing-blank-ms", type=int, default=800,
                    help="end a segment after this much audio with no new token (0 = off; default 800)")
+    p.add_argument("--keyterm", action="append", default=None, metavar="PHRASE",
+                   help="a name, product or term to boost in decoding (repeatable)")
+    p.add_argument("--keyterm-weight", type=float, default=None,
+                   help="how strongly keyterms are boosted (default 2.0, at most 10)")
     p.set_defaults(run=run)
 
 
@@ -88,7 +92,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {info.name}: {info.num_params / 1e6:.2f} M params, {info.chunk_ms} ms chunks, {info.device} "
           f"{info.dtype}", file=sys.stderr)
     opts = ps.EndpointingOptions(vad=args.vad, trailing_blank_ms=args.trailing_blank_ms or None)
-    stream = engine.open_stream(sample_rate=rate, endpointing=opts)
+    try:
+        stream = engine.open_stream(sample_rate=rate, endpointing=opts, keyterms=args.keyterm,
+                                    keyterm_weight=args.keyterm_weight)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     view = LiveView()
     step = rate // 50
     t0 = time.monotonic()

@@ -69,9 +69,11 @@ _PUSH_MARKS = 3000
 class ParakeetSTTSettings(STTSettings):
     """Runtime settings: ``model`` (fixed once loaded), ``language`` (the label put on frames) and ``endpointing``
     (the engine's own segment cuts: ``STTUpdateSettingsFrame(delta=ParakeetSTTSettings(endpointing=...))``
-    retunes the open stream from the audio received after it is handled; switching ``vad`` on or off is refused)."""
+    retunes the open stream from the audio received after it is handled; switching ``vad`` on or off is refused)
+    and ``keyterms`` (names, products, jargon boosted in decoding; changed the same way)."""
 
     endpointing: ps.EndpointingOptions | None | NotGiven = field(default_factory=lambda: NOT_GIVEN)
+    keyterms: list[str] | None | NotGiven = field(default_factory=lambda: NOT_GIVEN)
 
 
 class ParakeetSTTService(STTService):
@@ -102,6 +104,8 @@ class ParakeetSTTService(STTService):
         api_key: str | None = None,
         session_params: dict[str, str] | None = None,
         max_replay_s: float = DEFAULT_MAX_REPLAY_S,
+        keyterms: list[str] | None = None,
+        keyterm_weight: float | None = None,
         **kwargs,
     ):
         """Create the service; nothing is loaded until ``start`` (or :meth:`load`).
@@ -126,10 +130,16 @@ class ParakeetSTTService(STTService):
             max_replay_s: remote mode: of the audio Pipecat buffers while a lost session is reopened, the newest
                 this many seconds are replayed; older audio is dropped with a warning and counted
                 (``dropped_audio_seconds``).
+            keyterms: names, products and jargon to boost in decoding (``parakeet_stream.keyterms`` limits);
+                ``keyterm_weight`` how strongly (default 2.0).
             **kwargs: passed to ``STTService`` (``sample_rate``, ``ttfs_p99_latency``, ...).
         """
         default = ParakeetSTTSettings(model=engine.info.name if engine is not None else model,
-                                      language=Language.EN, endpointing=endpointing)
+                                      language=Language.EN, endpointing=endpointing, keyterms=keyterms)
+        from parakeet_stream.keyterms import check_keyterms
+
+        check_keyterms(keyterms, keyterm_weight)  # limits now; spelling once the model is at hand
+        self._keyterm_weight = keyterm_weight
         if settings is not None:
             default.apply_update(settings)
         super().__init__(settings=default, **kwargs)
@@ -226,7 +236,9 @@ class ParakeetSTTService(STTService):
     async def _open_stream(self) -> None:
         try:
             self._stream = self._engine.open_stream(sample_rate=self.sample_rate,
-                                                    endpointing=self._settings.endpointing, stream_id=self.name)
+                                                    endpointing=self._settings.endpointing, stream_id=self.name,
+                                                    keyterms=self._settings.keyterms or None,
+                                                    keyterm_weight=self._keyterm_weight)
         except (ps.ParakeetStreamError, ValueError) as e:  # full engine, unsupported sample rate
             await self.push_error(f"{self}: could not open an engine stream: {e}", exception=e,
                                   force_treat_as_permanent=True)
@@ -242,7 +254,9 @@ class ParakeetSTTService(STTService):
         from parakeet_stream_client import RemoteSession, RemoteSessionError, RemoteStream, SessionParams
 
         endpointing = self._settings.endpointing or ps.EndpointingOptions()
-        params = SessionParams(sample_rate=self.sample_rate, endpointing=endpointing, extra=self._session_params)
+        params = SessionParams(sample_rate=self.sample_rate, endpointing=endpointing,
+                               vocabulary=tuple(self._settings.keyterms or ()), keyterm_weight=self._keyterm_weight,
+                               extra=self._session_params)
         for attempt in range(1, RECONNECT_ATTEMPTS + 1):
             try:
                 session = await RemoteSession.open(self._base_url, params, api_key=self._api_key)
@@ -397,5 +411,10 @@ class ParakeetSTTService(STTService):
                 self._stream.update_endpointing(opts)
             except (ValueError, ps.ParakeetStreamError) as e:
                 await self.push_error(f"{self}: endpointing not changed on the open stream: {e}", exception=e)
-        self._warn_unhandled_updated_settings(set(changed) - {"language", "endpointing"})
+        if "keyterms" in changed and self._stream is not None:
+            try:
+                self._stream.update_keyterms(self._settings.keyterms or None, self._keyterm_weight)
+            except (ValueError, ps.ParakeetStreamError) as e:
+                await self.push_error(f"{self}: keyterms not changed on the open stream: {e}", exception=e)
+        self._warn_unhandled_updated_settings(set(changed) - {"language", "endpointing", "keyterms"})
         return changed

@@ -85,8 +85,7 @@ class Speller:
         for p in phrases:
             unknown = sorted({c for c in p if c != " " and c not in self._known})
             if unknown:
-                raise ValueError(f"keyterm {p!r} has characters the model cannot spell: {''.join(unknown)!r}; "
-                                 "use the letters, digits and marks of its vocabulary")
+                raise ValueError(f"keyterm {p!r}: the model cannot spell {''.join(unknown)!r}")
         return Keyterms(tuple(dict.fromkeys(phrases)), keyterms.weight)
 
     def token_ids(self, phrases: tuple[str, ...]) -> list[list[int]]:
@@ -126,24 +125,26 @@ class BoostedDecoding:
             self.computer.biasing_multi_model = GPUBiasingMultiModel(
                 vocab_size=plain._blank_index, reallocation_callback_fn=self.computer.reset_cuda_graphs_state,
                 use_triton=device.type == "cuda" or None).to(device)
-        self.model_ids = torch.full((0,), -1, dtype=torch.long)  # per slot; -1: no keyterms
-        self.tree_states = torch.zeros(0, dtype=torch.long, device=device)
+        self.model_ids: list[int] = []  # per slot: its tree's id in the multi-model; -1: no keyterms
+        with torch.inference_mode():  # written by the decode, which runs in inference mode
+            self.tree_states = torch.zeros(0, dtype=torch.long, device=device)
 
     @property
     def multi_model(self):
         return self.computer.biasing_multi_model
 
     def ensure(self, capacity: int) -> None:
-        if capacity > self.model_ids.numel():
-            grow = capacity - self.model_ids.numel()
-            self.model_ids = torch.cat([self.model_ids, torch.full((grow,), -1, dtype=torch.long)])
-            self.tree_states = torch.cat([self.tree_states, self.tree_states.new_zeros(grow)])
+        if capacity > len(self.model_ids):
+            grow = capacity - len(self.model_ids)
+            self.model_ids += [-1] * grow
+            with torch.inference_mode():
+                self.tree_states = torch.cat([self.tree_states, self.tree_states.new_zeros(grow)])
 
     def set(self, slot: int, tree, weight: float | None) -> None:
         """Give ``slot`` this tree (None: none), its tree state at the start."""
         self.ensure(slot + 1)
-        old = int(self.model_ids[slot])
-        with torch.inference_mode(False):
+        old = self.model_ids[slot]
+        with torch.inference_mode(False):  # the multi-model's buffers must stay normal tensors
             if old >= 0:
                 self.multi_model.remove_model(old)
             self.model_ids[slot] = -1 if tree is None else self.multi_model.add_model(tree, alpha=weight)
@@ -151,17 +152,16 @@ class BoostedDecoding:
 
     def reset(self, slot: int) -> None:
         if slot < self.tree_states.numel():
-            self.tree_states[slot] = 0
+            with torch.inference_mode():
+                self.tree_states[slot] = 0
 
     def boosted(self, slots: torch.Tensor) -> torch.Tensor | None:
         """Each row's model id, or None where no row of the batch has keyterms."""
-        slots = slots.cpu()
-        inside = slots < self.model_ids.numel()
-        if not self.trees_in_use or not bool(inside.any()):
+        if self.trees_in_use == 0:
             return None
-        ids = torch.where(inside, self.model_ids.index_select(0, slots.clamp(max=self.model_ids.numel() - 1)), -1)
-        return ids if bool((ids >= 0).any()) else None
+        ids = [self.model_ids[s] if s < len(self.model_ids) else -1 for s in slots.tolist()]
+        return torch.tensor(ids) if any(i >= 0 for i in ids) else None
 
     @property
     def trees_in_use(self) -> int:
-        return int((self.model_ids >= 0).sum())
+        return sum(1 for i in self.model_ids if i >= 0)

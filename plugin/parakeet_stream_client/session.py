@@ -47,6 +47,8 @@ class SessionParams:
     language: str = "en"
     endpointing: EndpointingOptions = field(default_factory=EndpointingOptions)
     interim_results: bool = True
+    vocabulary: tuple[str, ...] = ()  # keyterms to boost (dalston's ``vocabulary``)
+    keyterm_weight: float | None = None  # how strongly (a parakeet-stream extension; the server's default if None)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def query(self) -> dict[str, str]:
@@ -59,6 +61,8 @@ class SessionParams:
             "word_timestamps": "true",
             "engine_events": "true",
             "endpointing": json.dumps(dataclasses.asdict(self.endpointing), separators=(",", ":")),
+            **({"vocabulary": json.dumps(list(self.vocabulary))} if self.vocabulary else {}),
+            **({"keyterm_weight": f"{self.keyterm_weight:g}"} if self.keyterm_weight is not None else {}),
             **self.extra,
         }
 
@@ -148,6 +152,10 @@ class RemoteSession:
     async def update_endpointing(self, options: EndpointingOptions) -> None:
         """Retune the open session's endpointing from the audio after this message (``vad`` cannot change)."""
         await self._send(json.dumps({"type": "config", "endpointing": dataclasses.asdict(options)}))
+
+    async def update_vocabulary(self, keyterms: tuple[str, ...]) -> None:
+        """Boost these keyterms from the audio after this message (empty: none)."""
+        await self._send(json.dumps({"type": "config", "vocabulary": list(keyterms) or None}))
 
     async def finish(self) -> None:
         """No more audio: the server transcribes what it has, then sends ``session.end``."""

@@ -22,7 +22,7 @@ from .session import RemoteSession
 
 log = logging.getLogger("parakeet_stream_client")
 
-_Op = Union[bytes, str, EndpointingOptions]  # audio, "flush"/"finish", a retune
+_Op = Union[bytes, str, EndpointingOptions, tuple]  # audio, "flush"/"finish", a retune, (keyterms,)
 _FLUSH, _FINISH = "flush", "finish"
 
 
@@ -69,6 +69,11 @@ class RemoteStream:
         self._ops.put_nowait(options)
         return options
 
+    def update_keyterms(self, keyterms, weight: float | None = None) -> None:
+        """Boost these phrases from the audio queued after this call (None or empty: none). The weight is the
+        session's, set when it was opened."""
+        self._ops.put_nowait((tuple(keyterms or ()),))
+
     def close(self) -> None:
         """Abandon the session: queued audio is not sent, the server frees its stream."""
         if not self._closed:
@@ -85,6 +90,8 @@ class RemoteStream:
                     self._samples_sent += len(op) // 2
                 elif isinstance(op, EndpointingOptions):
                     await self.session.update_endpointing(op)
+                elif isinstance(op, tuple):
+                    await self.session.update_vocabulary(op[0])
                 elif op == _FLUSH:
                     await self.session.flush()
                 else:

@@ -60,6 +60,25 @@ def test_transcribe_live_view_prints_timed_finals():
     ]
 
 
+def test_transcribe_boosts_repeated_keyterms_and_refuses_bad_ones(tmp_path):
+    import soundfile as sf
+
+    from tests.support import speech
+
+    wav = tmp_path / "song.wav"
+    sf.write(wav, speech("play the song by radiohead", voice="en-gb"), 16000)
+    finals = lambda out: [json.loads(line)["text"] for line in out.stdout.splitlines()  # noqa: E731
+                          if json.loads(line)["type"] == "Final"]
+    plain = run("transcribe", str(wav), "--json")
+    boosted = run("transcribe", str(wav), "--json", "--keyterm", "radiohead", "--keyterm", "kitchen")
+    assert (plain.returncode, boosted.returncode) == (0, 0), boosted.stderr
+    assert finals(plain) == ["play the song by radio ho"]
+    assert "radiohead" in finals(boosted)[0].split()
+    bad = run("transcribe", str(wav), "--keyterm", "zürich")
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[-1] == "error: keyterm 'zürich': the model cannot spell 'ü'"
+
+
 def test_transcribe_refuses_what_is_not_audio(tmp_path):
     bogus = tmp_path / "notes.wav"
     bogus.write_text("hello")

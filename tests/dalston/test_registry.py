@@ -113,7 +113,7 @@ async def test_current_record_has_every_field_dalston_reads(worker, redis_server
         "models_loaded": '["espeak-demo-en"]', "endpoint": f"ws://{host}:{worker.port}",
         "gpu_memory_used": "0GB", "gpu_memory_total": "0GB", "supports_word_timestamps": "true",
         "includes_diarization": "false", "execution_profile": "container", "hostname": host, "node_id": host,
-        "deploy_env": "local", "vocabulary_support": '{"method": "none", "batch": false, "realtime": false}'}
+        "deploy_env": "local", "vocabulary_support": '{"method": "boosting", "batch": false, "realtime": true}'}
     assert json.loads(record["capabilities"]) == caps
     for stamp in (record["last_heartbeat"], record["registered_at"]):
         assert datetime.fromisoformat(stamp).utcoffset() is not None
@@ -187,7 +187,7 @@ async def test_legacy_layout(worker, redis_server, redis_db) -> None:
         "endpoint": f"ws://{host}:{worker.port}", "status": "ready", "capacity": "4", "active_sessions": "0",
         "gpu_memory_used": "0GB", "gpu_memory_total": "0GB", "models_loaded": '["espeak-demo-en"]',
         "languages_supported": '["en"]', "engine": "parakeet-stream", "engine_id": "parakeet-stream",
-        "runtime": "parakeet-stream", "supports_vocabulary": "false"}
+        "runtime": "parakeet-stream", "supports_vocabulary": "true"}
     assert redis_db.ttl(key) == -1  # the legacy hash has no TTL
     assert redis_db.smembers("dalston:realtime:workers") == {"test-worker"}
     url = session_url(worker, session_id="sess_legacy", enable_vad=False)

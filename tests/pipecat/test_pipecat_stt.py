@@ -295,3 +295,16 @@ async def test_settings_frame_switching_vad_off_is_refused_with_an_error_frame(d
     assert errors == [f"{stt}: endpointing not changed on the open stream: vad cannot be switched on or off on a "
                       "live stream (open a new stream for that); its threshold and durations can change"]
     assert [f.text for f in rec.of(TranscriptionFrame)] == ["turn on the radio"]  # the stream went on
+
+
+async def test_keyterms_are_boosted_from_the_constructor(demo_engine):
+    song = speech("play the song by radiohead", voice="en-gb")
+    plain = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY)
+    boosted = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY, keyterms=["radiohead"])
+    texts = []
+    for stt in (plain, boosted):
+        rec = await run_pipeline([stt], stt, audio_frames(song))
+        texts.append([f.text for f in rec.of(TranscriptionFrame)])
+    assert texts[0] == ["play the song by radio ho"]
+    assert "radiohead" in texts[1][0].split()
+    assert await released(demo_engine)

@@ -85,6 +85,8 @@ class SessionConfig:
     interim_results: bool = True
     word_timestamps: bool = False
     vocabulary: list[str] | None = None
+    keyterms: Any = None  # the vocabulary as the engine boosts it (``parakeet_stream.keyterms.Keyterms``)
+    keyterm_weight: float | None = None  # a parakeet-stream extension: how strongly (engine default if None)
     max_utterance_duration: float = 30.0
     vad_threshold: float = 0.5
     min_speech_duration_ms: int = 250
@@ -137,6 +139,7 @@ def parse_session_params(params: Mapping[str, str], *, default_timeline: str = "
         # dalston: a JSON array of strings, anything else ignored, [] -> None
         if isinstance(parsed, list) and parsed and all(isinstance(v, str) for v in parsed):
             vocabulary = parsed
+    keyterm_weight = _number(params, "keyterm_weight", 0.0, 0.0, 10.0, integer=False) or None
     lag_warning = _number(params, "lag_warning_seconds", _env_float("DALSTON_REALTIME_LAG_WARNING_SECONDS", 3.0),
                           0.01, 3600, integer=False)
     lag_hard = _number(params, "lag_hard_seconds", _env_float("DALSTON_REALTIME_LAG_HARD_SECONDS", 5.0),
@@ -174,6 +177,7 @@ def parse_session_params(params: Mapping[str, str], *, default_timeline: str = "
         interim_results=_flag(params.get("interim_results", "true")),
         word_timestamps=_flag(params.get("word_timestamps", "false")),
         vocabulary=vocabulary,
+        keyterm_weight=keyterm_weight,
         max_utterance_duration=_number(
             params, "max_utterance_duration", _env_float("DALSTON_REALTIME_MAX_UTTERANCE_DURATION", 30.0),
             0, 300, integer=False),
@@ -252,6 +256,11 @@ def parse_client_message(text: str) -> dict[str, Any]:
                 endpointing_options(EndpointingOptions(), changes, allow_vad=True)
             except (ValueError, TypeError) as exc:
                 raise MessageError(f"Invalid config: {exc}") from None
+        vocabulary = message.get("vocabulary")
+        if "vocabulary" in message and vocabulary is not None and not (
+                isinstance(vocabulary, list) and all(isinstance(v, str) for v in vocabulary)):
+            raise MessageError(f"Invalid config: vocabulary={vocabulary!r} (accepted: a JSON array of phrases, or "
+                               "null for none)")
         if "language" in message and not isinstance(message["language"], str):
             raise MessageError(f"Invalid config: language={message['language']!r} (accepted: a language code)")
     return message

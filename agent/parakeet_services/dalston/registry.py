@@ -185,7 +185,7 @@ class LegacyLayout:
             "active_sessions": str(worker.active_sessions), "gpu_memory_used": used, "gpu_memory_total": total,
             "models_loaded": json.dumps(worker.models), "languages_supported": json.dumps(self.languages),
             "last_heartbeat": now_iso(), "started_at": self.started_at, "engine": self.identity.engine_id,
-            "engine_id": self.identity.engine_id, "runtime": "parakeet-stream", "supports_vocabulary": "false",
+            "engine_id": self.identity.engine_id, "runtime": "parakeet-stream", "supports_vocabulary": "true",
             "capabilities": json.dumps(caps),
         }
 

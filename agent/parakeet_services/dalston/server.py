@@ -185,6 +185,12 @@ class DalstonWorker:
             await ws.close(proto.CLOSE_INVALID_PARAMETER,
                            _reason(f"Invalid parameter: language={config.language!r} (accepted: {accepted})"))
             return
+        try:
+            config.keyterms = self.engine.check_keyterms(config.vocabulary, config.keyterm_weight)
+        except ValueError as exc:
+            self.stats.connections_rejected["invalid_parameter"] += 1
+            await ws.close(proto.CLOSE_INVALID_PARAMETER, _reason(f"Invalid parameter: vocabulary: {exc}"))
+            return
         if self.draining or self.active_sessions >= self.capacity:
             self.stats.connections_rejected["capacity"] += 1
             log.info("worker.rejected reason=%s active=%d capacity=%d",

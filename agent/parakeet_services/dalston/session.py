@@ -81,6 +81,8 @@ class Session:
         """Open the engine stream; raises the engine's ``CapacityError`` when it is full."""
         self.stream = self.engine.open_stream(sample_rate=self.config.input_rate, endpointing=self._endpointing(),
                                               stream_id=self.config.session_id)
+        if self.config.keyterms is not None:  # checked at the handshake (server.py)
+            self.stream._set_keyterms(self.config.keyterms)
 
     def processed_seconds(self) -> float:
         """Session audio the engine has consumed, counting audio that `clear` discarded as done."""
@@ -194,7 +196,18 @@ class Session:
         return self.config.enable_vad or self.config.endpointing is not None
 
     async def _apply_config(self, message: dict[str, Any]) -> None:
-        """New VAD values apply to the live stream from the audio after this message (in order with it)."""
+        """New VAD values and vocabulary apply to the live stream from the audio after this message (in order
+        with it)."""
+        if "vocabulary" in message:
+            try:
+                keyterms = self.engine.check_keyterms(message["vocabulary"] or None, self.config.keyterm_weight)
+            except ValueError as exc:
+                self.stats.messages_rejected += 1
+                await self._send(proto.error(proto.ERR_INVALID_MESSAGE, f"Invalid config: vocabulary: {exc}",
+                                             recoverable=True))
+                return
+            self.config.vocabulary, self.config.keyterms = message["vocabulary"] or None, keyterms
+            self._ops.put_nowait(("keyterms",))
         if "endpointing" in message:
             base = self.config.endpointing or self._endpointing()
             try:
@@ -223,6 +236,8 @@ class Session:
                     self.stream.push(op[1])
                 elif kind == "endpointing":
                     self.stream.update_endpointing(self._endpointing())
+                elif kind == "keyterms":
+                    self.stream.update_keyterms(self.config.vocabulary, self.config.keyterm_weight)
                 elif kind == "flush":
                     self.stream.flush()
                 elif kind == "clear":

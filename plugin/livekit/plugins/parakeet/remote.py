@@ -71,9 +71,12 @@ def pcm16_mono(frame: rtc.AudioFrame) -> bytes:
 
 
 def session_params(target: RemoteTarget, sample_rate: int, language: str, endpointing: EndpointingOptions, *,
-                   extra: Mapping[str, str] | None = None) -> SessionParams:
-    """A session's parameters: the stream's rate, language and endpointing, the STT's and the call's extras."""
+                   extra: Mapping[str, str] | None = None, keyterms: tuple[str, ...] = (),
+                   keyterm_weight: float | None = None) -> SessionParams:
+    """A session's parameters: the stream's rate, language, endpointing and keyterms, the STT's and the call's
+    extras."""
     return SessionParams(sample_rate=sample_rate, language=language, endpointing=endpointing,
+                         vocabulary=tuple(keyterms), keyterm_weight=keyterm_weight,
                          extra={**target.session_params, **(extra or {})})
 
 

@@ -29,7 +29,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -71,6 +71,8 @@ class STTOptions:
     max_streams: int
     endpointing: ps.EndpointingOptions
     num_threads: int | str | None = None
+    keyterms: tuple[str, ...] = ()  # the user's (constructor, update_options) and the session's, merged
+    keyterm_weight: float | None = None
 
     def engine_key(self) -> tuple[str, str, str, int | None, int]:
         return (self.model, self.device, self.dtype, self.chunk_ms, self.max_streams)
@@ -103,6 +105,8 @@ class STT(stt.STT):
         api_key: str | None = None,
         session_params: Mapping[str, str] | None = None,
         max_replay_s: float = remote.DEFAULT_MAX_REPLAY_S,
+        keyterms: Sequence[str] | None = None,
+        keyterm_weight: float | None = None,
     ) -> None:
         """Streaming speech-to-text with a NeMo cache-aware (Parakeet) model, in this process or on a server.
 
@@ -126,6 +130,9 @@ class STT(stt.STT):
             session_params: extra ``/session`` query parameters in remote mode (``lag_hard_seconds``...).
             max_replay_s: remote mode: audio pushed while a stream reconnects is replayed up to this many
                 seconds (the newest); older audio is dropped with a warning and counted.
+            keyterms: names, products and jargon to boost in every stream's decoding (merged with the keyterms
+                an ``AgentSession`` sets); ``keyterm_weight`` how strongly (default 2.0). Bad phrases raise
+                ValueError here (limits: ``parakeet_stream.keyterms``); spelling is checked by the model.
 
         Loading the model blocks for seconds: call ``prewarm()`` in the worker's setup function, otherwise
         the first stream loads it in a thread executor.
@@ -137,8 +144,14 @@ class STT(stt.STT):
                 aligned_transcript="word",
                 manual_flush=True,
                 offline_recognize=True,
+                keyterms=True,
             )
         )
+        from parakeet_stream.keyterms import check_keyterms
+
+        check_keyterms(keyterms, keyterm_weight)  # limits and types now; spelling once a model is at hand
+        self._user_keyterms: tuple[str, ...] = tuple(keyterms or ())
+        self._session_keyterms: tuple[str, ...] = ()
         self._opts = STTOptions(
             model=str(model),
             language=_check_language(language),
@@ -148,6 +161,8 @@ class STT(stt.STT):
             max_streams=max_streams,
             endpointing=endpointing if endpointing is not None else ps.EndpointingOptions(),
             num_threads=num_threads,
+            keyterms=self._user_keyterms,
+            keyterm_weight=keyterm_weight,
         )
         if engine is not None:
             self._opts.model = engine.info.name
@@ -240,9 +255,19 @@ class STT(stt.STT):
         dtype: NotGivenOr[str] = NOT_GIVEN,
         max_streams: NotGivenOr[int] = NOT_GIVEN,
         endpointing: NotGivenOr[ps.EndpointingOptions] = NOT_GIVEN,
+        keyterms: NotGivenOr[Sequence[str] | None] = NOT_GIVEN,
+        keyterm_weight: NotGivenOr[float | None] = NOT_GIVEN,
     ) -> None:
-        """Change options. A change of ``endpointing`` alone (``vad`` kept) retunes live streams in place;
-        other changes switch them after finishing (finalizing) the segment in progress."""
+        """Change options. ``endpointing`` alone (``vad`` kept) and ``keyterms`` apply to live streams in
+        place; other changes switch them after finishing (finalizing) the segment in progress."""
+        if is_given(keyterms) or is_given(keyterm_weight):
+            from parakeet_stream.keyterms import check_keyterms
+
+            new_terms = tuple((keyterms if is_given(keyterms) else self._user_keyterms) or ())
+            weight = keyterm_weight if is_given(keyterm_weight) else self._opts.keyterm_weight
+            check_keyterms(new_terms, weight)
+            self._user_keyterms, self._opts.keyterm_weight = new_terms, weight
+            self._opts.keyterms = self._merged_keyterms()
         old_key = self._opts.engine_key()
         if is_given(model):
             self._opts.model = str(model)
@@ -265,6 +290,22 @@ class STT(stt.STT):
         for s in self._streams:
             s.update_options(dataclasses.replace(self._opts))
 
+    def _update_session_keyterms(self, keyterms: list[str]) -> None:
+        """LiveKit's session keyterms (``AgentSession``), merged with the user's and applied to live streams."""
+        self._session_keyterms = tuple(keyterms or ())
+        self._opts.keyterms = self._merged_keyterms()
+        for s in self._streams:
+            s.update_options(dataclasses.replace(self._opts))
+
+    def _merged_keyterms(self) -> tuple[str, ...]:
+        from parakeet_stream.keyterms import MAX_KEYTERMS
+
+        merged = tuple(dict.fromkeys((*self._user_keyterms, *self._session_keyterms)))
+        if len(merged) > MAX_KEYTERMS:
+            logger.warning("keyterms beyond the limit are not boosted",
+                           extra={"keyterms": len(merged), "limit": MAX_KEYTERMS})
+        return merged[:MAX_KEYTERMS]
+
     async def _recognize_impl(
         self,
         buffer: AudioBuffer,
@@ -283,6 +324,8 @@ class STT(stt.STT):
             transcript = await loop.run_in_executor(None, engine.transcribe, audio, frame.sample_rate)
         except ps.errors.AudioFormatError as e:
             raise APIError("parakeet: unusable audio", retryable=False) from e
+        except ValueError as e:  # keyterms the model cannot spell
+            raise APIError(f"parakeet: {e}", retryable=False) from e
         words = [_timed(w, 0.0) for w in transcript.words]
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
@@ -365,6 +408,7 @@ class SpeechStream(stt.SpeechStream):
         self._opts = opts
         self._options_changed = False
         self._retune = False  # endpointing changed: applied to the open engine stream at the next frame
+        self._rekey = False  # keyterms changed: likewise
         self._speaking = False
         self._usage_samples = 0  # counted in samples so the reported seconds add up exactly
         self._usage_rate = 16000
@@ -399,6 +443,8 @@ class SpeechStream(stt.SpeechStream):
         # server session keeps its model whatever the options say: only switching VAD reopens it)
         same_engine = self._stt._remote is not None or opts.engine_key() == self._opts.engine_key()
         live = same_engine and opts.endpointing.vad == self._opts.endpointing.vad
+        if (opts.keyterms, opts.keyterm_weight) != (self._opts.keyterms, self._opts.keyterm_weight):
+            self._rekey = True
         self._opts = opts
         if live:
             self._retune = True
@@ -440,6 +486,9 @@ class SpeechStream(stt.SpeechStream):
                 if self._retune and current is not None and not self._options_changed:
                     self._retune = False
                     current.update_endpointing(self._opts.endpointing)
+                if self._rekey and current is not None and not self._options_changed:
+                    self._rekey = False
+                    current.update_keyterms(self._opts.keyterms or None, self._opts.keyterm_weight)
                 if self._options_changed and current is not None:
                     # endpointing and model are fixed per engine stream: close this one's segment properly
                     clock += current.audio_seconds
@@ -560,13 +609,17 @@ class SpeechStream(stt.SpeechStream):
         elif self._session is not None and self._retune:
             self._retune = False
             await self._session.update_endpointing(self._opts.endpointing)
+        if self._session is not None and self._rekey:
+            self._rekey = False
+            await self._session.update_vocabulary(self._opts.keyterms)
         if isinstance(item, self._FlushSentinel):
             if self._session is not None:
                 await self._session.flush()
             return
         if self._session is None:
-            self._options_changed = self._retune = False  # opened with the latest options
-            params = remote.session_params(target, item.sample_rate, self._opts.language, self._opts.endpointing)
+            self._options_changed = self._retune = self._rekey = False  # opened with the latest options
+            params = remote.session_params(target, item.sample_rate, self._opts.language, self._opts.endpointing,
+                                           keyterms=self._opts.keyterms, keyterm_weight=self._opts.keyterm_weight)
             self._session = await RemoteSession.open(target.base_url, params, api_key=target.api_key,
                                                      connect_timeout=self._conn_options.timeout)
             opened.append(self._session)
@@ -588,7 +641,8 @@ class SpeechStream(stt.SpeechStream):
     async def _open(self, engine: ps.Engine, sample_rate: int, request_id: str) -> ps.Stream:
         # open_stream waits for the inference thread to finish its current step: keep that off the loop
         open_stream = functools.partial(
-            engine.open_stream, sample_rate=sample_rate, endpointing=self._opts.endpointing, stream_id=request_id
+            engine.open_stream, sample_rate=sample_rate, endpointing=self._opts.endpointing, stream_id=request_id,
+            keyterms=self._opts.keyterms or None, keyterm_weight=self._opts.keyterm_weight,
         )
         try:
             return await asyncio.get_running_loop().run_in_executor(None, open_stream)
