@@ -77,7 +77,9 @@ def speech_audio(seconds: float) -> np.ndarray:
     return np.tile(one, int(np.ceil(seconds * 16000 / one.shape[0])))[: int(seconds * 16000)]
 
 
-def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: bool = False) -> dict:
+def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: bool = False,
+              boosted_share: float = 0.0, keyterms: tuple[str, ...] = ()) -> dict:
+    """``boosted_share`` of the streams (every other one for 0.5) carry ``keyterms`` (``bench/keyterms.py``)."""
     import parakeet_stream as ps
 
     engine = ps.Engine.load("espeak-demo-en", device=device, dtype="auto", max_streams=n)
@@ -85,7 +87,9 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
         sched = engine._scheduler
         clock = {"thread": 0.0, "model": 0.0, "copies": 0.0, "vad": 0.0}
         opts = ps.EndpointingOptions(vad=vad)
-        streams = [engine.open_stream(endpointing=opts) for _ in range(n)]
+        boosted = set(range(0, n, round(1 / boosted_share))) if boosted_share else set()
+        streams = [engine.open_stream(endpointing=opts, keyterms=keyterms if i in boosted else None)
+                   for i in range(n)]
         per_round = int(ROUND_S * 16000)
         warm = 3  # the first steps (first chunk, R=0 second step) are not the steady state: not counted
         stepped = 0
@@ -119,6 +123,7 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
             "model_s": round(clock["model"], 4), "copies_s": round(clock["copies"], 4),
             "vad_s": round(clock["vad"], 4), "other_s": round(other, 4),
             "other_us_per_stream_step": round(other / steps * 1e6, 2),
+            "thread_us_per_stream_step": round(clock["thread"] / steps * 1e6, 2),
             "other_ms_per_round": round(other / rounds * 1e3, 3)}
 
 

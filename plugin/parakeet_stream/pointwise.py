@@ -21,15 +21,14 @@ class PointwiseAsMatmul(torch.nn.Module):
 
     def __init__(self, conv: torch.nn.Conv1d | torch.nn.Conv2d) -> None:
         super().__init__()
-        self.weight = torch.nn.Parameter(conv.weight.detach().reshape(conv.out_channels, conv.in_channels),
-                                         requires_grad=False)
-        self.bias = None if conv.bias is None else torch.nn.Parameter(conv.bias.detach(), requires_grad=False)
-        self.spatial_dims = conv.weight.dim() - 2
+        # the convolution's own parameters, shapes kept: state dicts load both ways
+        self.weight, self.bias = conv.weight, conv.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels_last = x.movedim(1, -1)
         rows = channels_last.reshape(-1, channels_last.shape[-1])  # a copy: sgemm wants contiguous rows
-        out = torch.mm(rows, self.weight.t()) if self.bias is None else torch.addmm(self.bias, rows, self.weight.t())
+        matrix = self.weight.view(self.weight.shape[0], self.weight.shape[1]).t()
+        out = torch.mm(rows, matrix) if self.bias is None else torch.addmm(self.bias, rows, matrix)
         return out.reshape(*channels_last.shape[:-1], out.shape[-1]).movedim(-1, 1)
 
 

@@ -90,8 +90,9 @@ def threads_argument(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a count of at least 1 or 'auto', got {text!r}") from None
 
 
-THREADS_HELP = ("CPU threads of the engine's steps: a count, or 'auto' (all cores, one while other processes "
-                "compete for them; rounding may then differ from offline decoding). Default: all cores")
+THREADS_HELP = ("CPU threads of the engine's steps: a count (fixed), or 'auto' (chosen as it runs even where "
+                "rounding then follows the count). Default: one thread or all cores as the load and other "
+                "processes require, where that keeps streamed == offline; else all cores")
 
 
 def prefer_cpu_runtime_env() -> list[str]:

@@ -121,8 +121,9 @@ class STT(stt.STT):
             endpointing: how utterances are cut (model ``<EOU>`` token, trailing blank, Silero VAD).
             engine: an engine you built yourself (``ps.Engine.load``/``from_model``); then the model
                 options above are ignored and the process-wide shared engine is not used.
-            num_threads: CPU threads of the engine's steps: a count, ``None`` (default: all cores), or ``"auto"``:
-                all cores, one while another process competes for them (``parakeet_stream.threads``).
+            num_threads: CPU threads of the engine's steps: a count (fixed), ``None`` (default: one thread or all
+                cores as load and other processes require, where that keeps streamed == offline) or ``"auto"``
+                (chosen as it runs everywhere; ``parakeet_stream.threads``).
             base_url: ``ws://host:port`` of a ``parakeet-stream serve`` worker (default ``$PARAKEET_URL``): each
                 stream becomes one session there and this process loads no model (the model options above,
                 but ``endpointing`` and ``language``, are then the server's business). Unset: in process.
