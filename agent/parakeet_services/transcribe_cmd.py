@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keyterm", action="append", default=None, metavar="PHRASE",
                    help="a name, product or term to boost in decoding (repeatable)")
     p.add_argument("--keyterm-weight", type=float, default=None,
-                   help="how strongly keyterms are boosted (default 2.0, at most 10)")
+                   help="how strongly keyterms are boosted (default 6.0, at most 10)")
     p.set_defaults(run=run)
 
 

@@ -131,7 +131,7 @@ class ParakeetSTTService(STTService):
                 this many seconds are replayed; older audio is dropped with a warning and counted
                 (``dropped_audio_seconds``).
             keyterms: names, products and jargon to boost in decoding (``parakeet_stream.keyterms`` limits);
-                ``keyterm_weight`` how strongly (default 2.0).
+                ``keyterm_weight`` how strongly (default 6.0).
             **kwargs: passed to ``STTService`` (``sample_rate``, ``ttfs_p99_latency``, ...).
         """
         default = ParakeetSTTSettings(model=engine.info.name if engine is not None else model,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 MAX_KEYTERMS = 100  # phrases per stream
 MAX_KEYTERM_CHARS = 50  # characters per phrase
-DEFAULT_KEYTERM_WEIGHT = 2.0  # the stream's multiplier of NeMo's per-token phrase scores (its ``alpha``)
+DEFAULT_KEYTERM_WEIGHT = 6.0  # the stream's multiplier of NeMo's per-token phrase scores (its ``alpha``; bench/keyterms.py)
 MAX_KEYTERM_WEIGHT = 10.0
 CONTEXT_SCORE = 1.0  # NeMo's recommended per-token score of a phrase's first token
 DEPTH_SCALING = 2.0  # NeMo's recommended scaling of the following tokens' scores, for RNNT

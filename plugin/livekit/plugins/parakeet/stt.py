@@ -132,7 +132,7 @@ class STT(stt.STT):
             max_replay_s: remote mode: audio pushed while a stream reconnects is replayed up to this many
                 seconds (the newest); older audio is dropped with a warning and counted.
             keyterms: names, products and jargon to boost in every stream's decoding (merged with the keyterms
-                an ``AgentSession`` sets); ``keyterm_weight`` how strongly (default 2.0). Bad phrases raise
+                an ``AgentSession`` sets); ``keyterm_weight`` how strongly (default 6.0). Bad phrases raise
                 ValueError here (limits: ``parakeet_stream.keyterms``); spelling is checked by the model.
 
         Loading the model blocks for seconds: call ``prewarm()`` in the worker's setup function, otherwise
