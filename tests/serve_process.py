@@ -51,6 +51,13 @@ class ServeProcess:
                 raise RuntimeError("serve did not start:\n" + "".join(self.lines[-40:]))
             time.sleep(0.05)
 
+    def __enter__(self) -> "ServeProcess":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def kill(self) -> None:
         """SIGKILL: the server vanishes without closing its connections (a crash, an OOM kill)."""
         if self.proc is not None:

@@ -181,7 +181,7 @@ class ThreadGovernor:
         self.threads = 1 if self.adaptive else self.most
         self.reason = "light load"  # why the count is what it is
         self._cores = os.cpu_count() or self.most
-        self._others = others if others is not None else OtherProcessesLoad()
+        self._others = others if others is not None else (OtherProcessesLoad() if self.adaptive else None)
         self.switches = 0
         self._clock, self._cpu_clock = clock, cpu_clock
         self._cpu_at_start = 0.0

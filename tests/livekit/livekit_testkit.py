@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
 
-from livekit import rtc
+from livekit import api, rtc
 from parakeet_services.train_demo.evaluate import word_errors
 
 MODEL = "espeak-demo-en"
@@ -85,6 +87,28 @@ async def until(predicate, timeout: float = 60.0, what="condition") -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         await asyncio.sleep(0.05)
+
+
+async def start_worker(args: list[str], env: dict[str, str], log_path: Path, what: str,
+                       cwd: Path | None = None) -> subprocess.Popen:
+    """A LiveKit worker process writing to ``log_path``, returned once it has registered with the server."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        await until(lambda: b"registered worker" in log_path.read_bytes() or proc.poll() is not None, what=what)
+        assert proc.poll() is None, log_path.read_text()
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raise
+    return proc
+
+
+async def dispatch(server, agent_name: str, room: str) -> None:
+    """Explicit dispatch of the agent named ``agent_name`` to ``room``, through the server's API."""
+    async with api.LiveKitAPI(server.url.replace("ws://", "http://"), server.api_key, server.api_secret) as lkapi:
+        await lkapi.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(agent_name=agent_name, room=room))
 
 
 @dataclass(frozen=True)

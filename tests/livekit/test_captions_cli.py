@@ -10,7 +10,8 @@ import asyncio
 import pytest
 
 from livekit import rtc
-from tests.livekit.livekit_testkit import MESSAGE, MODEL, Speaker, Viewer, agents_in, finals_match, until, utterance
+from tests.livekit.livekit_testkit import (MESSAGE, MODEL, Speaker, Viewer, agents_in, dispatch, finals_match,
+                                          start_worker, until, utterance)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.realtime]
 
@@ -21,10 +22,7 @@ async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(liveki
     transcribed by a ``parakeet-stream serve`` process and the captions worker loads no model."""
     import os
     import signal
-    import subprocess
     import sys
-
-    from livekit import api
 
     from tests.serve_process import ServeProcess
 
@@ -35,21 +33,19 @@ async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(liveki
     log_path = tmp_path / "captions.log"
     env = {**os.environ, "LIVEKIT_URL": livekit_server.url, "LIVEKIT_API_KEY": livekit_server.api_key,
            "LIVEKIT_API_SECRET": livekit_server.api_secret}
-    with open(log_path, "wb") as log:
-        remote_args = ["--server", server.url, "--server-api-key", "captions-key"] if server else []
-        proc = subprocess.Popen([sys.executable, "-m", "parakeet_services.cli", "captions", "--model", MODEL,
-                                 "--agent-name", agent_name, "--http-port", "0", "--max-streams", "4", *remote_args],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    remote_args = ["--server", server.url, "--server-api-key", "captions-key"] if server else []
     try:
-        await until(lambda: b"registered worker" in log_path.read_bytes() or proc.poll() is not None,
-                    what="the captions command to register")
-        assert proc.poll() is None, log_path.read_text()
+        proc = await start_worker([sys.executable, "-m", "parakeet_services.cli", "captions", "--model", MODEL,
+                                   "--agent-name", agent_name, "--http-port", "0", "--max-streams", "4",
+                                   *remote_args], env, log_path, "the captions command to register")
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
+    try:
         viewer = await Viewer().join(livekit_server, room)
         gina = await Speaker("gina").join(livekit_server, room)
-        async with api.LiveKitAPI(livekit_server.url.replace("ws://", "http://"), livekit_server.api_key,
-                                  livekit_server.api_secret) as lkapi:
-            await lkapi.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(agent_name=agent_name, room=room))
+        await dispatch(livekit_server, agent_name, room)
         await until(lambda: any(p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
                                 for p in viewer.room.remote_participants.values()), what="the dispatched agent")
         await asyncio.wait_for(gina.heard.wait(), 60)  # the agent subscribed: nothing she says is lost

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from livekit import api, rtc
-from tests.livekit.livekit_testkit import (CALL, LIGHTS, MODEL, TIMER, TRANSPORT_WORD_ERRORS, Speaker, finals_match,
-                                           until, utterance, word_errors)
+from livekit import rtc
+from tests.livekit.livekit_testkit import (CALL, LIGHTS, MODEL, TIMER, TRANSPORT_WORD_ERRORS, Speaker, dispatch,
+                                           finals_match, until, utterance, word_errors)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.realtime]
 
@@ -146,12 +146,6 @@ async def page(browser, captions_page):
     assert [u for u in tab.requests if urlsplit(u).hostname != "127.0.0.1"] == []
 
 
-async def dispatch(livekit_server, room: str) -> None:
-    async with api.LiveKitAPI(livekit_server.url.replace("ws://", "http://"), livekit_server.api_key,
-                              livekit_server.api_secret) as lkapi:
-        await lkapi.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(agent_name=AGENT_NAME, room=room))
-
-
 async def speakers_heard(*speakers: Speaker) -> None:
     """The captions agent subscribed to every microphone: nothing they say is lost."""
     await asyncio.wait_for(asyncio.gather(*(s.heard.wait() for s in speakers)), 120)
@@ -208,7 +202,7 @@ async def screenshot(tab, name: str) -> Path:
 async def test_final_caption_under_the_speakers_name_replaces_its_interims(livekit_server, captions_page, page,
                                                                            speech):
     address, log_path = captions_page
-    await dispatch(livekit_server, "page-one")
+    await dispatch(livekit_server, AGENT_NAME, "page-one")
     alice = await Speaker("alice").join(livekit_server, "page-one")
     try:
         await speakers_heard(alice)
@@ -262,7 +256,7 @@ async def test_final_caption_under_the_speakers_name_replaces_its_interims(livek
 async def test_two_speakers_show_as_two_names_and_the_page_is_keyboard_usable(livekit_server, captions_page, page,
                                                                              speech):
     address, _ = captions_page
-    await dispatch(livekit_server, "page-two")
+    await dispatch(livekit_server, AGENT_NAME, "page-two")
     bob = await Speaker("bob").join(livekit_server, "page-two")
     carol = await Speaker("carol").join(livekit_server, "page-two")
     try:

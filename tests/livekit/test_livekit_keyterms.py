@@ -22,10 +22,8 @@ PLAIN = "play the song by radio ho"
 
 @pytest.fixture(scope="module")
 def server():
-    process = ServeProcess(max_sessions=4, api_key=KEY)
-    process.start()
-    yield process
-    process.stop()
+    with ServeProcess(max_sessions=4, api_key=KEY) as process:
+        yield process
 
 
 @pytest.fixture(params=["in-process", "remote"])

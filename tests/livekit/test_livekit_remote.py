@@ -37,10 +37,8 @@ def timed(words) -> list[tuple[str, float, float]]:
 
 @pytest.fixture(scope="module")
 def server():
-    process = ServeProcess(max_sessions=8, api_key=KEY)
-    process.start()
-    yield process
-    process.stop()
+    with ServeProcess(max_sessions=8, api_key=KEY) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
@@ -237,10 +235,8 @@ asyncio.run(main())
 
 @pytest.fixture
 def one_slot_server():
-    process = ServeProcess(max_sessions=1)
-    process.start()
-    yield process
-    process.stop()
+    with ServeProcess(max_sessions=1) as process:
+        yield process
 
 
 async def test_a_full_server_is_a_retryable_error_and_the_retry_recovers(one_slot_server, speech):

@@ -9,14 +9,13 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from livekit import api, rtc
-from tests.livekit.livekit_testkit import MESSAGE, Speaker, Viewer, agents_in, until, utterance
+from livekit import rtc
+from tests.livekit.livekit_testkit import MESSAGE, Speaker, Viewer, agents_in, dispatch, start_worker, until, utterance
 from tests.serve_process import ServeProcess
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.realtime]
@@ -34,19 +33,16 @@ async def test_example_voice_agent_transcribes_a_room_through_serve_from_a_job_p
            "LIVEKIT_API_SECRET": livekit_server.api_secret, "PARAKEET_URL": server.url,
            "PARAKEET_API_KEY": "agent-key", "PARAKEET_MODEL": "/models/never-loaded.nemo",
            "LIVEKIT_AGENT_NAME": AGENT_NAME}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "examples/livekit_voice_agent.py", "start"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
     try:
-        await until(lambda: b"registered worker" in log_path.read_bytes() or proc.poll() is not None,
-                    what="the voice agent to register")
-        assert proc.poll() is None, log_path.read_text()
+        proc = await start_worker([sys.executable, "examples/livekit_voice_agent.py", "start"], env, log_path,
+                                  "the voice agent to register", cwd=ROOT)
+    except BaseException:
+        server.stop()
+        raise
+    try:
         viewer = await Viewer().join(livekit_server, ROOM)
         gina = await Speaker("gina").join(livekit_server, ROOM)
-        async with api.LiveKitAPI(livekit_server.url.replace("ws://", "http://"), livekit_server.api_key,
-                                  livekit_server.api_secret) as lkapi:
-            await lkapi.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(agent_name=AGENT_NAME,
-                                                                                      room=ROOM))
+        await dispatch(livekit_server, AGENT_NAME, ROOM)
         await until(lambda: any(p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
                                 for p in viewer.room.remote_participants.values()), what="the dispatched agent")
         await asyncio.wait_for(gina.heard.wait(), 60)  # the session subscribed: nothing she says is lost

@@ -27,10 +27,8 @@ ROOMY = {"lag_warning_seconds": "60", "lag_hard_seconds": "120"}  # frames are q
 
 @pytest.fixture(scope="module")
 def server():
-    process = ServeProcess(max_sessions=4, api_key=KEY)
-    process.start()
-    yield process
-    process.stop()
+    with ServeProcess(max_sessions=4, api_key=KEY) as process:
+        yield process
 
 
 async def test_remote_vad_stop_finalizes_each_utterance_with_interims_first(server):
