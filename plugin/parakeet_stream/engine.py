@@ -99,10 +99,17 @@ class Engine:
     def _thread_governor(self, model, most: int, num_threads: int | str | None, nemo_step: bool) -> ThreadGovernor:
         """The steps' thread count: a count given is kept; by default (and with ``"auto"``) the governor moves
         between one thread and all cores as load and neighbours require (``threads.py``), where that keeps every
-        step's bits (``pointwise.thread_count_independent``); else all cores, fixed."""
+        step's bits; else all cores, fixed.
+
+        Only an fp32 encoder whose 1x1 convolutions are MKL products can keep them: MKL_CBWR's strict mode
+        promises sgemm the same bits at any thread count, and ``pointwise.thread_count_independent`` checks the
+        rest on this machine. oneDNN's bf16 kernels promise nothing of the kind: a probe that passes on one
+        batch shape says nothing of the step's other shapes (two streams of a bf16 model left offline text
+        on a CPU whose probe had passed)."""
         if isinstance(num_threads, int) or self.info.device != "cpu" or most == 1:
             return ThreadGovernor(most, adaptive=False)
-        exact = not nemo_step and thread_count_independent(model.encoder, most)
+        products = any(isinstance(m, PointwiseAsMatmul) for m in model.encoder.modules())
+        exact = not nemo_step and products and thread_count_independent(model.encoder, most)
         adaptive = exact or num_threads == AUTO
         logger.info("cpu threads", extra={"threads": most, "adaptive": adaptive, "exact_at_any_count": exact})
         return ThreadGovernor(most, adaptive=adaptive)

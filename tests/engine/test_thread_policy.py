@@ -121,6 +121,23 @@ def test_an_engine_moves_its_thread_count_by_default_where_that_is_exact_and_kee
         torch.set_num_threads(before)
 
 
+def test_a_bf16_engine_on_the_cpu_keeps_all_cores_unless_asked_to_move():
+    """oneDNN's bf16 kernels may round by the thread split at some batch shapes and not at others: no probe can
+    clear them, so a bf16 engine keeps its count by default and moves only with ``"auto"``."""
+    model = build_random_model("tiny", seed=1).to(torch.bfloat16)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    engines = {n: ps.Engine.from_model(model, name="tiny-bf16", num_threads=n) for n in (None, "auto")}
+    try:
+        assert {n: (e._scheduler.threads.most, e._scheduler.threads.adaptive) for n, e in engines.items()} == {
+            None: (2, False), "auto": (2, True)}
+        assert engines[None].metrics().cpu_threads == 2
+    finally:
+        for e in engines.values():
+            e.close()
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("bad", [0, -2, "two", 1.5, True])
 def test_a_thread_count_that_is_not_one_or_more_or_auto_is_refused(bad):
     with pytest.raises(ValueError) as e:
