@@ -57,16 +57,16 @@ def without(words: list[str], term: list[str]) -> list[str]:
 
 def proof(weights: list[float]) -> dict:
     import parakeet_stream as ps
-    from parakeet_services.benchmark import espeak
+    from parakeet_services.speech import espeak
 
-    engine = ps.Engine.load("espeak-demo-en", device="cpu", max_streams=2)
+    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=2))
     rows = {w: {"hits": 0, "errors": 0, "words": 0} for w in [0.0, *weights]}
     examples = []
     try:
         for sentence, term in CASES:
             ref, t = sentence.split(), term.split()
             for voice in VOICES:
-                audio = espeak(sentence, voice)
+                audio = espeak(sentence, voice, 160, trim=True)
                 for w in rows:
                     hyp = engine.transcribe(audio, **({"keyterms": [term], "keyterm_weight": w} if w else {}))
                     words = hyp.text.split()

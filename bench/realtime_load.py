@@ -36,7 +36,7 @@ def run_level(n: int, seconds: float, vad: bool) -> dict:
     from parakeet_services.benchmark import Feeder, speech_workload
 
     workload = speech_workload(seconds, seed=0)
-    engine = ps.Engine.load("espeak-demo-en", device="cpu", max_streams=n)
+    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=n))
     try:
         sched = engine._scheduler
         clock = {"between": 0.0, "steps": 0.0}

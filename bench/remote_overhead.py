@@ -190,7 +190,8 @@ def main() -> None:
         port = s.getsockname()[1]
     server = start_server(args, port)
     try:
-        engine = ps.shared_engine(args.model, device=args.device, chunk_ms=args.chunk_ms, max_streams=args.streams)
+        engine = ps.shared_engine(ps.EngineConfig(model=args.model, device=args.device, chunk_ms=args.chunk_ms,
+                                                  max_streams=args.streams))
         audios = [stream_audio(i) for i in range(args.streams)]
         sides = {"local": Latencies(), "remote": Latencies()}
         url = f"ws://127.0.0.1:{port}"

@@ -70,10 +70,10 @@ def instrument(sched, clock: dict) -> None:
 
 def speech_audio(seconds: float) -> np.ndarray:
     """The demo model's sentences with pauses, repeated to ``seconds``."""
-    from parakeet_services.benchmark import espeak
+    from parakeet_services.speech import espeak
 
     pause = np.zeros(8000, dtype=np.float32)
-    one = np.concatenate([part for s in SENTENCES for part in (espeak(s, "en-us"), pause)])
+    one = np.concatenate([part for s in SENTENCES for part in (espeak(s, "en-us", 160, trim=True), pause)])
     return np.tile(one, int(np.ceil(seconds * 16000 / one.shape[0])))[: int(seconds * 16000)]
 
 
@@ -82,7 +82,7 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
     """``boosted_share`` of the streams (every other one for 0.5) carry ``keyterms`` (``bench/keyterms.py``)."""
     import parakeet_stream as ps
 
-    engine = ps.Engine.load("espeak-demo-en", device=device, dtype="auto", max_streams=n)
+    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device=device, dtype="auto", max_streams=n))
     try:
         sched = engine._scheduler
         clock = {"thread": 0.0, "model": 0.0, "copies": 0.0, "vad": 0.0}

@@ -12,7 +12,7 @@ import pytest
 def demo_engine():
     import parakeet_stream as ps
 
-    engine = ps.Engine.load("espeak-demo-en", device="cpu", max_streams=32)
+    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=32))
     yield engine
     engine.close()
 

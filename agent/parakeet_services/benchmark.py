@@ -377,9 +377,10 @@ class EngineRun:
 
         cfg = self.cfg
         system = self.system
-        engine = ps.Engine.from_model(self.model, name=cfg.model, chunk_ms=cfg.chunk_ms, max_streams=n,
-                                      max_batch=self.max_batch or cfg.max_batch, nemo_step=self.nemo_step,
-                                      batch_window_ms=None if self.max_batch == 1 else cfg.batch_window_ms)
+        config = ps.EngineConfig(model=cfg.model, chunk_ms=cfg.chunk_ms, max_streams=n,
+                                 max_batch=self.max_batch or cfg.max_batch, nemo_step=self.nemo_step,
+                                 batch_window_ms=None if self.max_batch == 1 else cfg.batch_window_ms)
+        engine = ps.Engine.from_model(self.model, config)
         opts = ps.EndpointingOptions(vad=cfg.vad, eou=False, trailing_blank_ms=None,
                                      min_silence_ms=cfg.min_silence_ms)
         try:
@@ -471,7 +472,8 @@ class VadOfflineRun:
         from parakeet_stream.endpointing import VoiceActivity
 
         cfg = self.cfg
-        engine = ps.Engine.from_model(self.model, name=cfg.model, chunk_ms=cfg.chunk_ms, max_streams=1)
+        engine = ps.Engine.from_model(self.model, ps.EngineConfig(model=cfg.model, chunk_ms=cfg.chunk_ms,
+                                                                  max_streams=1))
         opts = ps.EndpointingOptions(vad=True, min_silence_ms=cfg.min_silence_ms)
         vads = [VoiceActivity(opts) for _ in range(n)]
         audios = [workload.audio[workload.for_stream(i)] for i in range(n)]
@@ -829,7 +831,7 @@ def _offline_texts(model, cfg: BenchConfig, workload: Workload) -> list[str]:
     """Offline decode of each distinct audio: what every stream's joined finals must equal."""
     import parakeet_stream as ps
 
-    engine = ps.Engine.from_model(model, name=cfg.model, chunk_ms=cfg.chunk_ms, max_streams=1)
+    engine = ps.Engine.from_model(model, ps.EngineConfig(model=cfg.model, chunk_ms=cfg.chunk_ms, max_streams=1))
     try:
         return [engine.transcribe(a).text for a in workload.audio]
     finally:
@@ -880,7 +882,7 @@ def markdown(result: dict[str, Any]) -> str:
 def _ms(value: float | None) -> str:
     """A latency cell; the engine counts results per millisecond up to RESULT_LATENCY_MAX_MS, later ones in its
     last bin, so a percentile there means at least that."""
-    from parakeet_stream.inference_loop import RESULT_LATENCY_MAX_MS
+    from parakeet_stream.runtime.metrics import RESULT_LATENCY_MAX_MS
 
     if value is None:
         return "–"

@@ -55,7 +55,7 @@ class CaptionsConfig:
     chunk_ms: int | None = None
     max_streams: int = 64
     endpointing: ps.EndpointingOptions = field(default_factory=ps.EndpointingOptions)
-    num_threads: int | str | None = None  # a count, "auto" or None: all cores (parakeet_stream.threads)
+    num_threads: int | str | None = None  # a count, "auto" or None: all cores (parakeet_stream.runtime.threads)
     load_threshold: float = 0.9  # stop taking rooms above this share of the engine's streams
     end_timeout: float = 10.0  # a closing track's pending audio is decoded and captioned for at most this long
     drain_timeout: int = 3600
@@ -71,8 +71,9 @@ class CaptionsConfig:
 
     def engine(self) -> ps.Engine:
         """The process's shared engine for this config (blocking the first time)."""
-        return ps.shared_engine(self.model, device=self.device, dtype=self.dtype, chunk_ms=self.chunk_ms,
-                                max_streams=self.max_streams, num_threads=self.num_threads)
+        return ps.shared_engine(ps.EngineConfig(model=self.model, device=self.device, dtype=self.dtype,
+                                                chunk_ms=self.chunk_ms, max_streams=self.max_streams,
+                                                num_threads=self.num_threads))
 
     def stt(self) -> parakeet.STT:
         if self.remote:

@@ -15,7 +15,7 @@ def _env(*names: str, default: str | None = None) -> str | None:
 
 def add_parser(subparsers: Any) -> None:
     from parakeet_stream.models import DEFAULT_MODEL
-    from parakeet_stream.threads import THREADS_HELP, threads_argument
+    from parakeet_stream.runtime.threads import THREADS_HELP, threads_argument
 
     p = subparsers.add_parser(
         "serve", help="run a dalston-compatible realtime worker",
@@ -82,8 +82,9 @@ async def _serve(args: argparse.Namespace) -> int:
     from .dalston.server import DalstonWorker, WorkerOptions
 
     log = logging.getLogger("parakeet_services.serve")
-    engine = await asyncio.to_thread(ps.shared_engine, args.model, device=args.device, dtype=args.dtype,
-                                     chunk_ms=args.chunk_ms, max_streams=args.max_sessions, num_threads=args.threads)
+    config = ps.EngineConfig(model=args.model, device=args.device, dtype=args.dtype, chunk_ms=args.chunk_ms,
+                             max_streams=args.max_sessions, num_threads=args.threads)
+    engine = await asyncio.to_thread(ps.shared_engine, config)
     if args.legacy_registry:
         instance = args.instance or _env("WORKER_ID", default="realtime-worker")
     else:

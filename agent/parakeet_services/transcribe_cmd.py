@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str) -> None:
     """The model options every engine-backed command shares."""
-    from parakeet_stream.threads import THREADS_HELP, threads_argument
+    from parakeet_stream.runtime.threads import THREADS_HELP, threads_argument
 
     p.add_argument("--model", default=default_model,
                    help=f"known model name, hub id or .nemo path (default {default_model}; see `parakeet-stream models`)")
@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"loading {args.model} …", file=sys.stderr)
     try:
-        engine = ps.Engine.load(args.model, device=args.device, dtype=args.dtype, chunk_ms=args.chunk_ms,
-                                num_threads=args.threads)
+        engine = ps.Engine.load(ps.EngineConfig(model=args.model, device=args.device, dtype=args.dtype,
+                                                chunk_ms=args.chunk_ms, num_threads=args.threads))
     except ps.ParakeetStreamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -130,13 +130,13 @@ class ParakeetSTTService(STTService):
             max_replay_s: remote mode: of the audio Pipecat buffers while a lost session is reopened, the newest
                 this many seconds are replayed; older audio is dropped with a warning and counted
                 (``dropped_audio_seconds``).
-            keyterms: names, products and jargon to boost in decoding (``parakeet_stream.keyterms`` limits);
+            keyterms: names, products and jargon to boost in decoding (``parakeet_stream.streaming.keyterms`` limits);
                 ``keyterm_weight`` how strongly (default 6.0).
             **kwargs: passed to ``STTService`` (``sample_rate``, ``ttfs_p99_latency``, ...).
         """
         default = ParakeetSTTSettings(model=engine.info.name if engine is not None else model,
                                       language=Language.EN, endpointing=endpointing, keyterms=keyterms)
-        from parakeet_stream.keyterms import check_keyterms
+        from parakeet_stream.streaming.keyterms import check_keyterms
 
         check_keyterms(keyterms, keyterm_weight)  # limits now; spelling once the model is at hand
         self._keyterm_weight = keyterm_weight
@@ -155,7 +155,8 @@ class ParakeetSTTService(STTService):
         self._session_params = dict(session_params or {})
         self._max_replay_s = max_replay_s
         self.dropped_audio_seconds = 0.0
-        self._load_args = dict(device=device, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams)
+        # the model comes from the settings, which may change it before the engine loads
+        self._engine_config = ps.EngineConfig(device=device, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams)
         self._turn_detection_arg = turn_detection
         self._should_interrupt = should_interrupt
         self._stream: Any | None = None
@@ -166,7 +167,7 @@ class ParakeetSTTService(STTService):
     def load(self) -> Any:
         """Load (or find) the shared engine. Blocks for seconds: call it from a prewarm step or a thread."""
         if self._engine is None:
-            self._engine = ps.shared_engine(str(self._settings.model), **self._load_args)
+            self._engine = ps.shared_engine(self._engine_config.replace(model=str(self._settings.model)))
         return self._engine
 
     @property

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .threads import prefer_cpu_runtime_env
+from .runtime.threads import prefer_cpu_runtime_env
 
 prefer_cpu_runtime_env()  # before torch loads OpenMP and MKL: sleeping pool threads, shape-independent results
 
+from .config import EngineConfig
 from .endpointing import EndpointingOptions
 from .errors import (AudioFormatError, CapacityError, ChunkSizeError, ModelLoadError, ParakeetStreamError,
                      StreamClosedError)
@@ -36,7 +37,8 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
 
 
-__all__ = ["Engine", "Stream", "Transcript", "shared_engine", "EndpointingOptions", "ModelInfo", "KNOWN_MODELS",
+__all__ = ["Engine", "EngineConfig", "Stream", "Transcript", "shared_engine", "EndpointingOptions", "ModelInfo",
+           "KNOWN_MODELS",
            "DEFAULT_MODEL", "Event", "SpeechStarted", "Partial", "Final", "SpeechEnded", "StreamEnded",
            "StreamFailed", "Word", "ParakeetStreamError", "AudioFormatError", "StreamClosedError",
            "ModelLoadError", "ChunkSizeError", "CapacityError", "__version__"]

@@ -1,9 +1,10 @@
 """The engine: one model on one device, serving any number of live streams.
 
-``Engine.load`` is the blocking part (NeMo import and checkpoint restore); afterwards ``open_stream`` is
-cheap and every stream is stepped by the engine's single inference thread (``scheduler.ChunkScheduler``).
-``shared_engine`` gives adapters one engine per (model, device, dtype, chunk) per process, so many LiveKit jobs,
-WebSocket sessions or Pipecat pipelines share one copy of the weights.
+``Engine.load(EngineConfig(...))`` is the blocking part (NeMo import and checkpoint restore); afterwards
+``open_stream`` is cheap and every stream is stepped by the engine's single inference thread
+(``runtime/loop.py``; cache-aware models by ``streaming/cache_aware.py``). ``shared_engine`` gives adapters one
+engine per configuration per process, so many LiveKit jobs, WebSocket sessions or Pipecat pipelines share one copy
+of the weights.
 """
 from __future__ import annotations
 
@@ -12,26 +13,27 @@ import gc
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from .config import EngineConfig
 from .audio import MODEL_SAMPLE_RATE, Resampler, check_sample_rate, to_float32
 from .endpointing import EndpointingOptions
 from .errors import CapacityError
 from .events import Word
-from .models import (DEFAULT_MODEL, ModelInfo, chunk_sizes_ms, frame_seconds, is_cache_aware, load_nemo_model,
+from .models import (ModelInfo, chunk_sizes_ms, frame_seconds, is_cache_aware, load_nemo_model,
                      resolve_device, resolve_dtype, select_chunk)
-from .inference_loop import EngineMetrics
-from .keyterms import Keyterms
-from .kv_cache import install_key_value_cache, key_value_cache_of
-from .packed_weights import pack_linear_weights, packed_linears_of
-from .pointwise import PointwiseAsMatmul, replace_pointwise_convs, thread_count_independent
-from .positions import keep_position_projections, position_projections_kept
-from .scheduler import ChunkScheduler
-from .segmented import SegmentedScheduler, log_segmented_mode
+from .runtime.metrics import EngineMetrics
+from .streaming.keyterms import Keyterms
+from .acceleration.kv_cache import install_key_value_cache, key_value_cache_of
+from .acceleration.packed_weights import pack_linear_weights, packed_linears_of
+from .acceleration.pointwise import PointwiseAsMatmul, replace_pointwise_convs, thread_count_independent
+from .acceleration.positions import keep_position_projections, position_projections_kept
+from .streaming.cache_aware import ChunkScheduler
+from .streaming.segmented import SegmentedScheduler, log_segmented_mode
 from .stream import Stream
-from .threads import AUTO, ThreadGovernor, check_num_threads
+from .runtime.threads import AUTO, ThreadGovernor
 
 logger = logging.getLogger("parakeet_stream")
 
@@ -48,40 +50,25 @@ class Engine:
     Cache-aware checkpoints are streamed (``scheduler.ChunkScheduler``); offline-only ones run in VAD-segmented
     mode (``segmented.SegmentedScheduler``, with a log line saying so)."""
 
-    def __init__(self, model, *, name: str, path: str | None = None, chunk_ms: int | None = None,
-                 max_streams: int = 64, num_threads: int | str | None = None, max_batch: int | None = None,
-                 batch_window_ms: float | None = None, nemo_step: bool = False) -> None:
-        """Serve ``model`` (an already built NeMo model: see ``from_model``); prefer ``load``/``from_factory``."""
-        self._start(lambda: model, name=name, path=path, chunk_ms=chunk_ms, max_streams=max_streams,
-                    num_threads=num_threads, max_batch=max_batch, batch_window_ms=batch_window_ms,
-                    nemo_step=nemo_step)
-
-    def _start(self, factory, *, name: str, path: str | None, chunk_ms: int | None, max_streams: int,
-               num_threads: int | str | None, max_batch: int | None, batch_window_ms: float | None,
-               nemo_step: bool = False) -> None:
-        """Start the inference thread, build the model *on it*, then serve from it.
-
-        On the CPU every thread that runs torch ops gets its own OpenMP pool; with more pool threads than
-        cores libgomp stops spinning between parallel regions and a step of the 114 M model takes 1.8x as long
-        (measured: bf16 B=1 46 ms when one thread does all torch work, 82 ms when another thread had built the
-        model). So the model is loaded, prepared and stepped by one thread, and nothing else runs torch ops.
-        """
-        if max_streams < 1:
-            raise ValueError(f"max_streams must be at least 1, got {max_streams}")
-        check_num_threads(num_threads)
+    def __init__(self, config: EngineConfig, build: Callable[[], object]) -> None:
+        """Serve the prepared NeMo model ``build()`` returns, built on the inference thread. Make engines with
+        ``Engine.load`` or ``Engine.from_model``, which prepare the model (decoding strategy, dtype)."""
+        self.config = config
         import torch
 
         # read here: a count another engine's thread set becomes torch's default for threads created after it
-        most = num_threads if isinstance(num_threads, int) else torch.get_num_threads()
+        most = config.num_threads if isinstance(config.num_threads, int) else torch.get_num_threads()
         ready: concurrent.futures.Future = concurrent.futures.Future()
 
         def serve() -> None:
+            """On the CPU every thread that runs torch ops gets its own OpenMP pool, and with more pool threads
+            than cores libgomp stops spinning between parallel regions (a step of the 114 M model: 1.8x as
+            long). So one thread loads, prepares and steps the model, and nothing else runs torch ops."""
             try:
                 torch.set_num_threads(most)  # the model is built and warmed up at the count it will step with
-                model = factory()
-                scheduler = self._configure(model, name, path, chunk_ms, max_streams, max_batch, batch_window_ms,
-                                            nemo_step)
-                scheduler.threads = self._thread_governor(model, most, num_threads, nemo_step)
+                model = build()
+                scheduler = self._configure(model)
+                scheduler.threads = self._thread_governor(model, most)
                 scheduler.threads.before_step()
                 freeze_long_lived_objects()
             except BaseException as e:  # re-raised in the caller of Engine.load
@@ -92,11 +79,11 @@ class Engine:
 
         threading.Thread(target=serve, name="parakeet-inference", daemon=True).start()
         ready.result()
-        logger.info("engine ready", extra={"model": name, "chunk_ms": self.info.chunk_ms,
+        logger.info("engine ready", extra={"model": config.model, "chunk_ms": self.info.chunk_ms,
                                            "device": self.info.device, "dtype": self.info.dtype,
-                                           "max_streams": max_streams})
+                                           "max_streams": config.max_streams})
 
-    def _thread_governor(self, model, most: int, num_threads: int | str | None, nemo_step: bool) -> ThreadGovernor:
+    def _thread_governor(self, model, most: int) -> ThreadGovernor:
         """The steps' thread count: a count given is kept; by default (and with ``"auto"``) the governor moves
         between one thread and all cores as load and neighbours require (``threads.py``), where that keeps every
         step's bits; else all cores, fixed.
@@ -106,24 +93,28 @@ class Engine:
         rest on this machine. oneDNN's bf16 kernels promise nothing of the kind: a probe that passes on one
         batch shape says nothing of the step's other shapes (two streams of a bf16 model left offline text
         on a CPU whose probe had passed)."""
+        num_threads = self.config.num_threads
         if isinstance(num_threads, int) or self.info.device != "cpu" or most == 1:
             return ThreadGovernor(most, adaptive=False)
         products = any(isinstance(m, PointwiseAsMatmul) for m in model.encoder.modules())
-        exact = not nemo_step and products and thread_count_independent(model.encoder, most)
+        exact = not self.config.nemo_step and products and thread_count_independent(model.encoder, most)
         adaptive = exact or num_threads == AUTO
         logger.info("cpu threads", extra={"threads": most, "adaptive": adaptive, "exact_at_any_count": exact})
         return ThreadGovernor(most, adaptive=adaptive)
 
-    def _configure(self, model, name: str, path: str | None, chunk_ms: int | None, max_streams: int,
-                   max_batch: int | None, batch_window_ms: float | None, nemo_step: bool = False):
+    def _configure(self, model):
         import torch
+
+        cfg = self.config
+        chunk_ms, max_batch, batch_window_ms = cfg.chunk_ms, cfg.max_batch, cfg.batch_window_ms
+        max_streams = cfg.max_streams
 
         streaming = is_cache_aware(model)
         frame_s = frame_seconds(model)
         if streaming:
             chunk_ms, context = select_chunk(model, chunk_ms)
             model.encoder.set_default_att_context_size(context)
-            if nemo_step:
+            if cfg.nemo_step:
                 check_unmodified(model.encoder)
             else:
                 keep_position_projections(model.encoder)
@@ -137,15 +128,15 @@ class Engine:
             if batch_window_ms is None:  # half a chunk: a stream waits at most half a chunk for its step
                 batch_window_ms = 0.0 if max_batch == 1 else chunk_ms / 2
             self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=frame_s, max_batch=max_batch,
-                                             batch_window_s=batch_window_ms / 1000, traced_step=not nemo_step)
+                                             batch_window_s=batch_window_ms / 1000, traced_step=not cfg.nemo_step)
         else:
             chunk_ms = 0
-            log_segmented_mode(name)
+            log_segmented_mode(cfg.model)
             self._scheduler = SegmentedScheduler(model, max_streams=max_streams, frame_s=frame_s,
                                                  max_batch=max_batch)
         param = next(model.parameters())
         self.info = ModelInfo(
-            name=name, path=path, chunk_ms=chunk_ms,
+            name=cfg.model, path=cfg.model if cfg.model.endswith(".nemo") else None, chunk_ms=chunk_ms,
             chunk_sizes_ms=tuple(sorted(chunk_sizes_ms(model))) if streaming else (),
             device=str(param.device), dtype=str(param.dtype).replace("torch.", ""), frame_seconds=frame_s,
             has_eou=bool(self._scheduler.vocab.eou_ids), num_params=sum(p.numel() for p in model.parameters()),
@@ -157,45 +148,25 @@ class Engine:
 
     # -- construction ------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
-             chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | str | None = None,
-             max_batch: int | None = None, batch_window_ms: float | None = None, nemo_step: bool = False) -> Engine:
-        """Load a checkpoint on a new inference thread and serve from it. Blocks for seconds: call it at start-up.
-
-        ``max_batch`` caps streams per model call (None: all ready streams; 1 reproduces per-stream stepping).
-        ``batch_window_ms``: the tick of the chunk clock, the least time between the starts of two steps, so that
-        streams completing their chunks at different moments share one (default: half a chunk; 0 = step at once;
-        see ``InferenceLoop._batch_window_end``). ``nemo_step=True`` steps with NeMo's own eager
-        ``cache_aware_stream_step`` (no traced step, packed weights, kept keys/values or position projections): what
-        per-stream services run (the benchmark's baseline), and a way to rule the engine's step out when debugging."""
-        dev = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, dev)
-        return cls.from_factory(lambda: load_nemo_model(model, dev), name=model, dtype=torch_dtype,
-                                path=model if model.endswith(".nemo") else None, chunk_ms=chunk_ms,
-                                max_streams=max_streams, num_threads=num_threads, max_batch=max_batch,
-                                batch_window_ms=batch_window_ms, nemo_step=nemo_step)
+    def load(cls, config: EngineConfig | None = None) -> Engine:
+        """Load ``config.model`` on a new inference thread and serve from it. Blocks for seconds (NeMo import,
+        checkpoint restore, warm-up): call it at start-up."""
+        config = config or EngineConfig()
+        device = resolve_device(config.device)
+        dtype = resolve_dtype(config.dtype, device)
+        return cls(config, lambda: prepare_model(load_nemo_model(config.model, device), dtype))
 
     @classmethod
-    def from_factory(cls, factory, *, name: str = "custom", dtype=None, path: str | None = None,
-                     chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | str | None = None,
-                     max_batch: int | None = None, batch_window_ms: float | None = None,
-                     nemo_step: bool = False) -> Engine:
-        """Serve the NeMo model ``factory()`` returns, building it on the inference thread (the fast way on CPU:
-        see ``_start``); e.g. ``Engine.from_factory(lambda: build_random_model("large"), dtype=torch.bfloat16)``."""
-        engine = cls.__new__(cls)
-        engine._start(lambda: prepare_model(factory(), dtype), name=name, path=path, chunk_ms=chunk_ms,
-                      max_streams=max_streams, num_threads=num_threads, max_batch=max_batch,
-                      batch_window_ms=batch_window_ms, nemo_step=nemo_step)
-        return engine
+    def from_model(cls, model, config: EngineConfig | None = None) -> Engine:
+        """Serve an already built NeMo model (tests, notebooks, training), reported as ``config.model``
+        (default ``"custom"``); ``config.device`` is where the model already is. ``model`` may also be a function
+        that builds it: built on the inference thread, it steps faster on the CPU (see ``__init__``)."""
+        import torch
 
-    @classmethod
-    def from_model(cls, model, *, name: str = "custom", chunk_ms: int | None = None, max_streams: int = 64,
-                   dtype=None, num_threads: int | str | None = None, max_batch: int | None = None,
-                   batch_window_ms: float | None = None, nemo_step: bool = False) -> Engine:
-        """Wrap an already loaded NeMo model (tests, notebooks). Built on another thread, it steps slower on the
-        CPU than one from ``load``/``from_factory``."""
-        return cls.from_factory(lambda: model, name=name, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams,
-                                num_threads=num_threads, max_batch=max_batch, batch_window_ms=batch_window_ms, nemo_step=nemo_step)
+        config = config or EngineConfig(model="custom")
+        dtype = None if config.dtype == "auto" else resolve_dtype(config.dtype, "cpu")
+        build = (lambda: model) if isinstance(model, torch.nn.Module) else model
+        return cls(config, lambda: prepare_model(build(), dtype))
 
     # -- streams -----------------------------------------------------------------------------------------
     def open_stream(self, *, sample_rate: int = MODEL_SAMPLE_RATE, endpointing: EndpointingOptions | None = None,
@@ -315,23 +286,20 @@ def _use_greedy_rnnt_with_confidence(model) -> None:
         decoding.big_blank_durations = None
 
 
-_shared: dict[tuple, Engine] = {}
+_shared: dict[EngineConfig, Engine] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_engine(model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
-                  chunk_ms: int | None = None, max_streams: int = 64, num_threads: int | str | None = None) -> Engine:
-    """The process-wide engine for these settings, loaded on first use (blocking) and reused after.
+def shared_engine(config: EngineConfig | None = None) -> Engine:
+    """The process-wide engine for ``config``, loaded on first use (blocking) and reused after: every adapter
+    of the process (LiveKit jobs, WebSocket sessions, Pipecat pipelines) shares one copy of the weights.
 
-    Callers asking for more ``max_streams`` than the engine has raise its limit; the weights stay shared.
-    ``num_threads`` (a count, ``"auto"`` or None for all cores: ``threads.py``) applies when this call loads the
-    engine."""
-    key = (model, device, dtype, chunk_ms)
+    Configs that differ only in ``max_streams`` share one engine, whose limit rises to the largest asked for."""
+    config = config or EngineConfig()
     with _shared_lock:
-        engine = _shared.get(key)
+        engine = _shared.get(config.shared_key())
         if engine is None:
-            engine = Engine.load(model, device=device, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams,
-                                 num_threads=num_threads)
-            _shared[key] = engine
-        engine.ensure_capacity(max_streams)
+            engine = Engine.load(config)
+            _shared[config.shared_key()] = engine
+        engine.ensure_capacity(config.max_streams)
         return engine

@@ -2,7 +2,7 @@
 
 ``push``/``flush``/``finish``/``close`` only validate, convert and enqueue: they never wait for inference,
 so a caller on an event loop is never blocked by the model and one slow consumer cannot stall another stream
-(events queue up per stream, unbounded). The inference thread owns everything else (``scheduler.py``).
+(events queue up per stream, unbounded). The inference thread owns everything else (``runtime/loop.py``).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import collections
 import dataclasses
 import threading
 import uuid
-from typing import TYPE_CHECKING, AsyncIterator, Sequence
+from typing import AsyncIterator, Protocol, Sequence
 
 import numpy as np
 
@@ -19,9 +19,18 @@ from .audio import Resampler, to_float32
 from .endpointing import EndpointingOptions, updated_options
 from .errors import StreamClosedError
 from .events import Event, StreamEnded, StreamFailed
+from .runtime.commands import Audio, Barrier, Close, Command, Finalize, SetEndpointing, SetKeyterms
+from .streaming.keyterms import Keyterms
 
-if TYPE_CHECKING:
-    from .scheduler import ChunkScheduler
+
+class StreamHost(Protocol):
+    """What a stream needs from the inference loop that serves it (``runtime.loop.InferenceLoop``)."""
+
+    def submit(self, state, command: Command) -> None:
+        """Queue ``command`` for the stream whose loop-side state is ``state``, in order."""
+
+    def check_keyterms(self, keyterms: Sequence[str] | None, weight: float | None = None) -> Keyterms | None:
+        """``keyterms`` as the model spells them, or a ValueError naming what is wrong."""
 
 _TERMINAL = (StreamEnded, StreamFailed)
 
@@ -80,7 +89,7 @@ def _wake(fut: asyncio.Future) -> None:
 class Stream:
     """One live audio stream on an engine. Create with ``Engine.open_stream``."""
 
-    def __init__(self, scheduler: ChunkScheduler, state, sample_rate: int, stream_id: str | None) -> None:
+    def __init__(self, scheduler: StreamHost, state, sample_rate: int, stream_id: str | None) -> None:
         self.id = stream_id or uuid.uuid4().hex[:12]
         self.sample_rate = sample_rate
         self._scheduler = scheduler
@@ -105,14 +114,14 @@ class Stream:
             self._input_samples += samples.shape[0]
             resampled = self._resampler.process(samples)
             if resampled.shape[0]:
-                self._scheduler.submit(self._state, ("audio", resampled))
+                self._scheduler.submit(self._state, Audio(resampled))
 
     def flush(self) -> None:
         """Finalize the current segment now and keep the stream open for more audio."""
         with self._lock:
             self._check_open("flush")
             self._drain_resampler()
-            self._scheduler.submit(self._state, ("flush", None))
+            self._scheduler.submit(self._state, Finalize(Barrier.FLUSH))
 
     def finish(self) -> None:
         """No more audio: deliver the last Final, then StreamEnded. Calling it again does nothing."""
@@ -121,7 +130,7 @@ class Stream:
                 return
             self._finished = True
             self._drain_resampler()
-            self._scheduler.submit(self._state, ("finish", None))
+            self._scheduler.submit(self._state, Finalize(Barrier.FINISH))
 
     def update_endpointing(self, options: EndpointingOptions | None = None, /, **changes) -> EndpointingOptions:
         """Change this stream's endpointing live, to ``options`` (whole) and/or the named ``changes``: VAD threshold,
@@ -135,7 +144,7 @@ class Stream:
             self._check_open("update endpointing of")
             opts = updated_options(self.endpointing, changes)
             self.endpointing = opts
-            self._scheduler.submit(self._state, ("endpointing", opts))
+            self._scheduler.submit(self._state, SetEndpointing(opts))
         return opts
 
     def update_keyterms(self, keyterms: Sequence[str] | None, weight: float | None = None) -> None:
@@ -149,7 +158,7 @@ class Stream:
 
     def _set_keyterms(self, boost) -> None:
         self.keyterms = boost
-        self._scheduler.submit(self._state, ("keyterms", boost))
+        self._scheduler.submit(self._state, SetKeyterms(boost))
 
     def close(self) -> None:
         """Abandon the stream: its slot is freed and its event iterator ends. Idempotent."""
@@ -157,13 +166,13 @@ class Stream:
             if self._closed:
                 return
             self._closed = True
-        self._scheduler.submit(self._state, ("close", None))
+        self._scheduler.submit(self._state, Close())
         self._events.put(None)
 
     def _drain_resampler(self) -> None:
         tail = self._resampler.process(np.zeros(0, np.float32), last=True)
         if tail.shape[0]:
-            self._scheduler.submit(self._state, ("audio", tail))
+            self._scheduler.submit(self._state, Audio(tail))
         self._resampler = Resampler(self.sample_rate)  # a flushed resampler cannot continue
 
     def _check_open(self, what: str) -> None:

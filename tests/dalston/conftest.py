@@ -33,7 +33,7 @@ def redis_db(redis_server: RedisServer) -> Iterator[Any]:
 def engine() -> Any:
     import parakeet_stream as ps
 
-    return ps.shared_engine(MODEL, device="cpu", max_streams=64)
+    return ps.shared_engine(ps.EngineConfig(model=MODEL, device="cpu", max_streams=64))
 
 
 @pytest.fixture(scope="session")

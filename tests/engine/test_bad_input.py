@@ -74,7 +74,7 @@ def test_unsupported_sample_rate(demo_engine, rate):
 def test_unknown_chunk_size_names_the_valid_ones():
     with pytest.raises(ps.ChunkSizeError, match=re.escape(
             "chunk size 80 ms is not supported by this model; valid sizes: 160 ms")):
-        ps.Engine.load("espeak-demo-en", chunk_ms=80)
+        ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", chunk_ms=80))
 
 
 def test_a_file_that_is_not_a_nemo_model(tmp_path):
@@ -83,20 +83,20 @@ def test_a_file_that_is_not_a_nemo_model(tmp_path):
     with pytest.raises(ps.ModelLoadError, match=re.escape(
             f"'{bogus}' is not a NeMo model: a .nemo file is a tar archive holding model_config.yaml and "
             "model_weights.ckpt")):
-        ps.Engine.load(str(bogus))
+        ps.Engine.load(ps.EngineConfig(model=str(bogus)))
 
 
 def test_a_missing_model_file(tmp_path):
     missing = tmp_path / "nope.nemo"
     with pytest.raises(ps.ModelLoadError, match=re.escape(f"model file '{missing}' does not exist")):
-        ps.Engine.load(str(missing))
+        ps.Engine.load(ps.EngineConfig(model=str(missing)))
 
 
 def test_a_hub_model_without_network_fails_fast_with_the_way_out(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the test machine has no hub access either way
     name = "nvidia/stt_en_fastconformer_hybrid_large_streaming_multi"
     with pytest.raises(ps.ModelLoadError) as err:
-        ps.Engine.load(name, device="cpu")
+        ps.Engine.load(ps.EngineConfig(model=name, device="cpu"))
     message = str(err.value)
     assert message.startswith(f"could not fetch model '{name}' from the Hugging Face hub / NGC (")
     assert message.endswith("pass its local path instead, e.g. --model "
@@ -104,7 +104,7 @@ def test_a_hub_model_without_network_fails_fast_with_the_way_out(monkeypatch):
 
 
 def test_capacity_is_enforced(tiny_model):
-    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=2)
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=2))
     try:
         a, b = engine.open_stream(), engine.open_stream()
         with pytest.raises(ps.CapacityError, match=re.escape(
@@ -128,7 +128,7 @@ def test_a_stream_closed_while_its_finish_is_decoded_gives_its_slot_to_the_next_
     one's finish barrier was decoded. Its slot must be free by then (it was "no free cache slot" before)."""
     import threading
 
-    engine = ps.Engine.load("espeak-demo-en", device="cpu", max_streams=1)
+    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=1))
     try:
         gate, held = threading.Event(), threading.Event()
 

@@ -21,7 +21,7 @@ def final_text_and_words(events):
 
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_model):
-    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=16)
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16))
     yield engine
     engine.close()
 
@@ -75,7 +75,7 @@ def test_eight_staggered_streams_equal_their_solo_runs(tiny_engine, solo_results
 def test_batches_cut_to_max_batch_are_pipelined_and_exact(tiny_model, solo_results):
     """With more ready streams than ``max_batch``, each batch's encoder step is issued before the previous batch's
     per-stream work, and every stream still gets its solo result."""
-    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=16, max_batch=3)
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16, max_batch=3))
     sched = engine._scheduler
     calls: list[tuple[str, int]] = []  # (what, first slot of the batch)
 
@@ -114,7 +114,7 @@ def test_batches_cut_to_max_batch_are_pipelined_and_exact(tiny_model, solo_resul
 def test_a_failed_batch_fails_its_own_streams_and_no_other(tiny_model, solo_results, where):
     """A model call that raises (say, out of GPU memory) while other batches of the same step are in flight fails
     the streams of its batch with the error, and every other stream still gets its solo result."""
-    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=16, max_batch=2)
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16, max_batch=2))
     sched = engine._scheduler
     owner, name = (sched.slots, "gather") if where == "encoder" else (sched.decoder, "decode")
     real, seen, failed = getattr(owner, name), [], []
@@ -149,7 +149,7 @@ def test_real_time_audio_wakes_the_thread_for_decisions_and_polls_not_for_every_
     inference thread wakes when chunks complete, at ticks, every POLL_S and for commands, not once per packet,
     and every stream's transcript is the offline one. (The demo model: a random model's text can flip on the last
     bits that batching other streams' features together changes.)"""
-    from parakeet_stream.inference_loop import POLL_S
+    from parakeet_stream.runtime.loop import POLL_S
     from tests.support import RELIABLE_SENTENCES
 
     audios = [speech(sentence, voice=voice) for sentence, voice in zip(RELIABLE_SENTENCES, ["en-us", "en-gb"] * 4)]
@@ -177,7 +177,7 @@ def test_real_time_audio_wakes_the_thread_for_decisions_and_polls_not_for_every_
 def test_a_fault_outside_any_stream_fails_the_live_streams_and_the_engine_serves_on(tiny_model):
     """An exception in the thread's shared work (here the batched featurizer, failing once) ends the live streams
     with StreamFailed naming it; the thread lives, and the next stream is served."""
-    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=4)
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=4))
     sched = engine._scheduler
     real, calls = sched._before_step, []
 
@@ -206,7 +206,7 @@ def test_between_decisions_the_thread_polls_every_20_ms_or_four_times_the_polls_
     import threading
     import types
 
-    from parakeet_stream.inference_loop import InferenceLoop
+    from parakeet_stream.runtime.loop import InferenceLoop
 
     now = time.monotonic()
     receiving = types.SimpleNamespace(closed=False, finalizing=None, ready=lambda: False, last_audio_at=now,
@@ -223,7 +223,7 @@ def test_between_decisions_the_thread_polls_every_20_ms_or_four_times_the_polls_
 
 
 def test_result_latency_counts_the_wait_from_push_to_result():
-    from parakeet_stream.inference_loop import EngineMetrics
+    from parakeet_stream.runtime.metrics import EngineMetrics
 
     m = EngineMetrics()
     for ms in range(1, 101):
@@ -235,7 +235,7 @@ def test_result_latency_counts_the_wait_from_push_to_result():
 
 
 def test_results_held_back_by_a_busy_inference_thread_show_the_wait(tiny_model):
-    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=1)
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=1))
     try:
         stream = engine.open_stream(endpointing=NO_ENDPOINTS)
         with engine._scheduler._cond:  # the inference thread cannot take the audio while we hold its lock
@@ -281,17 +281,17 @@ def test_open_stream_does_not_wait_for_the_inference_thread(tiny_engine):
 
 
 def test_shared_engine_raises_capacity_for_a_later_caller():
-    first = ps.shared_engine("espeak-demo-en", device="cpu", max_streams=2)
+    first = ps.shared_engine(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=2))
     base = first.capacity  # other tests of this session may have shared it already
-    again = ps.shared_engine("espeak-demo-en", device="cpu", max_streams=base + 3)
+    again = ps.shared_engine(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=base + 3))
     assert again is first and first.capacity == base + 3
-    assert ps.shared_engine("espeak-demo-en", device="cpu", max_streams=1).capacity == base + 3
+    assert ps.shared_engine(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=1)).capacity == base + 3
 
 
 def test_steps_follow_a_chunk_clock_stretched_under_load_waiting_only_for_streams_due_by_the_tick():
     import types
 
-    from parakeet_stream.inference_loop import InferenceLoop
+    from parakeet_stream.runtime.loop import InferenceLoop
 
     def stream(ready: bool, receiving: bool, finalizing: str | None = None, ready_in: float = 0.0,
                pushed_ago: float = 0.015):
@@ -333,7 +333,7 @@ def test_a_thread_count_changing_at_every_step_keeps_every_stream_exact(tiny_mod
     """The thread governor may move between one thread and all cores at any step (threads.py): a step's bits do
     not depend on the count (pointwise.py), so staggered streams stepped alternately on one and two threads give
     their solo results."""
-    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160, max_streams=16)
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16))
     governor = engine._scheduler.threads
     counts: list[int] = []
 

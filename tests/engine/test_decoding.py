@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import torch
 
 import parakeet_stream as ps
-from parakeet_stream.decoding import BatchedGreedyDecoder
-from parakeet_stream.inference_loop import tokens_of
-from parakeet_stream.scheduler import _carry
+from parakeet_stream.streaming.decoding import BatchedGreedyDecoder
+from parakeet_stream.runtime.loop import tokens_of
+from parakeet_stream.streaming.cache_aware import _carry
 from tests.support import collect, packets, speech
 
 SENTENCES = ("set a timer for ten minutes", "call me at seven thirty tomorrow morning", "turn on the radio")
@@ -90,7 +90,7 @@ def test_a_reset_slot_decodes_a_new_utterance_as_a_fresh_decoder_would(demo_engi
 
 def test_nemos_hypothesis_path_streams_the_same_text(demo_engine):
     """Where the batched read is not available (another decoding strategy), NeMo's own path decodes."""
-    engine = ps.Engine.load("espeak-demo-en", device="cpu", max_streams=2)
+    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=2))
     try:
         engine._scheduler.decoder.computer = None  # the fallback, as for a model without label looping
         opts = ps.EndpointingOptions(trailing_blank_ms=None, eou=False, vad=False)

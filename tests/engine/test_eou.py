@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import parakeet_stream as ps
-from parakeet_stream.transcript import Vocabulary
+from parakeet_stream.streaming.transcript import Vocabulary
 from tests.support import collect, packets, speech
 
 
@@ -13,7 +13,8 @@ from tests.support import collect, packets, speech
 def eou_engine():
     from parakeet_stream.testing import build_random_model
 
-    engine = ps.Engine.from_model(build_random_model("tiny", eou=True, seed=0), name="tiny-eou", chunk_ms=160)
+    engine = ps.Engine.from_model(build_random_model("tiny", eou=True, seed=0), ps.EngineConfig(model="tiny-eou",
+                                                                                                chunk_ms=160))
     yield engine
     engine.close()
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import parakeet_stream as ps
-from parakeet_stream.transcript import SegmentTranscript, Token, Vocabulary
+from parakeet_stream.streaming.transcript import SegmentTranscript, Token, Vocabulary
 from tests.support import collect, packets, speech
 
 NO_ENDPOINTS = ps.EndpointingOptions(trailing_blank_ms=None, eou=False)
@@ -41,7 +41,7 @@ def utterance():
 
 @pytest.mark.parametrize("chunk_ms,right_context", [(80, 0), (160, 1), (560, 6), (1120, 13)])
 def test_streamed_tokens_equal_offline(tiny_model, utterance, chunk_ms, right_context):
-    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=chunk_ms)
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=chunk_ms))
     try:
         assert list(tiny_model.encoder.att_context_size) == [70, right_context]
         tokens = offline_decode(tiny_model, utterance)

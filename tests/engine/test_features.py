@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from parakeet_stream.features import IncrementalFeaturizer
+from parakeet_stream.streaming.features import IncrementalFeaturizer
 from tests.support import speech
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parakeet_stream.graphed_step import GraphedSteadyStep, bucket_of
-from parakeet_stream.kv_cache import install_key_value_cache
-from parakeet_stream.packed_weights import _onednn_bf16, pack_linear_weights
-from parakeet_stream.scheduler import chunk_geometry
+from parakeet_stream.acceleration.graphed_step import GraphedSteadyStep, bucket_of
+from parakeet_stream.acceleration.kv_cache import install_key_value_cache
+from parakeet_stream.acceleration.packed_weights import _onednn_bf16, pack_linear_weights
+from parakeet_stream.streaming.geometry import chunk_geometry
 from parakeet_stream.testing import build_random_model
-from parakeet_stream.traced_step import _SteadyStep, silent_inputs
+from parakeet_stream.acceleration.steady_step import SteadyStep, silent_inputs
 
 
 def test_buckets_are_powers_of_two():
@@ -19,7 +19,7 @@ def test_buckets_are_powers_of_two():
 
 
 def _inputs(encoder, geometry, lens: list[int], dtype, g: torch.Generator, with_kv: bool) -> tuple:
-    T = geometry[1] + geometry[2]
+    T = geometry.steady_width
     c_ch, c_t, c_len = encoder.get_initial_cache_state(batch_size=len(lens), dtype=dtype)
     c_ch = torch.randn(c_ch.shape, generator=g).to(dtype)
     kv = (torch.randn(c_ch.shape, generator=g).to(dtype), torch.randn(c_ch.shape, generator=g).to(dtype)) \
@@ -38,7 +38,7 @@ def test_a_step_of_b_streams_in_a_bigger_bucket_equals_the_step_of_those_streams
         pack_linear_weights(model.encoder)
         kv = install_key_value_cache(model.encoder)
     geometry = chunk_geometry(model.encoder)
-    eager = _SteadyStep(model.encoder, geometry[3], kv=kv).eval()
+    eager = SteadyStep(model.encoder, geometry.drop_extra, kv=kv).eval()
     step = GraphedSteadyStep(eager, model.encoder, capture=False)
     g = torch.Generator().manual_seed(11)
     with torch.inference_mode():
@@ -62,6 +62,6 @@ def test_silent_inputs_are_a_valid_steady_step():
     model = build_random_model("tiny", seed=5, att_context_size=((70, 1),))
     geometry = chunk_geometry(model.encoder)
     with torch.inference_mode():
-        enc, enc_len, *_ = _SteadyStep(model.encoder, geometry[3]).eval()(*silent_inputs(model.encoder, geometry, 2,
-                                                                                          False))
+        step = SteadyStep(model.encoder, geometry.drop_extra).eval()
+        enc, enc_len, *_ = step(*silent_inputs(model.encoder, geometry, 2, False))
     assert enc.shape[0] == 2 and torch.isfinite(enc).all() and enc_len.tolist() == [enc.shape[2]] * 2 == [2, 2]

@@ -1,11 +1,11 @@
-"""Per-stream keyterm boosting (``parakeet_stream.keyterms``): limits, a term recognized only when boosted,
+"""Per-stream keyterm boosting (``parakeet_stream.streaming.keyterms``): limits, a term recognized only when boosted,
 exactness of boosted and plain streams stepped in one batch, live updates, and slots handed on clean."""
 from __future__ import annotations
 
 import pytest
 
 import parakeet_stream as ps
-from parakeet_stream.keyterms import MAX_KEYTERM_CHARS, MAX_KEYTERMS
+from parakeet_stream.streaming.keyterms import MAX_KEYTERM_CHARS, MAX_KEYTERMS
 from tests.support import collect, packets, speech
 
 NO_ENDPOINTS = ps.EndpointingOptions(trailing_blank_ms=None, eou=False)

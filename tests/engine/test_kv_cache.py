@@ -5,11 +5,12 @@ import pytest
 import torch
 
 import parakeet_stream as ps
-from parakeet_stream.kv_cache import install_key_value_cache, key_value_cache_of
-from parakeet_stream.packed_weights import _onednn_bf16, pack_linear_weights
-from parakeet_stream.scheduler import chunk_geometry
+from parakeet_stream.acceleration.kv_cache import install_key_value_cache, key_value_cache_of
+from parakeet_stream.acceleration.packed_weights import _onednn_bf16, pack_linear_weights
+from parakeet_stream.streaming.geometry import chunk_geometry
 from parakeet_stream.testing import build_random_model
-from parakeet_stream.traced_step import TracedSteadyStep, _SteadyStep, steady_step_for
+from parakeet_stream.acceleration.steady_step import SteadyStep
+from parakeet_stream.acceleration.traced_step import TracedSteadyStep, steady_step_for
 from tests.support import collect, packets, speech
 
 needs_bf16 = pytest.mark.skipif(not _onednn_bf16(), reason="this CPU's oneDNN has no bf16 kernels")
@@ -28,8 +29,8 @@ def test_steady_steps_with_kept_keys_and_values_equal_nemos_steps_to_the_bit():
     geometry = chunk_geometry(kept.encoder)
     step = steady_step_for(kept.encoder, geometry)
     assert step.kv is kv
-    nemo = _SteadyStep(plain.encoder, geometry[3]).eval()
-    T = geometry[1] + geometry[2]
+    nemo = SteadyStep(plain.encoder, geometry.drop_extra).eval()
+    T = geometry.steady_width
     g = torch.Generator().manual_seed(3)
     lens = [0, 12, 70]  # a young cache, a filling one, a full one
     c_ch, c_t, c_len = _random_caches(plain.encoder, lens, torch.bfloat16, g)
@@ -60,10 +61,10 @@ def test_the_untraced_steady_step_with_kept_keys_and_values_is_nemos_step_to_the
     pack_linear_weights(kept.encoder)
     kv = install_key_value_cache(kept.encoder)
     geometry = chunk_geometry(kept.encoder)
-    step = TracedSteadyStep(kept.encoder, geometry[3], trace=False)
+    step = TracedSteadyStep(kept.encoder, geometry.drop_extra, trace=False)
     assert step.kv is kv and step.failed
-    nemo = _SteadyStep(plain.encoder, geometry[3]).eval()
-    T = geometry[1] + geometry[2]
+    nemo = SteadyStep(plain.encoder, geometry.drop_extra).eval()
+    T = geometry.steady_width
     g = torch.Generator().manual_seed(7)
     c_ch, c_t, c_len = _random_caches(plain.encoder, [70, 3], torch.bfloat16, g)
     with torch.inference_mode():
@@ -85,9 +86,9 @@ def test_kept_keys_and_values_where_rows_are_not_independent_match_nemo_within_r
     kv = install_key_value_cache(kept.encoder, exact_only=False)
     assert kv is not None and key_value_cache_of(kept.encoder) is kv
     geometry = chunk_geometry(kept.encoder)
-    step = _SteadyStep(kept.encoder, geometry[3], kv=kv).eval()
-    nemo = _SteadyStep(plain.encoder, geometry[3]).eval()
-    T = geometry[1] + geometry[2]
+    step = SteadyStep(kept.encoder, geometry.drop_extra, kv=kv).eval()
+    nemo = SteadyStep(plain.encoder, geometry.drop_extra).eval()
+    T = geometry.steady_width
     g = torch.Generator().manual_seed(3)
     c_ch, c_t, c_len = _random_caches(plain.encoder, [0, 12, 70], torch.float32, g)
     with torch.inference_mode():
@@ -109,7 +110,7 @@ def test_keys_and_values_are_kept_only_where_a_row_alone_gives_the_bits_of_a_tal
     """Whether MKL's fp32 product of one row equals that row within a taller product depends on the CPU (on some,
     even under MKL_CBWR=STRICT, it does not): the cache is installed exactly where the probe says rows are independent,
     and NeMo's attention is left untouched elsewhere."""
-    from parakeet_stream.kv_cache import _rows_independent
+    from parakeet_stream.acceleration.kv_cache import _rows_independent
 
     model = build_random_model("tiny", seed=5, att_context_size=((70, 1),))
     independent = _rows_independent(model.encoder.layers[0].self_attn.linear_k)
@@ -123,7 +124,7 @@ def test_keys_and_values_are_kept_only_where_a_row_alone_gives_the_bits_of_a_tal
 @needs_bf16
 def test_a_bf16_engine_keeps_keys_and_values_per_stream_across_flushes():
     model = _bf16_model(seed=4)  # whose bf16 offline decode of these sentences the streams match (not all seeds do)
-    engine = ps.Engine.from_model(model, name="tiny-bf16", chunk_ms=160, max_streams=2)
+    engine = ps.Engine.from_model(model, ps.EngineConfig(model="tiny-bf16", chunk_ms=160, max_streams=2))
     try:
         assert engine._scheduler.kv is key_value_cache_of(model.encoder) is not None
         assert engine._scheduler.slots.keys is not None
@@ -155,7 +156,7 @@ def test_two_engines_stepping_one_model_object_at_once_keep_their_steps_apart():
     import threading
 
     model = _bf16_model(seed=4)
-    engines = [ps.Engine.from_model(model, name="tiny-bf16", chunk_ms=160) for _ in range(2)]
+    engines = [ps.Engine.from_model(model, ps.EngineConfig(model="tiny-bf16", chunk_ms=160)) for _ in range(2)]
     try:
         audios = [speech("set a timer for ten minutes then call me at seven thirty"), speech("turn on the radio")]
         opts = ps.EndpointingOptions(trailing_blank_ms=None, eou=False)

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 import parakeet_stream as ps
-from parakeet_stream.packed_weights import _onednn_bf16, pack_linear_weights, packed_linears_of
-from parakeet_stream.scheduler import chunk_geometry
+from parakeet_stream.acceleration.packed_weights import _onednn_bf16, pack_linear_weights, packed_linears_of
+from parakeet_stream.streaming.geometry import chunk_geometry
 from parakeet_stream.testing import build_random_model
-from parakeet_stream.traced_step import _SteadyStep, steady_step_for
+from parakeet_stream.acceleration.steady_step import SteadyStep
+from parakeet_stream.acceleration.traced_step import steady_step_for
 from tests.support import collect, packets, speech
 
 pytestmark = pytest.mark.skipif(not _onednn_bf16(), reason="this CPU's oneDNN has no bf16 kernels")
@@ -38,8 +39,8 @@ def test_traced_step_takes_the_packed_weights_as_inputs_and_equals_the_plain_ste
     geometry = chunk_geometry(packed.encoder)
     step = steady_step_for(packed.encoder, geometry)
     assert step.packs is packed_linears_of(packed.encoder)
-    reference = _SteadyStep(plain.encoder, geometry[3]).eval()
-    T = geometry[1] + geometry[2]
+    reference = SteadyStep(plain.encoder, geometry.drop_extra).eval()
+    T = geometry.steady_width
     g = torch.Generator().manual_seed(2)
     with torch.inference_mode():
         for lens in ([3, 3], [70], [5, 70, 35, 0, 12]):
@@ -71,7 +72,7 @@ def test_fp32_models_keep_their_own_linears():
 
 def test_a_bf16_engine_streams_what_it_decodes_offline():
     model = _bf16_model()
-    engine = ps.Engine.from_model(model, name="tiny-bf16", chunk_ms=160)
+    engine = ps.Engine.from_model(model, ps.EngineConfig(model="tiny-bf16", chunk_ms=160))
     try:
         assert engine.info.dtype == "bfloat16"
         assert packed_linears_of(model.encoder) is not None and engine._scheduler.steady_step.traced is not None

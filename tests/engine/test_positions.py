@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from parakeet_stream.positions import keep_position_projections
+from parakeet_stream.acceleration.positions import keep_position_projections
 from parakeet_stream.testing import build_random_model
 
 

@@ -15,7 +15,8 @@ from tests.support import collect, packets, silence, speech
 def offline_engine():
     from parakeet_stream.testing import build_random_model
 
-    engine = ps.Engine.from_model(build_random_model("tiny", offline=True, seed=1), name="tiny-offline")
+    engine = ps.Engine.from_model(build_random_model("tiny", offline=True, seed=1),
+                                  ps.EngineConfig(model="tiny-offline"))
     yield engine
     engine.close()
 
@@ -44,7 +45,8 @@ def test_offline_model_is_detected_and_says_so():
     handler, log = Records(), logging.getLogger("parakeet_stream")
     log.addHandler(handler)
     try:
-        engine = ps.Engine.from_model(build_random_model("tiny", offline=True, seed=2), name="offline-x")
+        engine = ps.Engine.from_model(build_random_model("tiny", offline=True, seed=2),
+                                      ps.EngineConfig(model="offline-x"))
     finally:
         log.removeHandler(handler)
     engine.close()

@@ -1,4 +1,4 @@
-"""The engine's CPU thread policy (``parakeet_stream.threads``) and how a stream falling behind is reported."""
+"""The engine's CPU thread policy (``parakeet_stream.runtime.threads``) and how a stream falling behind is reported."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +13,7 @@ import parakeet_stream as ps
 import pytest
 import torch
 from parakeet_stream.testing import build_random_model
-from parakeet_stream.threads import (BUSY_WINDOW_S, GROWN_PROBE_AFTER_S, LIGHT_PROBE_EVERY_S, MIN_WINDOW_STEPS,
+from parakeet_stream.runtime.threads import (BUSY_WINDOW_S, GROWN_PROBE_AFTER_S, LIGHT_PROBE_EVERY_S, MIN_WINDOW_STEPS,
                                      PROBE_MORE_EVERY_S, PROBE_STEPS, ThreadGovernor)
 from tests.support import collect, packets, silence, speech
 
@@ -109,7 +109,7 @@ def test_an_engine_moves_its_thread_count_by_default_where_that_is_exact_and_kee
     model = build_random_model("tiny", seed=1)
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # the caller's count is "all cores"
-    engines = {n: ps.Engine.from_model(model, name="tiny", num_threads=n) for n in (None, 1, "auto")}
+    engines = {n: ps.Engine.from_model(model, ps.EngineConfig(model="tiny", num_threads=n)) for n in (None, 1, "auto")}
     try:
         governors = {n: e._scheduler.threads for n, e in engines.items()}
         assert {n: (g.most, g.adaptive) for n, g in governors.items()} == {
@@ -127,7 +127,8 @@ def test_a_bf16_engine_on_the_cpu_keeps_all_cores_unless_asked_to_move():
     model = build_random_model("tiny", seed=1).to(torch.bfloat16)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
-    engines = {n: ps.Engine.from_model(model, name="tiny-bf16", num_threads=n) for n in (None, "auto")}
+    engines = {n: ps.Engine.from_model(model, ps.EngineConfig(model="tiny-bf16",
+                                                              num_threads=n)) for n in (None, "auto")}
     try:
         assert {n: (e._scheduler.threads.most, e._scheduler.threads.adaptive) for n, e in engines.items()} == {
             None: (2, False), "auto": (2, True)}
@@ -141,7 +142,7 @@ def test_a_bf16_engine_on_the_cpu_keeps_all_cores_unless_asked_to_move():
 @pytest.mark.parametrize("bad", [0, -2, "two", 1.5, True])
 def test_a_thread_count_that_is_not_one_or_more_or_auto_is_refused(bad):
     with pytest.raises(ValueError) as e:
-        ps.Engine.from_model(build_random_model("tiny", seed=1), name="tiny", num_threads=bad)
+        ps.Engine.from_model(build_random_model("tiny", seed=1), ps.EngineConfig(model="tiny", num_threads=bad))
     assert str(e.value) == f"num_threads must be a count of at least 1, 'auto' or None; got {bad!r}"
 
 
@@ -160,7 +161,7 @@ def test_openmp_spins_briefly_and_mkl_is_strict_unless_the_user_chose_or_torch_c
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()
 
-    from parakeet_stream.threads import mkl_branch
+    from parakeet_stream.runtime.threads import mkl_branch
 
     assert policy("") == f"20000 {mkl_branch()},STRICT"
     assert policy("", MKL_ENABLE_INSTRUCTIONS="AVX2") == "20000 AVX2,STRICT"
@@ -170,7 +171,7 @@ def test_openmp_spins_briefly_and_mkl_is_strict_unless_the_user_chose_or_torch_c
 
 
 def test_mkls_branch_is_named_where_the_cpu_stops_at_avx2(monkeypatch):
-    from parakeet_stream.threads import mkl_branch
+    from parakeet_stream.runtime.threads import mkl_branch
 
     monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS", raising=False)
     assert mkl_branch("flags : fpu sse2 avx avx2 fma") == "AVX2"  # AMD EPYC Rome/Milan, older Xeons
@@ -182,7 +183,7 @@ def test_pointwise_convs_as_products_make_the_encoders_bits_independent_of_the_t
     """What lets the governor change the count by default: NeMo's 1x1 convolutions (oneDNN) round by the thread
     split; as MKL products under MKL_CBWR's STRICT mode they do not. ``thread_count_independent`` is the check the
     engine makes at load, on this machine."""
-    from parakeet_stream.pointwise import replace_pointwise_convs, thread_count_independent
+    from parakeet_stream.acceleration.pointwise import replace_pointwise_convs, thread_count_independent
 
     before = torch.get_num_threads()
     try:
@@ -195,7 +196,7 @@ def test_pointwise_convs_as_products_make_the_encoders_bits_independent_of_the_t
 
 
 def test_a_stream_falling_behind_and_catching_up_is_logged_once_each(caplog):
-    engine = ps.Engine.load("espeak-demo-en", device="cpu", max_streams=2)
+    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=2))
     try:
         stream = engine.open_stream()
         audio = list(packets(speech("turn on the lights"), 20))

@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 
 import parakeet_stream as ps
-from parakeet_stream.scheduler import chunk_geometry
+from parakeet_stream.streaming.geometry import chunk_geometry
 from parakeet_stream.testing import build_random_model
-from parakeet_stream.traced_step import _SteadyStep, steady_step_for
+from parakeet_stream.acceleration.steady_step import SteadyStep
+from parakeet_stream.acceleration.traced_step import steady_step_for
 from tests.support import collect, packets, speech
 
 
@@ -21,9 +22,9 @@ def _inputs(encoder, T: int, cache_lens: list[int], seed: int):
 def test_traced_step_equals_eager_for_any_batch_and_cache_length():
     model = build_random_model("tiny", seed=4, att_context_size=((70, 1),))
     geometry = chunk_geometry(model.encoder)
-    T = geometry[1] + geometry[2]
+    T = geometry.steady_width
     step = steady_step_for(model.encoder, geometry)
-    eager = _SteadyStep(model.encoder, geometry[3]).eval()
+    eager = SteadyStep(model.encoder, geometry.drop_extra).eval()
     with torch.inference_mode():
         step(*_inputs(model.encoder, T, [3, 3], seed=0))  # traced here, on a young cache
         assert step.traced is not None and not step.failed
@@ -36,7 +37,7 @@ def test_traced_step_equals_eager_for_any_batch_and_cache_length():
 
 
 def test_engines_trace_the_step_at_start_and_stream_with_it(tiny_model):
-    engine = ps.Engine.from_model(tiny_model, name="tiny", chunk_ms=160)
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160))
     try:
         assert engine._scheduler.steady_step.traced is not None  # traced on silence before any stream
         s = engine.open_stream(endpointing=ps.EndpointingOptions(trailing_blank_ms=None, eou=False))
@@ -52,10 +53,10 @@ def test_engines_trace_the_step_at_start_and_stream_with_it(tiny_model):
 def test_nemo_step_engines_run_nemos_own_layers_and_refuse_a_changed_model():
     import pytest
 
-    from parakeet_stream.positions import position_projections_kept
+    from parakeet_stream.acceleration.positions import position_projections_kept
 
     model = build_random_model("tiny", seed=4, att_context_size=((70, 1),))
-    engine = ps.Engine.from_model(model, name="tiny", chunk_ms=160, nemo_step=True)
+    engine = ps.Engine.from_model(model, ps.EngineConfig(model="tiny", chunk_ms=160, nemo_step=True))
     try:
         assert engine._scheduler.steady_step is None and engine._scheduler.kv is None
         assert not any(position_projections_kept(layer.self_attn) for layer in model.encoder.layers)
@@ -67,6 +68,7 @@ def test_nemo_step_engines_run_nemos_own_layers_and_refuse_a_changed_model():
         assert " ".join(e.text for e in collect(s) if isinstance(e, ps.Final)) == engine.transcribe(audio).text
     finally:
         engine.close()
-    ps.Engine.from_model(model, name="tiny", chunk_ms=160).close()  # an engine of ours changes the layers
+    ps.Engine.from_model(model, ps.EngineConfig(model="tiny",
+                                                chunk_ms=160)).close()  # an engine of ours changes the layers
     with pytest.raises(ValueError, match=r"^nemo_step=True needs a model no other engine has served"):
-        ps.Engine.from_model(model, name="tiny", chunk_ms=160, nemo_step=True)
+        ps.Engine.from_model(model, ps.EngineConfig(model="tiny", chunk_ms=160, nemo_step=True))

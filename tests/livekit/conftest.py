@@ -26,7 +26,7 @@ def engine():
     """The process-wide demo engine, with the same key ``parakeet.STT(model=MODEL)`` uses."""
     import parakeet_stream as ps
 
-    return ps.shared_engine(MODEL, device="auto", dtype="auto", chunk_ms=CHUNK_MS)
+    return ps.shared_engine(ps.EngineConfig(model=MODEL, device="auto", dtype="auto", chunk_ms=CHUNK_MS))
 
 
 @pytest.fixture(scope="session")

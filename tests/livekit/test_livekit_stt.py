@@ -152,7 +152,7 @@ async def test_recognize_transcribes_a_buffer(stt, engine, speech):
 async def test_engine_full_is_a_retryable_error_and_the_retry_recovers(speech):
     import parakeet_stream as ps
 
-    own = ps.Engine.load(MODEL, max_streams=1)
+    own = ps.Engine.load(ps.EngineConfig(model=MODEL, max_streams=1))
     try:
         blocker = own.open_stream()
         stt = parakeet.STT(engine=own)

@@ -150,7 +150,7 @@ async def test_pipelines_share_one_engine_loaded_off_the_loop():
     ra, rb = await asyncio.gather(run_pipeline([a], a, audio_frames(speech("two three four"))),
                                   run_pipeline([b], b, audio_frames(speech("can you call john for me"))))
 
-    assert a.engine is b.engine is ps.shared_engine("espeak-demo-en", device="cpu")
+    assert a.engine is b.engine is ps.shared_engine(ps.EngineConfig(model="espeak-demo-en", device="cpu"))
     assert [f.text for f in ra.of(TranscriptionFrame)] == ["two three four"]
     assert [f.text for f in rb.of(TranscriptionFrame)] == ["can you call john for me"]
 

@@ -85,7 +85,7 @@ class SessionConfig:
     interim_results: bool = True
     word_timestamps: bool = False
     vocabulary: list[str] | None = None
-    keyterms: Any = None  # the vocabulary as the engine boosts it (``parakeet_stream.keyterms.Keyterms``)
+    keyterms: Any = None  # the vocabulary as the engine boosts it (``parakeet_stream.streaming.keyterms.Keyterms``)
     keyterm_weight: float | None = None  # a parakeet-stream extension: how strongly (engine default if None)
     max_utterance_duration: float = 30.0
     vad_threshold: float = 0.5

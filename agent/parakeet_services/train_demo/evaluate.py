@@ -85,8 +85,8 @@ def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str
     if limit:
         rows = rows[:limit]
     t0 = time.time()
-    engine = ps.Engine.load(str(Path(model_path).resolve()), device=device, dtype=dtype, chunk_ms=chunk_ms,
-                            max_streams=max_streams)
+    engine = ps.Engine.load(ps.EngineConfig(model=str(Path(model_path).resolve()), device=device, dtype=dtype,
+                                            chunk_ms=chunk_ms, max_streams=max_streams))
     try:
         results = []
         for i in range(0, len(rows), max_streams):

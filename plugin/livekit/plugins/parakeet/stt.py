@@ -74,8 +74,9 @@ class STTOptions:
     keyterms: tuple[str, ...] = ()  # the user's (constructor, update_options) and the session's, merged
     keyterm_weight: float | None = None
 
-    def engine_key(self) -> tuple[str, str, str, int | None, int]:
-        return (self.model, self.device, self.dtype, self.chunk_ms, self.max_streams)
+    def engine_config(self) -> ps.EngineConfig:
+        return ps.EngineConfig(model=self.model, device=self.device, dtype=self.dtype, chunk_ms=self.chunk_ms,
+                               max_streams=self.max_streams, num_threads=self.num_threads)
 
 
 def _check_language(language: str) -> str:
@@ -123,7 +124,7 @@ class STT(stt.STT):
                 options above are ignored and the process-wide shared engine is not used.
             num_threads: CPU threads of the engine's steps: a count (fixed), ``None`` (default: one thread or all
                 cores as load and other processes require, where that keeps streamed == offline) or ``"auto"``
-                (chosen as it runs everywhere; ``parakeet_stream.threads``).
+                (chosen as it runs everywhere; ``parakeet_stream.runtime.threads``).
             base_url: ``ws://host:port`` of a ``parakeet-stream serve`` worker (default ``$PARAKEET_URL``): each
                 stream becomes one session there and this process loads no model (the model options above,
                 but ``endpointing`` and ``language``, are then the server's business). Unset: in process.
@@ -133,7 +134,7 @@ class STT(stt.STT):
                 seconds (the newest); older audio is dropped with a warning and counted.
             keyterms: names, products and jargon to boost in every stream's decoding (merged with the keyterms
                 an ``AgentSession`` sets); ``keyterm_weight`` how strongly (default 6.0). Bad phrases raise
-                ValueError here (limits: ``parakeet_stream.keyterms``); spelling is checked by the model.
+                ValueError here (limits: ``parakeet_stream.streaming.keyterms``); spelling is checked by the model.
 
         Loading the model blocks for seconds: call ``prewarm()`` in the worker's setup function, otherwise
         the first stream loads it in a thread executor.
@@ -148,7 +149,7 @@ class STT(stt.STT):
                 keyterms=True,
             )
         )
-        from parakeet_stream.keyterms import check_keyterms
+        from parakeet_stream.streaming.keyterms import check_keyterms
 
         check_keyterms(keyterms, keyterm_weight)  # limits and types now; spelling once a model is at hand
         self._user_keyterms: tuple[str, ...] = tuple(keyterms or ())
@@ -206,10 +207,7 @@ class STT(stt.STT):
         with self._engine_lock:
             if self._engine is None:
                 o = self._opts
-                self._engine = ps.shared_engine(
-                    o.model, device=o.device, dtype=o.dtype, chunk_ms=o.chunk_ms, max_streams=o.max_streams,
-                    num_threads=o.num_threads,
-                )
+                self._engine = ps.shared_engine(o.engine_config())
                 logger.info(
                     "parakeet engine ready",
                     extra={"model": o.model, "device": self._engine.info.device,
@@ -262,14 +260,14 @@ class STT(stt.STT):
         """Change options. ``endpointing`` alone (``vad`` kept) and ``keyterms`` apply to live streams in
         place; other changes switch them after finishing (finalizing) the segment in progress."""
         if is_given(keyterms) or is_given(keyterm_weight):
-            from parakeet_stream.keyterms import check_keyterms
+            from parakeet_stream.streaming.keyterms import check_keyterms
 
             new_terms = tuple((keyterms if is_given(keyterms) else self._user_keyterms) or ())
             weight = keyterm_weight if is_given(keyterm_weight) else self._opts.keyterm_weight
             check_keyterms(new_terms, weight)
             self._user_keyterms, self._opts.keyterm_weight = new_terms, weight
             self._opts.keyterms = self._merged_keyterms()
-        old_key = self._opts.engine_key()
+        old_key = self._opts.engine_config().shared_key()
         if is_given(model):
             self._opts.model = str(model)
         if is_given(language):
@@ -284,7 +282,7 @@ class STT(stt.STT):
             self._opts.max_streams = max_streams
         if is_given(endpointing):
             self._opts.endpointing = endpointing
-        if self._opts.engine_key() != old_key:
+        if self._opts.engine_config().shared_key() != old_key:
             with self._engine_lock:
                 self._engine = None  # the next stream loads (or reuses) the engine for the new key
                 self._prewarm_future = None
@@ -299,7 +297,7 @@ class STT(stt.STT):
             s.update_options(dataclasses.replace(self._opts))
 
     def _merged_keyterms(self) -> tuple[str, ...]:
-        from parakeet_stream.keyterms import MAX_KEYTERMS
+        from parakeet_stream.streaming.keyterms import MAX_KEYTERMS
 
         merged = tuple(dict.fromkeys((*self._user_keyterms, *self._session_keyterms)))
         if len(merged) > MAX_KEYTERMS:
@@ -442,7 +440,8 @@ class SpeechStream(stt.SpeechStream):
     def update_options(self, opts: STTOptions) -> None:
         # endpointing alone (VAD kept on or off) retunes the open engine stream; anything else reopens it (a
         # server session keeps its model whatever the options say: only switching VAD reopens it)
-        same_engine = self._stt._remote is not None or opts.engine_key() == self._opts.engine_key()
+        same_engine = (self._stt._remote is not None
+                       or opts.engine_config().shared_key() == self._opts.engine_config().shared_key())
         live = same_engine and opts.endpointing.vad == self._opts.endpointing.vad
         if (opts.keyterms, opts.keyterm_weight) != (self._opts.keyterms, self._opts.keyterm_weight):
             self._rekey = True

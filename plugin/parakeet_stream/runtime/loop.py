@@ -8,7 +8,6 @@ Subclasses: ``scheduler.ChunkScheduler`` (cache-aware streaming) and ``segmented
 """
 from __future__ import annotations
 
-import bisect
 import collections
 import concurrent.futures
 import logging
@@ -20,108 +19,24 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .audio import MODEL_SAMPLE_RATE
-from .endpointing import EndpointingOptions, VoiceActivity
-from .events import Event, StreamFailed, Word
-from .stream import Stream
-from .keyterms import Keyterms, check_keyterms
+from ..audio import MODEL_SAMPLE_RATE
+from ..endpointing import EndpointingOptions, VoiceActivity
+from ..events import Event, StreamFailed, Word
+from .commands import Audio, Barrier, Close, Command, Finalize, Queued, SetEndpointing, SetKeyterms
+from ..stream import Stream
+from ..streaming.keyterms import Keyterms, check_keyterms
+from .metrics import EngineMetrics
 from .threads import ThreadGovernor
-from .transcript import Token, TranscriptTracker, Vocabulary
+from ..streaming.transcript import Token, TranscriptTracker, Vocabulary
 
 logger = logging.getLogger("parakeet_stream")
 
-STEP_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
 LOAD_STRETCH = 1.25  # a tick of the chunk clock is at least this many times the last step (``_batch_window_end``)
 POLL_S = 0.02  # while audio flows the thread wakes this often between decisions (``_plan_sleep``) ...
 POLL_SPACING = 4  # ... or this many times the last wake-up's feature and VAD work, whichever is longer
 LAG_BEHIND_S = 2.0  # a stream is behind when decodable audio has waited this long (``_check_lag``) ...
 LAG_CAUGHT_UP_S = 1.0  # ... and has caught up again once it waits less than this
 LAG_CHECK_S = 0.5  # how often the thread looks
-RESULT_LATENCY_MAX_MS = 10_000  # result latencies are counted per millisecond up to here (the last bin: beyond)
-
-
-@dataclass
-class EngineMetrics:
-    """Counters since start; ``step_latency_buckets`` maps an upper bound in seconds to a cumulative count.
-
-    ``result_latency_ms`` counts every stream-step's result latency per whole millisecond: the time from the
-    arrival of the last audio a step's result depends on (``Stream.processed_time``) to the end of that step, for
-    every step of every stream whether or not its text changed (``Partial`` events come only with new text)."""
-
-    active_streams: int = 0
-    streams_opened: int = 0
-    steps: int = 0
-    streams_stepped: int = 0
-    audio_seconds: float = 0.0
-    step_seconds_sum: float = 0.0
-    last_batch_size: int = 0
-    max_batch_size: int = 0
-    step_latency_buckets: dict[float, int] = field(
-        default_factory=lambda: dict.fromkeys((*STEP_LATENCY_BUCKETS, float("inf")), 0))
-    result_latency_ms: list[int] = field(default_factory=lambda: [0] * (RESULT_LATENCY_MAX_MS + 1))
-    result_latency_seconds_sum: float = 0.0
-    wakeups: int = 0  # times the inference thread woke to work (``InferenceLoop._round``, ``_plan_sleep``)
-    lagging_streams: int = 0  # streams behind now (``InferenceLoop._check_lag``)
-    lag_episodes: int = 0  # times a stream fell behind
-    max_lag_seconds: float = 0.0  # the longest any live stream's decodable audio has waited, at the last look
-    cpu_threads: int = 0  # torch threads of the steps now (``threads.ThreadGovernor``)
-    thread_switches: int = 0
-
-    def snapshot(self, active: int) -> EngineMetrics:
-        with _metrics_lock:
-            return EngineMetrics(active, self.streams_opened, self.steps, self.streams_stepped,
-                                 round(self.audio_seconds, 3), self.step_seconds_sum, self.last_batch_size,
-                                 self.max_batch_size, dict(self.step_latency_buckets), list(self.result_latency_ms),
-                                 self.result_latency_seconds_sum, self.wakeups, self.lagging_streams,
-                                 self.lag_episodes, self.max_lag_seconds, self.cpu_threads, self.thread_switches)
-
-    def record_result_latency(self, seconds: float) -> None:
-        with _metrics_lock:
-            self.result_latency_ms[min(max(int(seconds * 1000), 0), RESULT_LATENCY_MAX_MS)] += 1
-            self.result_latency_seconds_sum += seconds
-
-    @property
-    def results(self) -> int:
-        return sum(self.result_latency_ms)
-
-    def result_latency_buckets(self, bounds: tuple[float, ...] = STEP_LATENCY_BUCKETS) -> list[tuple[float, int]]:
-        """Cumulative counts of results at most ``le`` seconds late, for each bound (Prometheus' histogram; exact
-        to the millisecond: a result in bin ``ms`` was ``ms`` to ``ms + 1`` ms late)."""
-        out, seen, ms = [], 0, 0
-        for le in bounds:
-            while ms < RESULT_LATENCY_MAX_MS and ms + 1 <= round(le * 1000):
-                seen += self.result_latency_ms[ms]
-                ms += 1
-            out.append((le, seen))
-        return out
-
-    def result_latency_percentile(self, q: float) -> float | None:
-        """The ``q``-th percentile (0-100) of result latency in ms (to the millisecond), None before any result."""
-        total = self.results
-        if total == 0:
-            return None
-        rank, seen = q / 100 * total, 0
-        for ms, count in enumerate(self.result_latency_ms):
-            seen += count
-            if seen >= rank and count:
-                return float(ms)
-        return float(RESULT_LATENCY_MAX_MS)
-
-    def record_step(self, batch: int, seconds: float, audio_seconds: float) -> None:
-        with _metrics_lock:
-            self.steps += 1
-            self.streams_stepped += batch
-            self.step_seconds_sum += seconds
-            self.audio_seconds += audio_seconds
-            self.last_batch_size = batch
-            self.max_batch_size = max(self.max_batch_size, batch)
-            i = bisect.bisect_left(STEP_LATENCY_BUCKETS, seconds)
-            for le in (*STEP_LATENCY_BUCKETS[i:], float("inf")):
-                self.step_latency_buckets[le] += 1
-
-
-_metrics_lock = threading.Lock()
-
 
 
 class BaseStreamState:
@@ -129,14 +44,14 @@ class BaseStreamState:
 
     def __init__(self, loop: InferenceLoop, opts: EndpointingOptions, vad: bool) -> None:
         self.opts = opts
-        self.inbox: collections.deque = collections.deque()  # guarded by the loop's condition
-        self.backlog: collections.deque = collections.deque()
+        self.inbox: collections.deque[Queued] = collections.deque()  # guarded by the loop's condition
+        self.backlog: collections.deque[Queued] = collections.deque()
         self.handle: Stream | None = None
         self.tracker = TranscriptTracker(loop.vocab, loop.frame_s)
         self.vad = VoiceActivity(opts, device=str(loop.device)) if vad else None
         self.total_samples = 0  # 16 kHz samples applied by the inference thread, all epochs
         self.submitted_samples = 0  # 16 kHz samples submitted by the caller (guarded by the loop's condition)
-        self.finalizing: str | None = None  # "flush" | "finish" once its barrier was reached
+        self.finalizing: Barrier | None = None  # once its barrier was reached
         self.last_audio_at = 0.0  # time.monotonic() when the last audio applied was pushed
         self.packet_s = 0.0  # how long that packet was (seconds at 16 kHz): the stream's cadence
         self.arrivals: collections.deque[tuple[int, float]] = collections.deque()  # (total_samples, submitted at)
@@ -213,8 +128,8 @@ class InferenceLoop:
     def _add_audio(self, state, samples: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _begin_finalize(self, state, kind: str) -> None:
-        state.finalizing = kind
+    def _begin_finalize(self, state, barrier: Barrier) -> None:
+        state.finalizing = barrier
 
     def _before_step(self, only: list | None = None) -> None:
         """Work batched over every stream once per wake-up, after their commands were applied (features, VAD).
@@ -258,19 +173,19 @@ class InferenceLoop:
             self._live += 1
             self._arrivals.append(state)
             self._cond.notify()
-        with _metrics_lock:
+        with self.metrics.lock:
             self.metrics.streams_opened += 1
         return handle
 
-    def submit(self, state: BaseStreamState, command: tuple) -> None:
+    def submit(self, state: BaseStreamState, command: Command) -> None:
         with self._cond:
-            if command[0] == "close":
+            if isinstance(command, Close):
                 self._uncount(state)
                 state.abandoned = True
-            state.inbox.append((*command, time.monotonic()))
+            state.inbox.append(Queued(command, time.monotonic()))
             self._dirty[state] = None
-            if command[0] == "audio":
-                state.submitted_samples += command[1].shape[0]
+            if isinstance(command, Audio):
+                state.submitted_samples += command.samples.shape[0]
                 if not self._audio_wakes(state):
                     return  # the thread sees it at its planned wake-up, with everything else that came by then
                 self._wake_audio = True
@@ -359,7 +274,7 @@ class InferenceLoop:
         before the step (the others cannot be ready); the rest come after it, off the step's path (at a
         thousand streams they would delay it by tens of milliseconds). Returns whether to go on at once, and
         when to wake."""
-        with _metrics_lock:
+        with self.metrics.lock:
             self.metrics.wakeups += 1
         t0 = time.perf_counter()
         needs = [s.samples_until_ready() for s in self._states]
@@ -474,21 +389,22 @@ class InferenceLoop:
             self._release(state)
             return
         while state.backlog and not state.finalizing and not state.closed:
-            kind, payload, submitted_at = state.backlog.popleft()
-            if kind == "audio":
-                state.last_audio_at, state.packet_s = submitted_at, payload.shape[0] / MODEL_SAMPLE_RATE
-                self._add_audio(state, payload)
+            queued = state.backlog.popleft()
+            command = queued.command
+            if isinstance(command, Audio):
+                state.last_audio_at, state.packet_s = queued.at, command.samples.shape[0] / MODEL_SAMPLE_RATE
+                self._add_audio(state, command.samples)
                 if self.tracks_arrivals:
-                    state.arrivals.append((state.total_samples, submitted_at))
-            elif kind == "endpointing":
-                state.opts = payload
+                    state.arrivals.append((state.total_samples, queued.at))
+            elif isinstance(command, SetEndpointing):
+                state.opts = command.options
                 if state.vad is not None:
-                    state.vad.retune(payload)
-            elif kind == "keyterms":
-                self._set_keyterms(state, payload)
-            elif kind in ("flush", "finish"):
-                self._begin_finalize(state, kind)
-            elif kind == "close":
+                    state.vad.retune(command.options)
+            elif isinstance(command, SetKeyterms):
+                self._set_keyterms(state, command.keyterms)
+            elif isinstance(command, Finalize):
+                self._begin_finalize(state, command.barrier)
+            elif isinstance(command, Close):
                 self._release(state)
 
     def _record_result_latency(self, state: BaseStreamState, now: float) -> None:
@@ -508,7 +424,7 @@ class InferenceLoop:
         stream_id = state.handle.id if state.handle else None
         if state.behind_since is None and lag >= LAG_BEHIND_S:
             state.behind_since = now
-            with _metrics_lock:
+            with self.metrics.lock:
                 self.metrics.lag_episodes += 1
                 self.metrics.lagging_streams += 1
             logger.warning("stream falling behind", extra={
@@ -519,7 +435,7 @@ class InferenceLoop:
             logger.info("stream caught up", extra={"stream_id": stream_id, "lag_s": round(lag, 2),
                                                   "behind_for_s": round(now - state.behind_since, 2)})
             state.behind_since = None
-            with _metrics_lock:
+            with self.metrics.lock:
                 self.metrics.lagging_streams -= 1
 
     def _check_lag(self, now: float) -> None:
@@ -538,7 +454,7 @@ class InferenceLoop:
             elif now - pushed_at > state.lag_s:
                 self._note_lag(state, now - pushed_at, now)
             worst = max(worst, state.lag_s)
-        with _metrics_lock:
+        with self.metrics.lock:
             self.metrics.max_lag_seconds = round(worst, 3)
 
     def _release(self, state: BaseStreamState) -> None:
@@ -546,7 +462,7 @@ class InferenceLoop:
             return
         state.closed = True
         if state.behind_since is not None:
-            with _metrics_lock:
+            with self.metrics.lock:
                 self.metrics.lagging_streams -= 1
         self._free(state)
         if state in self._states:

@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from .events import EndpointReason, Event, Final, Partial, SpeechEnded, SpeechStarted, Word
+from ..events import EndpointReason, Event, Final, Partial, SpeechEnded, SpeechStarted, Word
 
 
 @dataclass(frozen=True)

@@ -15,38 +15,13 @@ import warnings
 
 import torch
 
-from .kv_cache import KeyValueCache, key_value_cache_of
-from .packed_weights import PackedLinears, packed_linears_of
+from ..streaming.geometry import ChunkGeometry
+from .graphed_step import GraphedSteadyStep, graphs_enabled
+from .kv_cache import key_value_cache_of
+from .packed_weights import packed_linears_of
+from .steady_step import SteadyStep, silent_inputs
 
 logger = logging.getLogger("parakeet_stream")
-
-
-class _SteadyStep(torch.nn.Module):
-    def __init__(self, encoder, drop: int, packs: PackedLinears | None = None,
-                 kv: KeyValueCache | None = None) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.drop = drop
-        self.packs = packs
-        self.kv = kv
-
-    def forward(self, x, lengths, cache_channel, cache_time, cache_len, *extra):
-        """``extra``: the kept keys and values [L, B, C, D] when ``kv`` (``kv_cache.py``; then two more outputs: the
-        next ones), then the packed linear weights when ``packs`` (``packed_weights.py``): inputs, not constants."""
-        def step():
-            return self.encoder.cache_aware_stream_step(
-                processed_signal=x, processed_signal_length=lengths, cache_last_channel=cache_channel,
-                cache_last_time=cache_time, cache_last_channel_len=cache_len, keep_all_outputs=False,
-                drop_extra_pre_encoded=self.drop)
-
-        run = step
-        if self.kv is not None:
-            keys, values, extra = extra[0], extra[1], extra[2:]
-            run = lambda: self.kv.step(step, keys, values)  # noqa: E731
-        if self.packs is None:
-            return run()
-        with self.packs.using(extra):
-            return run()
 
 
 class TracedSteadyStep:
@@ -61,12 +36,12 @@ class TracedSteadyStep:
         bf16_cpu = param.dtype == torch.bfloat16 and param.device.type == "cpu"
         self.packs = packed_linears_of(encoder) if bf16_cpu else None
         self.kv = key_value_cache_of(encoder) if self.packs is not None or param.device.type == "cuda" else None
-        self.eager = _SteadyStep(encoder, drop, self.packs, self.kv).eval()
+        self.eager = SteadyStep(encoder, drop, self.packs, self.kv).eval()
         self.traced = None
         self.failed = not trace  # an untraced step runs eager for good, as one whose trace failed
         self._encoder = encoder
 
-    def prepare(self, max_batch: int, geometry: tuple[int, int, int, int]) -> None:
+    def prepare(self, max_batch: int, geometry: ChunkGeometry) -> None:
         """Trace now, on silence, so that the first stream's first steady chunk does not wait for it (~1 s for the
         114 M model). Once per model setup: later engines over the same model reuse the graph. ``max_batch`` is
         unused (a trace takes any batch); ``GraphedSteadyStep.prepare`` needs it."""
@@ -102,33 +77,19 @@ class TracedSteadyStep:
         self.traced = traced
 
 
-def silent_inputs(encoder, geometry: tuple[int, int, int, int], batch: int, with_kv: bool) -> tuple:
-    """Inputs of a steady step of ``batch`` streams that have heard nothing: zero features and caches (with zero
-    kept keys and values, which a zero cache does not project to: any finite rows do where outputs are unread)."""
-    param = next(encoder.parameters())
-    width = geometry[1] + geometry[2]
-    x = torch.zeros(batch, int(encoder._feat_in), width, dtype=param.dtype, device=param.device)
-    lengths = torch.full((batch,), width, dtype=torch.int64, device=param.device)
-    c_ch, c_t, c_len = encoder.get_initial_cache_state(batch_size=batch, dtype=param.dtype, device=param.device)
-    kv = (torch.zeros_like(c_ch), torch.zeros_like(c_ch)) if with_kv else ()
-    return (x, lengths, c_ch, c_t, c_len, *kv)
-
-
-def steady_step_for(encoder, geometry: tuple[int, int, int, int]):
+def steady_step_for(encoder, geometry: ChunkGeometry):
     """One steady step per encoder configuration, kept on the encoder: every engine over the same model (one per
     benchmark level, say) reuses it instead of tracing or capturing again (~1 s for the 114 M model, inside a
     step). A graph holds the look-ahead, chunk geometry, dtype and device it was made with, so they are its key.
     Traced on the CPU; on CUDA replayed from CUDA graphs (``graphed_step.py``), or eager with
     ``PARAKEET_CUDA_GRAPHS=0``."""
-    from .graphed_step import GraphedSteadyStep, graphs_enabled
-
     param = next(encoder.parameters())
-    key = (tuple(int(c) for c in encoder.att_context_size), tuple(geometry), param.dtype, str(param.device))
+    key = (tuple(int(c) for c in encoder.att_context_size), geometry, param.dtype, str(param.device))
     steps = encoder.__dict__.setdefault("_parakeet_steady_steps", {})
     if key not in steps:
         if param.device.type == "cuda" and graphs_enabled():
             kv = key_value_cache_of(encoder)
-            steps[key] = GraphedSteadyStep(_SteadyStep(encoder, geometry[3], kv=kv).eval(), encoder)
+            steps[key] = GraphedSteadyStep(SteadyStep(encoder, geometry.drop_extra, kv=kv).eval(), encoder)
         else:
-            steps[key] = TracedSteadyStep(encoder, geometry[3], trace=param.device.type == "cpu")
+            steps[key] = TracedSteadyStep(encoder, geometry.drop_extra, trace=param.device.type == "cpu")
     return steps[key]

@@ -20,7 +20,8 @@ import os
 
 import torch
 
-from .traced_step import silent_inputs
+from ..streaming.geometry import ChunkGeometry
+from .steady_step import silent_inputs
 
 logger = logging.getLogger("parakeet_stream")
 
@@ -45,7 +46,7 @@ class _Bucket:
 
 
 class GraphedSteadyStep:
-    """``__call__`` = the steady ``_SteadyStep`` (``traced_step.py``) of B streams, replayed from the graph of its
+    """``__call__`` = the steady ``SteadyStep`` (``steady_step.py``) of B streams, replayed from the graph of its
     bucket. With ``capture=False`` the buckets' static inputs and outputs work the same and "replay" runs the eager
     step over the whole bucket: the bucket mechanics on a machine without CUDA (tests)."""
 
@@ -58,7 +59,7 @@ class GraphedSteadyStep:
         self._pool = torch.cuda.graph_pool_handle() if capture else None  # shared: buckets never run at once
         self.failed = False
 
-    def prepare(self, max_batch: int, geometry: tuple[int, int, int, int]) -> None:
+    def prepare(self, max_batch: int, geometry: ChunkGeometry) -> None:
         """Capture every bucket up to ``max_batch`` now, so that no step waits for a capture (~0.1-0.5 s each)."""
         silence = None
         b = 1

@@ -22,15 +22,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import MODEL_SAMPLE_RATE
+from ..audio import MODEL_SAMPLE_RATE
 from .decoding import BatchedGreedyDecoder
-from .endpointing import EndpointingOptions, detect
-from .events import Event, StreamEnded, StreamFailed
+from ..endpointing import EndpointingOptions, detect
+from ..events import Event, StreamEnded, StreamFailed
 from .features import IncrementalFeaturizer, featurize_batch
-from .inference_loop import BaseStreamState, InferenceLoop, logger, tokens_of
+from .geometry import chunk_geometry
+from ..runtime.commands import Barrier
+from ..runtime.loop import BaseStreamState, InferenceLoop, logger, tokens_of
 from .keyterms import Keyterms, Speller, boosting_tree
 from .slots import CacheSlots
-from .traced_step import steady_step_for
+from ..acceleration.traced_step import steady_step_for
 from .transcript import Token
 
 
@@ -58,7 +60,9 @@ class StreamState(BaseStreamState):
 
     def __init__(self, sched: ChunkScheduler, opts: EndpointingOptions) -> None:
         super().__init__(sched, opts, vad=opts.vad)
-        self.first_chunk, self.chunk, self.pre_cache, self.drop_extra = sched.chunk_geometry
+        geometry = sched.chunk_geometry
+        self.first_chunk, self.chunk = geometry.first_chunk, geometry.chunk
+        self.pre_cache, self.drop_extra = geometry.pre_encode_cache, geometry.drop_extra
         self.slot = -1  # assigned by ChunkScheduler._attach on the inference thread
         # VAD transitions ("start"/"end", seconds), applied in stream-time order with the decoded tokens
         self.vad_queue: collections.deque = collections.deque()
@@ -210,11 +214,11 @@ class ChunkScheduler(InferenceLoop):
         if state.slot >= 0:
             self.slots.release(state.slot)
 
-    def _begin_finalize(self, state: StreamState, kind: str) -> None:
+    def _begin_finalize(self, state: StreamState, barrier: Barrier) -> None:
         if state.vad is not None:  # VAD changes of the audio before the barrier belong before it
             self._take_vad([state], detect([state.vad]))
         state.pending = np.concatenate([state.pending, state.featurizer.flush()], axis=1)
-        state.finalizing = kind
+        state.finalizing = barrier
 
     def _add_audio(self, state: StreamState, samples: np.ndarray) -> None:
         state.featurizer.append(samples)  # features for all streams at once in _before_step
@@ -297,7 +301,8 @@ class ChunkScheduler(InferenceLoop):
         index = torch.tensor([s.slot for s in states], dtype=torch.int64, device=self.device)
         c_ch, c_t, c_len = self.slots.gather(index)
         x = torch.from_numpy(x).to(device=self.device, dtype=self.dtype)
-        steady = not is_last and drop == self.chunk_geometry[3] and x.shape[2] == sum(self.chunk_geometry[1:3])
+        steady = (not is_last and drop == self.chunk_geometry.drop_extra
+                  and x.shape[2] == self.chunk_geometry.steady_width)
         with torch.inference_mode():
             if steady and self.steady_step is not None:
                 kv = self.slots.gather_keys_values(index) if self.kv is not None else ()
@@ -418,9 +423,9 @@ class ChunkScheduler(InferenceLoop):
 
     def _finalize(self, state: StreamState) -> None:
         """The barrier of a flush/finish was decoded to the end: close the segment, then reset or end."""
-        reason = state.finalizing
-        self._emit(state, state.tracker.endpoint(reason, state.processed_time))
-        if reason == "finish":
+        barrier = state.finalizing
+        self._emit(state, state.tracker.endpoint(barrier.value, state.processed_time))
+        if barrier is Barrier.FINISH:
             self._release(state)  # before StreamEnded: a consumer that sees the end finds the capacity back
             seconds = round(state.total_samples / MODEL_SAMPLE_RATE, 3)
             self._emit(state, [StreamEnded(seconds, state.tracker.segments_finalised)])
@@ -453,14 +458,6 @@ def _batch_of(chunks: list[np.ndarray]) -> tuple[np.ndarray, torch.Tensor]:
         for row, c in zip(x, chunks):
             row[:, : c.shape[1]] = c
     return x, torch.tensor(widths, dtype=torch.int64)
-
-
-def chunk_geometry(encoder) -> tuple[int, int, int, int]:
-    """(first chunk, chunk, pre-encode cache, drop_extra_pre_encoded) in feature frames, for the encoder's current
-    look-ahead."""
-    cfg = encoder.streaming_cfg
-    return (int(cfg.chunk_size[0]), int(cfg.chunk_size[1]), int(cfg.pre_encode_cache_size[1]),
-            int(cfg.drop_extra_pre_encoded))
 
 
 def _carry(hyp):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audio import MODEL_SAMPLE_RATE
-from .endpointing import EndpointingOptions, detect
-from .events import StreamEnded
-from .inference_loop import BaseStreamState, InferenceLoop, logger
+from ..audio import MODEL_SAMPLE_RATE
+from ..endpointing import EndpointingOptions, detect
+from ..events import StreamEnded
+from ..runtime.commands import Barrier
+from ..runtime.loop import BaseStreamState, InferenceLoop, logger
 
 PRE_ROLL_SECONDS = 1.0  # audio kept before a VAD start so the padding reaches back far enough
 
@@ -93,11 +94,11 @@ class SegmentedScheduler(InferenceLoop):
             state.buffer = state.buffer[keep_from - state.buffer_start:]
             state.buffer_start = keep_from
 
-    def _begin_finalize(self, state: UtteranceState, kind: str) -> None:
+    def _begin_finalize(self, state: UtteranceState, barrier: Barrier) -> None:
         self._apply_vad(state, detect([state.vad])[0])  # the audio before the barrier first
         self._cut_if_too_long(state, state.total_samples, inclusive=False)
-        state.cut(state.total_samples, kind)
-        state.finalizing = kind
+        state.cut(state.total_samples, barrier.value)
+        state.finalizing = barrier
 
     def _step_all(self, ready: list[UtteranceState]) -> None:
         jobs = [(s, u) for s in ready for u in s.done]
@@ -123,7 +124,7 @@ class SegmentedScheduler(InferenceLoop):
         self._emit(state, tr.endpoint(reason, end / MODEL_SAMPLE_RATE))
 
     def _finish_barrier(self, state: UtteranceState) -> None:
-        if state.finalizing == "finish":
+        if state.finalizing is Barrier.FINISH:
             self._release(state)  # before StreamEnded, as in ChunkScheduler._finalize
             seconds = round(state.total_samples / MODEL_SAMPLE_RATE, 3)
             self._emit(state, [StreamEnded(seconds, state.tracker.segments_finalised)])

@@ -1,0 +1,50 @@
+"""Speech from espeak-ng: what the demo model was trained on, and what tests, benchmarks and examples speak to it."""
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from typing import Sequence
+
+import numpy as np
+from parakeet_stream.audio import MODEL_SAMPLE_RATE
+
+
+class EspeakMissingError(RuntimeError):
+    pass
+
+
+def espeak_binary() -> str:
+    path = shutil.which("espeak-ng")
+    if path is None:
+        raise EspeakMissingError("espeak-ng is not on PATH: install it (apt-get install espeak-ng), or synthesize "
+                                 "the data on another host and pass --data DIR")
+    return path
+
+
+def espeak(text: str, voice: str = "en-us", rate: int | None = None, *, args: Sequence[str] = (),
+           sample_rate: int = MODEL_SAMPLE_RATE, trim: bool = False) -> np.ndarray:
+    """``text`` spoken by espeak-ng as float32 mono at ``sample_rate``: ``voice`` (``-v``, an accent with an optional
+    ``+variant``), ``rate`` in words per minute (``-s``; None: espeak-ng's 175), more ``args`` as espeak-ng takes
+    them (``-p`` pitch, ``-g`` word gap). ``trim``: cut after the last sample above 1 % of the peak, so the
+    clip ends where its speech ends. Results are cached: callers get a copy."""
+    return _espeak(text, voice, rate, tuple(args), sample_rate, trim).copy()
+
+
+@functools.lru_cache(maxsize=512)
+def _espeak(text: str, voice: str, rate: int | None, args: tuple[str, ...], sample_rate: int,
+            trim: bool) -> np.ndarray:
+    import soxr
+
+    command = [espeak_binary(), "--stdout", "-v", voice, *(["-s", str(rate)] if rate else []), *args, text]
+    raw = subprocess.run(command, capture_output=True, check=True).stdout
+    source_rate = int.from_bytes(raw[24:28], "little")  # the header's data size is bogus when writing to stdout
+    audio = np.frombuffer(raw[44:], dtype=np.int16).astype(np.float32) / 32768.0
+    audio = soxr.resample(audio, source_rate, sample_rate).astype(np.float32)
+    return trim_trailing_silence(audio) if trim else audio
+
+
+def trim_trailing_silence(audio: np.ndarray) -> np.ndarray:
+    """Cut after the last sample above 1 % of the peak, so the clip's end is where its speech ends."""
+    loud = np.flatnonzero(np.abs(audio) > 0.01 * max(float(np.abs(audio).max()), 1e-6))
+    return audio[: loud[-1] + 1] if loud.size else audio

@@ -1,0 +1,46 @@
+"""``EngineConfig``: everything that describes an engine, in one value (``Engine.load(config)``)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .models import DEFAULT_MODEL
+from .runtime.threads import check_num_threads
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """One model on one device, and how its streams are stepped.
+
+    ``model``: a known name (``parakeet-stream models``), a hub id or a ``.nemo`` path; for ``Engine.from_model``
+    the name it is reported under. ``device``/``dtype``: ``"auto"`` picks CUDA and bf16 where there is a GPU, else
+    the CPU and fp32. ``chunk_ms``: the streaming chunk (None: the model's default). ``max_streams``: streams open
+    at once (``CapacityError`` beyond). ``num_threads``: CPU threads of the steps (a count, ``"auto"`` or None: see
+    ``runtime/threads.py``). ``max_batch``: streams per model call (None: every ready stream; 1: one per call).
+    ``batch_window_ms``: the chunk clock's tick (None: half a chunk; 0: step at once). ``nemo_step``: step with
+    NeMo's own eager ``cache_aware_stream_step`` (what per-stream services run: the benchmark's baseline)."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    chunk_ms: int | None = None
+    max_streams: int = 64
+    num_threads: int | str | None = None
+    max_batch: int | None = None
+    batch_window_ms: float | None = None
+    nemo_step: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_streams < 1:
+            raise ValueError(f"max_streams must be at least 1, got {self.max_streams}")
+        check_num_threads(self.num_threads)
+        if self.max_batch is not None and self.max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1 or None, got {self.max_batch}")
+
+    def replace(self, **changes) -> EngineConfig:
+        return dataclasses.replace(self, **changes)
+
+    def shared_key(self) -> EngineConfig:
+        """What makes two users of ``shared_engine`` share one engine: everything but the stream limit, which the
+        shared engine raises to its most demanding user's (``Engine.ensure_capacity``)."""
+        return self.replace(max_streams=1)
