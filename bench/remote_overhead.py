@@ -20,7 +20,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,13 +46,9 @@ class Latencies:
 
 
 def spoken(text: str) -> np.ndarray:
-    import soundfile as sf
-    import soxr
+    from parakeet_services.speech import espeak
 
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(["espeak-ng", "-v", "en-us", "-w", f.name, text], check=True)
-        audio, rate = sf.read(f.name, dtype="float32")
-    return soxr.resample(audio, rate, 16000).astype(np.float32)
+    return espeak(text)
 
 
 def stream_audio(index: int) -> np.ndarray:

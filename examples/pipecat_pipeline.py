@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import tempfile
 
 import numpy as np
 
@@ -29,9 +27,9 @@ def read_audio(path: str | None, text: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     if path is None:
-        with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-            subprocess.run(["espeak-ng", "-v", "en-us", "-w", f.name, text], check=True)
-            audio, rate = sf.read(f.name, dtype="float32")
+        from parakeet_services.speech import espeak
+
+        audio, rate = espeak(text), 16000
     else:
         audio, rate = sf.read(path, dtype="float32")
     if audio.ndim == 2:

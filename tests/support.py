@@ -1,27 +1,13 @@
 """Helpers for tests: spoken audio from espeak-ng, silence, 20 ms packets, event collection."""
 from __future__ import annotations
 
-import functools
-import subprocess
-import tempfile
-
 import numpy as np
-
-
-@functools.lru_cache(maxsize=None)
-def _speak(text: str, voice: str, rate: int) -> np.ndarray:
-    import soundfile as sf
-    import soxr
-
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", f.name, text], check=True)
-        audio, sr = sf.read(f.name, dtype="float32")
-    return soxr.resample(audio, sr, 16000).astype(np.float32)
+from parakeet_services.speech import espeak
 
 
 def speech(text: str, voice: str = "en-us", rate: int = 160) -> np.ndarray:
-    """``text`` spoken by espeak-ng, as 16 kHz float32 mono (cached; callers get a copy)."""
-    return _speak(text, voice, rate).copy()
+    """``text`` spoken by espeak-ng at ``rate`` words per minute, as 16 kHz float32 mono (a copy of a cached one)."""
+    return espeak(text, voice, rate)
 
 
 def silence(seconds: float) -> np.ndarray:

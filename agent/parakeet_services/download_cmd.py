@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,36 +28,24 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import sys
 
-    from parakeet_stream.models import KNOWN_MODELS, is_local_path
+    from parakeet_stream.errors import ModelLoadError
+    from parakeet_stream.models import download_model
 
     log = logging.getLogger("parakeet_services.download")
     name = args.model
-    known = KNOWN_MODELS.get(name)
-    if known is not None and known.local_path is not None:
-        print(f"{name} is bundled with parakeet-stream ({known.local_path}): nothing to download")
-        return 0
-    if known is None and is_local_path(name):
-        path = Path(name).expanduser()
-        if not path.is_file():
-            print(f"error: {name} is neither a known model, a hub id (org/name) nor an existing .nemo file; "
-                  f"`parakeet-stream models` lists the known ones", file=sys.stderr)
-            return 2
-        print(f"{path} is a local file: nothing to download")
-        return 0
-
-    with contextlib.redirect_stdout(sys.stderr):  # NeMo prints on import; stdout carries the result only
-        from parakeet_stream.models import quiet_nemo
-
-        quiet_nemo()
-        from nemo.collections.asr.models import ASRModel
-
     log.info("download.start model=%s", name)
     try:
-        cached = Path(ASRModel.from_pretrained(name, return_model_file=True))
-    except Exception as e:  # hub/NGC/network errors come in many types; one clear line for the operator
-        print(f"error: could not download {name} ({type(e).__name__}: {e}). Check the name (`parakeet-stream "
-              f"models`), network access and, for gated models, HF_TOKEN", file=sys.stderr)
-        return 1
-    size = sum(f.stat().st_size for f in ([cached] if cached.is_file() else cached.rglob("*")) if f.is_file())
-    print(f"{name}: {cached} ({size / 1e6:.1f} MB) is in the cache; later loads of --model {name} work offline")
+        with contextlib.redirect_stdout(sys.stderr):  # NeMo prints on import; stdout carries the result only
+            found = download_model(name)
+    except ModelLoadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if "neither a known model" in str(e) else 1
+    if found.source == "bundled":
+        print(f"{name} is bundled with parakeet-stream ({found.path}): nothing to download")
+    elif found.source == "local":
+        print(f"{found.path} is a local file: nothing to download")
+    else:
+        path = found.path
+        size = sum(f.stat().st_size for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file())
+        print(f"{name}: {path} ({size / 1e6:.1f} MB) is in the cache; later loads of --model {name} work offline")
     return 0

@@ -47,7 +47,7 @@ class Transcript:
 class Engine:
     """Owns a NeMo model and the thread that steps all of its streams in batches.
 
-    Cache-aware checkpoints are streamed (``scheduler.ChunkScheduler``); offline-only ones run in VAD-segmented
+    Cache-aware checkpoints are streamed (``streaming.cache_aware.ChunkScheduler``); offline-only ones run in VAD-segmented
     mode (``segmented.SegmentedScheduler``, with a log line saying so)."""
 
     def __init__(self, config: EngineConfig, build: Callable[[], object]) -> None:

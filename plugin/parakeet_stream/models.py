@@ -142,6 +142,35 @@ def _fetch_pretrained(name: str, device: str):
         ) from e
 
 
+@dataclass(frozen=True)
+class Download:
+    """Where ``download_model`` found or put a model: ``source`` is ``"bundled"``, ``"local"`` or ``"cache"``."""
+
+    source: str
+    path: Path
+
+
+def download_model(name: str) -> Download:
+    """Put ``name``'s checkpoint where ``load_nemo_model`` looks for it, so that later loads work offline: hub ids
+    (``org/name``) in the Hugging Face cache (``HF_HOME``), NGC names in ``NEMO_CACHE_DIR``, by NeMo's own
+    ``from_pretrained``. Bundled names and local files need nothing. Raises ModelLoadError with what to check."""
+    known = KNOWN_MODELS.get(name)
+    if known is not None and known.local_path is not None:
+        return Download("bundled", known.local_path)
+    if known is None and is_local_path(name):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"{name} is neither a known model, a hub id (org/name) nor an existing .nemo file; "
+                                 f"`parakeet-stream models` lists the known ones")
+        return Download("local", path)
+    nemo_asr = _import_asr()
+    try:
+        return Download("cache", Path(nemo_asr.models.ASRModel.from_pretrained(name, return_model_file=True)))
+    except Exception as e:  # hub/NGC/network errors come in many types; one clear line for the operator
+        raise ModelLoadError(f"could not download {name} ({type(e).__name__}: {e}). Check the name (`parakeet-stream "
+                             f"models`), network access and, for gated models, HF_TOKEN") from e
+
+
 def load_nemo_model(name: str, device: str):
     """A NeMo ASR model in eval mode from a known short name, a local .nemo path, or a hub/NGC name."""
     quiet_nemo_telemetry()

@@ -194,7 +194,7 @@ class Stream:
     @property
     def lag_seconds(self) -> float:
         """How long this stream's oldest decodable audio has waited for the engine, as of its last look (every
-        0.5 s); 0 while keeping up. A stream is logged as falling behind from 2 s (``inference_loop.LAG_BEHIND_S``)."""
+        0.5 s); 0 while keeping up. A stream is logged as falling behind from 2 s (``runtime.loop.LAG_BEHIND_S``)."""
         return self._state.lag_s
 
     @property

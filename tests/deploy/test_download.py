@@ -43,7 +43,7 @@ import numpy as np
 from parakeet_services.cli import main
 import parakeet_stream as ps
 codes = [main(["download-files", "--model", "acme/espeak-demo"]), main(["download-files", "--model", "acme/missing"])]
-engine = ps.Engine.load("acme/espeak-demo", device="cpu")
+engine = ps.Engine.load(ps.EngineConfig(model="acme/espeak-demo", device="cpu"))
 text = engine.transcribe(np.load(sys.argv[1])).text
 print(json.dumps({"codes": codes, "text": text}))
 """

@@ -30,21 +30,13 @@ def engine():
 
 
 @pytest.fixture(scope="session")
-def speech(tmp_path_factory):
-    """``speech(sentence, rate=16000)`` -> float32 mono samples of espeak-ng (en-us) saying it."""
-    import soundfile as sf
-    import soxr
-
-    folder = tmp_path_factory.mktemp("speech")
-    cache: dict[tuple[str, int], np.ndarray] = {}
+def speech():
+    """``speech(sentence, rate=16000)`` -> float32 mono samples of espeak-ng (en-us, its default speed) saying it,
+    at ``rate`` samples a second."""
+    from parakeet_services.speech import espeak
 
     def make(sentence: str, rate: int = 16000) -> np.ndarray:
-        if (sentence, rate) not in cache:
-            wav = folder / f"{len(cache)}.wav"
-            subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), sentence], check=True)
-            audio, sr = sf.read(wav, dtype="float32")
-            cache[(sentence, rate)] = soxr.resample(audio, sr, rate).astype(np.float32)
-        return cache[(sentence, rate)]
+        return espeak(sentence, sample_rate=rate)
 
     return make
 

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .server import DalstonWorker, gpu_memory
+from .session import Outcome
 
 log = logging.getLogger("parakeet_services.dalston.registry")
 # a stopping worker gives Redis this long to drop its record (a SIGTERM'd worker exits within ~2 s; dalston's
@@ -207,7 +208,7 @@ class LegacyLayout:
             await r.publish(LEGACY_EVENTS_CHANNEL, json.dumps({
                 "type": "session.ended", "worker_id": self.worker_id, "session_id": session_id,
                 "duration": round(session.wall_seconds, 3),
-                "status": "completed" if session.outcome == "completed" else "error", "timestamp": now_iso()}))
+                "status": "completed" if session.outcome is Outcome.COMPLETED else "error", "timestamp": now_iso()}))
 
     async def remove(self, r: aioredis.Redis) -> None:
         await r.srem(LEGACY_WORKERS_KEY, self.worker_id)

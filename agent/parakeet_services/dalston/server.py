@@ -21,7 +21,7 @@ from parakeet_stream_client.credentials import redacting_logger
 
 from . import protocol as proto
 from .metrics import WorkerStats, render_metrics
-from .session import Session
+from .session import Outcome, Session
 
 log = logging.getLogger("parakeet_services.dalston.server")
 
@@ -210,7 +210,7 @@ class DalstonWorker:
         self._notify("session_started", session)
         await session.run()
 
-    def _on_session_end(self, session: Session, outcome: str) -> None:
+    def _on_session_end(self, session: Session, outcome: Outcome) -> None:
         self.sessions.pop(id(session), None)
         self._notify("session_ended", session)
 

@@ -7,6 +7,7 @@ and the event task turns engine events into dalston messages. A fourth watches t
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import time
@@ -19,6 +20,24 @@ from websockets.exceptions import ConnectionClosed
 from . import protocol as proto
 from .audio import InvalidAudio, decode_frame
 from .metrics import WorkerStats
+
+
+class Phase(enum.Enum):
+    OPEN = "open"  # audio is taken
+    ENDING = "ending"  # `end` received (or the worker drains): no more audio, pending finals go out, then session.end
+    TERMINATED = "terminated"  # given up (lag, end deadline): nothing more is sent but the error and the close
+
+
+class Outcome(str, enum.Enum):
+    """How a session ended: the ``outcome`` label of ``parakeet_dalston_sessions_ended_total`` and the logs."""
+
+    OPEN = "open"  # not ended yet
+    COMPLETED = "completed"
+    DISCONNECTED = "disconnected"
+    ABORTED = "aborted"  # the worker shut down
+    ERROR = "error"
+    END_DEADLINE = "end_deadline"
+    LAG_EXCEEDED = "lag_exceeded"
 
 log = logging.getLogger("parakeet_services.dalston.session")
 
@@ -33,7 +52,7 @@ class Session:
     """Runs ``/session`` for one client until ``session.end``, a lag kill, or a disconnect."""
 
     def __init__(self, ws: ServerConnection, config: proto.SessionConfig, engine: Any, stats: WorkerStats,
-                 *, on_end: Callable[["Session", str], None] | None = None) -> None:
+                 *, on_end: Callable[["Session", Outcome], None] | None = None) -> None:
         self.ws = ws
         self.config = config
         self.engine = engine
@@ -41,14 +60,13 @@ class Session:
         self.on_end = on_end
         self.started_at = time.monotonic()
         self.stream: Any = None
-        self.ending = False                 # `end` received (or drain): no more audio is taken
+        self.phase = Phase.OPEN
+        self._end_sent = False  # session.end goes out once
         self.received_s = 0.0               # audio received on the wire, at the client's rate
         self.lag_s = 0.0
-        self.outcome = "open"
+        self.outcome = Outcome.OPEN
         self._ops: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._done = asyncio.get_running_loop().create_future()
-        self._terminated = False
-        self._session_ended = False
         self._frames = 0
         # transcript assembly
         self._offset = 0.0                  # session time of the current stream's 0 (moves on `clear`)
@@ -99,7 +117,7 @@ class Session:
                  self.config.enable_vad, self.config.interim_results, self.config.word_timestamps)
         tasks = [asyncio.create_task(coro) for coro in
                  (self._receive(), self._apply_ops(), self._forward_events(), self._watch_lag())]
-        outcome = "disconnected"
+        outcome = Outcome.DISCONNECTED
         code: int | None = None
         reason = ""
         try:
@@ -111,9 +129,9 @@ class Session:
             if self.stream is not None:
                 self.stream.close()
             self.outcome = outcome
-            self.stats.sessions_ended[outcome] += 1
+            self.stats.sessions_ended[outcome.value] += 1
             log.info("session.closed session_id=%s outcome=%s audio_s=%.2f segments=%d", self.config.session_id,
-                     outcome, self.received_s, len(self._segments))
+                     outcome.value, self.received_s, len(self._segments))
             if self.on_end is not None:  # the slot is free before the client sees the close
                 self.on_end(self, outcome)
             if code is not None:
@@ -125,14 +143,14 @@ class Session:
 
     def drain(self) -> None:
         """Finish as if the client sent ``end``: pending finals, then ``session.end``."""
-        if not self.ending:
-            self.ending = True
+        if self.phase is Phase.OPEN:
+            self.phase = Phase.ENDING
             self._ops.put_nowait(("end",))
 
     def abort(self) -> None:
-        self._finish("aborted", proto.CLOSE_GOING_AWAY, "Worker shutting down")
+        self._finish(Outcome.ABORTED, proto.CLOSE_GOING_AWAY, "Worker shutting down")
 
-    def _finish(self, outcome: str, code: int | None, reason: str = "") -> None:
+    def _finish(self, outcome: Outcome, code: int | None, reason: str = "") -> None:
         if not self._done.done():
             self._done.set_result((outcome, code, reason))
 
@@ -140,7 +158,7 @@ class Session:
         try:
             await self.ws.send(json.dumps(message))
         except ConnectionClosed:
-            self._finish("disconnected", None)
+            self._finish(Outcome.DISCONNECTED, None)
 
     # --- client -> engine ------------------------------------------------------------------------------
 
@@ -153,10 +171,10 @@ class Session:
                     await self._on_text(frame)
         except ConnectionClosed:
             pass
-        self._finish("disconnected", None)
+        self._finish(Outcome.DISCONNECTED, None)
 
     async def _on_audio(self, frame: bytes) -> None:
-        if self.ending or self._terminated or not frame:
+        if self.phase is not Phase.OPEN or not frame:
             return
         c = self.config
         try:
@@ -178,7 +196,7 @@ class Session:
             await self._send(proto.error(proto.ERR_INVALID_MESSAGE, str(exc), recoverable=True))
             return
         kind = message["type"]
-        if self.ending:
+        if self.phase is not Phase.OPEN:
             return
         if kind == "config":
             await self._apply_config(message)
@@ -187,7 +205,7 @@ class Session:
         elif kind == "clear":
             self._ops.put_nowait(("clear",))
         elif kind == "end":
-            self.ending = True
+            self.phase = Phase.ENDING
             self._ops.put_nowait(("end",))
 
     @property
@@ -252,7 +270,7 @@ class Session:
             except Exception as exc:  # an engine fault must end this session cleanly, not hang it
                 log.exception("session.op_failed session_id=%s op=%s", self.config.session_id, kind)
                 await self._send(proto.error(proto.ERR_INTERNAL, f"{type(exc).__name__}: {exc}", recoverable=False))
-                self._finish("error", proto.CLOSE_INTERNAL_ERROR, "Internal error")
+                self._finish(Outcome.ERROR, proto.CLOSE_INTERNAL_ERROR, "Internal error")
                 return
 
     async def _debug_sleep(self) -> None:
@@ -293,14 +311,14 @@ class Session:
                 elif isinstance(event, ev.StreamEnded):
                     await self._flush_pending_final(None)
                     await self._send_session_end(event.audio_seconds + self._offset)
-                    self._finish("completed", proto.CLOSE_NORMAL)
+                    self._finish(Outcome.COMPLETED, proto.CLOSE_NORMAL)
                     return
                 elif isinstance(event, ev.StreamFailed):
                     log.error("session.failed session_id=%s message=%s", self.config.session_id, event.message)
                     await self._send(proto.error(proto.ERR_INTERNAL, f"Transcription failed: {event.message}",
                                                  recoverable=False))
                     await self._send_session_end(self.received_s)
-                    self._finish("error", proto.CLOSE_INTERNAL_ERROR, "Transcription failed")
+                    self._finish(Outcome.ERROR, proto.CLOSE_INTERNAL_ERROR, "Transcription failed")
                     return
             if self.stream is stream:  # closed without StreamEnded: the session is being torn down
                 return
@@ -310,12 +328,13 @@ class Session:
 
     async def _on_speech_started(self, event: Any) -> None:
         self._segment_start = event.time
-        if self._vad_events and not self._terminated:
+        if self._vad_events and self.phase is not Phase.TERMINATED:
             ts = self._speech_clock if self.config.timeline == "speech" else self._session_time(event.time)
             await self._send(proto.speech_start(ts))
 
     async def _on_partial(self, event: Any) -> None:
-        if not self.config.interim_results or not event.delta or not event.text.strip() or self._terminated:
+        if (not self.config.interim_results or not event.delta or not event.text.strip()
+                or self.phase is Phase.TERMINATED):
             return
         seg_start = self._segment_start if self._segment_start is not None else event.audio_end
         if self.config.timeline == "speech":
@@ -330,7 +349,7 @@ class Session:
 
     async def _flush_pending_final(self, speech_end_time: float | None) -> None:
         final, self._pending_final = self._pending_final, None
-        if final is None or self._terminated:
+        if final is None or self.phase is Phase.TERMINATED:
             return
         c = self.config
         if c.timeline == "speech":
@@ -364,9 +383,9 @@ class Session:
             await self._send(proto.speech_end(vad_end_ts))
 
     async def _send_session_end(self, total_audio_seconds: float) -> None:
-        if self._session_ended:
+        if self._end_sent:
             return
-        self._session_ended = True
+        self._end_sent = True
         speech = self._speech_clock if self.config.timeline == "speech" else sum(
             s["end"] - s["start"] for s in self._segments)
         await self._send(proto.session_end(
@@ -384,7 +403,7 @@ class Session:
             await asyncio.sleep(LAG_CHECK_INTERVAL_S)
             self.lag_s = lag = max(0.0, self.received_s - self.processed_seconds())
             now = time.monotonic()
-            if self.ending:
+            if self.phase is not Phase.OPEN:
                 end_deadline = end_deadline or now + END_DEADLINE_S
                 if now >= end_deadline:
                     await self._give_up_after_end(lag)
@@ -411,22 +430,22 @@ class Session:
                     pending, END_DEADLINE_S)
         self.stats.audio_seconds_dropped += pending
         await self._flush_pending_final(None)
-        self._terminated = True
+        self.phase = Phase.TERMINATED
         await self._send(proto.error(
             proto.ERR_LAG_EXCEEDED,
             f"{pending:.2f}s of audio before end was not transcribed within {END_DEADLINE_S:g}s; the session ends "
             f"with the transcript so far", recoverable=False))
         await self._send_session_end(self.received_s)
-        self._finish("end_deadline", proto.CLOSE_NORMAL)
+        self._finish(Outcome.END_DEADLINE, proto.CLOSE_NORMAL)
 
     async def _terminate_for_lag(self, lag: float) -> None:
         c = self.config
         log.warning("session.lag_exceeded session_id=%s lag_s=%.2f hard_s=%g", c.session_id, lag, c.lag_hard_seconds)
-        self._terminated = True
+        self.phase = Phase.TERMINATED
         await self._send(proto.error(
             proto.ERR_LAG_EXCEEDED,
             f"Processing fell {lag:.2f}s behind the audio (limit {c.lag_hard_seconds:g}s for "
             f"{c.lag_hard_grace_seconds:g}s); session terminated", recoverable=False))
         await self._send(proto.session_terminated(c.session_id, "lag_exceeded",
                                                   int(round(self._last_final_end * 1000))))
-        self._finish("lag_exceeded", proto.CLOSE_LAG_EXCEEDED, "Lag budget exceeded")
+        self._finish(Outcome.LAG_EXCEEDED, proto.CLOSE_LAG_EXCEEDED, "Lag budget exceeded")

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -25,12 +23,13 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from parakeet_stream.audio import MODEL_SAMPLE_RATE as SAMPLE_RATE
 
+from ..speech import espeak, espeak_binary
 from . import pronunciation
 from . import sentences as sentences_mod
 from . import voices as voices_mod
 
-SAMPLE_RATE = 16000
 TEST_SEED_BASE = 10_000_000  # per-utterance seeds of test and train never collide
 
 
@@ -44,27 +43,8 @@ class SynthJob:
     pron_noise: float = 0.0  # chance that this utterance is spoken with pronunciation noise (pronunciation.py)
 
 
-class EspeakMissingError(RuntimeError):
-    pass
-
-
-def espeak_binary() -> str:
-    path = shutil.which("espeak-ng")
-    if path is None:
-        raise EspeakMissingError("espeak-ng is not on PATH: install it (apt-get install espeak-ng), or synthesize "
-                                 "the data on another host and pass --data DIR")
-    return path
-
-
 def speak(text: str, delivery: voices_mod.Delivery) -> np.ndarray:
-    """espeak-ng's raw output (22.05 kHz int16 WAV on stdout) as 16 kHz float32."""
-    import soxr
-
-    raw = subprocess.run(["espeak-ng", "--stdout", *delivery.espeak_args(), text], capture_output=True,
-                         check=True).stdout
-    rate = int.from_bytes(raw[24:28], "little")  # the header's data size is bogus when streaming to stdout
-    x = np.frombuffer(raw[44:], dtype=np.int16).astype(np.float32) / 32768.0
-    return soxr.resample(x, rate, SAMPLE_RATE).astype(np.float32)
+    return espeak(text, delivery.voice, delivery.speed, args=delivery.espeak_args())
 
 
 def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

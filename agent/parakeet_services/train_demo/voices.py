@@ -51,7 +51,8 @@ class Delivery:
     gap: int
 
     def espeak_args(self) -> list[str]:
-        return ["-v", self.voice, "-s", str(self.speed), "-p", str(self.pitch), "-g", str(self.gap)]
+        """What ``speech.espeak`` passes on besides the voice and the speed."""
+        return ["-p", str(self.pitch), "-g", str(self.gap)]
 
 
 def draw_delivery(rng: random.Random, voices: tuple[str, ...]) -> Delivery:

@@ -3,7 +3,7 @@
 Callers on any thread only enqueue (``submit``) or hand over a function (``call``); the thread applies each
 stream's commands in order (audio, flush, finish, close), then lets the subclass step every stream that is
 ready. A flush or finish is a barrier: later commands of that stream wait until it has been decoded to the end.
-Subclasses: ``scheduler.ChunkScheduler`` (cache-aware streaming) and ``segmented.SegmentedScheduler``
+Subclasses: ``streaming.cache_aware.ChunkScheduler`` (cache-aware streaming) and ``segmented.SegmentedScheduler``
 (offline-only checkpoints, one decode per VAD utterance).
 """
 from __future__ import annotations

@@ -746,26 +746,8 @@ def _confidence(words: tuple[ps.events.Word, ...] | list[ps.events.Word]) -> flo
 
 
 def download_model(model: str) -> None:
-    """Put ``model``'s checkpoint in the local cache the engine loads from.
+    """Put ``model``'s checkpoint in the local cache the engine loads from (``parakeet_stream.models``)."""
+    from parakeet_stream.models import download_model as download
 
-    Hugging Face names (``owner/name``) go to the hub cache exactly where NeMo's ``from_pretrained`` looks
-    first, so loading later needs no network. Local ``.nemo`` files and names bundled with the engine need
-    nothing; any other name is resolved by NeMo itself (NGC).
-    """
-    if os.path.exists(model):
-        logger.info("model is a local file, nothing to download", extra={"model": model})
-        return
-    if "/" in model:
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(repo_id=model, filename=model.rsplit("/", 1)[1] + ".nemo", library_name="nemo")
-        logger.info("model downloaded", extra={"model": model, "path": path})
-        return
-    known = ps.KNOWN_MODELS.get(model)
-    if known is not None and known.local_path is not None:
-        logger.info("model is bundled with parakeet-stream, nothing to download", extra={"model": model})
-        return
-    from nemo.collections.asr.models import ASRModel
-
-    ASRModel.from_pretrained(model, map_location="cpu", return_config=True)
-    logger.info("model downloaded", extra={"model": model})
+    found = download(model)
+    logger.info("model ready offline", extra={"model": model, "source": found.source, "path": str(found.path)})
