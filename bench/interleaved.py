@@ -69,7 +69,7 @@ def _short_commit(code: Path) -> str:
 def write_result(out: str, bench: str, commits: dict[str, str], runs: dict[str, dict[int, list[dict]]],
                  medians: list[dict], device: str, **settings) -> None:
     """The JSON of an interleaved benchmark: its settings, the medians it printed, every run, the machine."""
-    from parakeet_services.benchmark import machine_info
+    from parakeet_services.benchmark.report import machine_info
 
     result = {"bench": bench, "commits": commits, "device": device, **settings, "medians": medians,
               "runs": {side: {str(n): v for n, v in by_n.items()} for side, by_n in runs.items()},

@@ -1,6 +1,6 @@
 """The inference thread under a real-time load: how often it wakes, its time outside model steps, the process's
 CPU and the result latency. N streams of the bundled demo model are fed in real time (20 ms packets, starts spread
-over a second, ``parakeet_services.benchmark.Feeder``) from one thread, as a server's connections would feed
+over a second, ``parakeet_services.benchmark.feeder.Feeder``) from one thread, as a server's connections would feed
 them. Prints a markdown table and writes JSON.
 
     .venv/bin/python bench/realtime_load.py [--streams 16,64] [--seconds 8] [--vad] [--baseline GIT_REF]
@@ -33,7 +33,8 @@ def run_level(n: int, seconds: float, vad: bool) -> dict:
     import numpy as np
 
     import parakeet_stream as ps
-    from parakeet_services.benchmark import Feeder, speech_workload
+    from parakeet_services.benchmark.feeder import Feeder
+    from parakeet_services.benchmark.workload import speech_workload
 
     workload = speech_workload(seconds, seed=0)
     engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=n))

@@ -171,7 +171,7 @@ def utterances(audio: np.ndarray, ends: list[float], upto_s: float) -> int:
 
 
 async def main_async(args: argparse.Namespace) -> list[Row]:
-    from parakeet_services.benchmark import speech_workload
+    from parakeet_services.benchmark.workload import speech_workload
 
     work = speech_workload(20.0, variants=4, seed=1)
     loops = max(1, int(args.minutes * 60 / 20))
@@ -260,7 +260,7 @@ def main() -> int:
         errors = "; ".join(r.errors[:3]) + (f" (+{len(r.errors) - 3})" if len(r.errors) > 3 else "") or "none"
         print(f"| {r.scenario} | {r.finals_expected} | {r.finals_delivered} | {r.lag_p95_s} | {r.lag_max_s} | "
               f"{r.rss_start_mb} | {r.rss_end_mb} | {errors} |")
-    from parakeet_services.benchmark import machine_info
+    from parakeet_services.benchmark.report import machine_info
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"bench": "soak", "minutes": args.minutes, "streams": args.streams,

@@ -1,6 +1,6 @@
 """``parakeet-stream bench``: concurrent real-time streams against the engine and its baselines.
 
-Arguments only here; the measurement lives in ``benchmark.py`` and imports torch/NeMo when it runs.
+Arguments only here; the measurement lives in the ``benchmark`` package and imports torch/NeMo when it runs.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _names(text: str) -> tuple[str, ...]:
-    from .benchmark import BASELINES
+    from .benchmark.config import BASELINES
 
     names = tuple(x.strip().replace("-", "_") for x in text.split(",") if x.strip() and x.strip() != "none")
     unknown = [n for n in names if n not in BASELINES]
@@ -22,7 +22,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def add_parser(subparsers) -> None:
-    from .benchmark import BASELINES, BenchConfig
+    from .benchmark.config import BASELINES, BenchConfig
 
     d = BenchConfig()
     p = subparsers.add_parser(
@@ -60,7 +60,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from . import logs
-    from .benchmark import BenchConfig, main
+    from .benchmark.config import BenchConfig
+    from .benchmark.run import main
 
     logs.configure("INFO", quiet_root=True)  # the engine's lines: graph captures, where Silero runs
 

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.timeout(300)
 def workload():
     import numpy as np
 
-    from parakeet_services.benchmark import Workload, compose, trim_trailing_silence
+    from parakeet_services.benchmark.workload import Workload, compose
+    from parakeet_services.speech import trim_trailing_silence
 
     audios, ends = [], []
     for sentences in (("four five six", "turn on the lights"), ("please open the window", "call me at seven thirty")):
@@ -27,7 +28,8 @@ def workload():
 
 @pytest.fixture(scope="module")
 def result(tiny_model, workload, tmp_path_factory):
-    from parakeet_services.benchmark import BenchConfig, run_benchmark
+    from parakeet_services.benchmark.config import BenchConfig
+    from parakeet_services.benchmark.run import run_benchmark
 
     out = tmp_path_factory.mktemp("bench") / "tiny.json"
     cfg = BenchConfig(model="tiny", dtype="fp32", chunk_ms=160, levels=(2,), spread_s=0.5, out=str(out),
@@ -88,7 +90,7 @@ def test_comparison_is_relative_to_the_engine(result):
 
 
 def test_markdown_has_a_row_per_level(result):
-    from parakeet_services.benchmark import markdown
+    from parakeet_services.benchmark.report import markdown
 
     table = markdown(result)
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| system")]
@@ -97,7 +99,8 @@ def test_markdown_has_a_row_per_level(result):
 
 
 def test_baselines_can_run_at_their_own_levels_and_the_engine_with_a_batch_cap(tiny_model, workload, tmp_path):
-    from parakeet_services.benchmark import BenchConfig, run_benchmark
+    from parakeet_services.benchmark.config import BenchConfig
+    from parakeet_services.benchmark.run import run_benchmark
 
     cfg = BenchConfig(model="tiny", dtype="fp32", chunk_ms=160, levels=(2,), baseline_levels=(1,), spread_s=0.5,
                       baselines=("per_stream",), max_batch=1, max_batch_variants=(1, 4), out=str(tmp_path / "b.json"),
@@ -151,7 +154,7 @@ def test_calibration_leaves_the_random_joint_at_the_rate_it_reports(workload):
 def test_result_growth_compares_late_and_early_interval_medians():
     import numpy as np
 
-    from parakeet_services.benchmark import histogram_median, result_growth
+    from parakeet_services.benchmark.measures import histogram_median, result_growth
 
     hist = np.zeros(10_001, dtype=np.int64)
     snapshots = [hist.copy()]

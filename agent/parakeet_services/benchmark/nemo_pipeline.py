@@ -1,4 +1,4 @@
-"""Baseline 3: NeMo's own cache-aware streaming pipeline (``nemo.collections.asr.inference``).
+"""The ``nemo_pipeline`` baseline: NeMo's own cache-aware streaming pipeline (``nemo.collections.asr.inference``).
 
 ``CacheAwareRNNTPipeline`` is NeMo 3.0's production-style server path: slot caches, batched steps over
 ``Frame`` requests of one model chunk of audio each, features per chunk with 10 ms of look-back (approximate at
@@ -17,7 +17,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from parakeet_stream.audio import MODEL_SAMPLE_RATE
+
+from .config import LEVEL_GRACE_S
+from .feeder import Feeder
+from .measures import LevelResult, gpu_peak_mb, latency_growth, match_finals, percentiles, rss_mb
+from .ramp import ramp
 
 
 def pipeline_config(cfg, batch_size: int, att_context_size: list[int]):
@@ -36,7 +41,7 @@ def pipeline_config(cfg, batch_size: int, att_context_size: list[int]):
                        "method_cfg": {"name": "entropy", "entropy_type": "tsallis", "alpha": 0.5,
                                       "entropy_norm": "exp"}},
         "endpointing": {"stop_history_eou": 800, "residue_tokens_at_end": 2},
-        "streaming": {"sample_rate": SAMPLE_RATE, "batch_size": batch_size, "word_boundary_tolerance": 4,
+        "streaming": {"sample_rate": MODEL_SAMPLE_RATE, "batch_size": batch_size, "word_boundary_tolerance": 4,
                       "att_context_size": list(att_context_size), "use_cache": True, "use_feat_cache": True,
                       "chunk_size_in_secs": None, "request_type": "frame", "num_slots": max(16, batch_size)},
         "matmul_precision": "highest", "log_level": 30, "pipeline_type": "cache_aware", "asr_decoding_type": "rnnt",
@@ -76,11 +81,9 @@ class PipelineRun:
         from nemo.collections.asr.inference.streaming.framing.request import Frame
         from nemo.collections.asr.inference.streaming.framing.request_options import ASRRequestOptions
 
-        from .benchmark import LEVEL_GRACE_S, Feeder, LevelResult, _gpu_peak_mb, _rss_mb, latency_growth, match_finals, percentiles
-
         cfg = self.cfg
         pipe = build_pipeline(self.model, cfg, batch_size=max(n, 1))
-        chunk = round(float(pipe.chunk_size_in_secs) * SAMPLE_RATE)
+        chunk = round(float(pipe.chunk_size_in_secs) * MODEL_SAMPLE_RATE)
         audios = [workload.audio[workload.for_stream(i)] for i in range(n)]
         feeder = Feeder(audios, cfg.spread_s)
         cond = threading.Condition()
@@ -145,7 +148,7 @@ class PipelineRun:
                     lat.append(now - dep)
                     points.append((dep, now - dep))
                     if out.final_transcript:
-                        finals[i].append((sent[i] / SAMPLE_RATE, now))
+                        finals[i].append((sent[i] / MODEL_SAMPLE_RATE, now))
                     if last[i]:
                         done[i] = True
             pipe.close_session()
@@ -169,8 +172,8 @@ class PipelineRun:
             pairs = match_finals(ends, finals[i], 2.0)
             n_ends += len(ends)
             matched += len(pairs)
-            final_lat += [emitted - feeder.arrival_of_sample(i, round(e * SAMPLE_RATE)) for e, emitted in pairs]
-        audio_s = sum(a.shape[0] for a in audios) / SAMPLE_RATE
+            final_lat += [emitted - feeder.arrival_of_sample(i, round(e * MODEL_SAMPLE_RATE)) for e, emitted in pairs]
+        audio_s = sum(a.shape[0] for a in audios) / MODEL_SAMPLE_RATE
         growth = latency_growth(points)
         p = percentiles(lat)
         res = LevelResult(
@@ -180,7 +183,7 @@ class PipelineRun:
             audio_seconds=round(audio_s, 1), wall_seconds=round(wall, 1), steps=step_s[1],
             mean_batch=round(step_s[2] / max(step_s[1], 1), 2), max_batch=n,
             feeder_lag_ms_p99=round(float(np.percentile(feeder.lags, 99)) * 1000, 1),
-            failed_streams=n if errors else 0, peak_rss_mb=round(_rss_mb(), 1), peak_gpu_mb=_gpu_peak_mb(cfg.device),
+            failed_streams=n if errors else 0, peak_rss_mb=round(rss_mb(), 1), peak_gpu_mb=gpu_peak_mb(cfg.device),
             note=("; ".join(sorted(set(errors)))[:300] if errors else
                   "every step counted as a result; finals from NeMo's blank-history EOU endpointer (800 ms)"))
         res.sustainable = bool(p) and p["p95"] <= cfg.chunk_ms and growth <= cfg.chunk_ms / 2000 and not errors
@@ -189,8 +192,6 @@ class PipelineRun:
 
 def run(model, cfg, workload, levels, deadline: float, log: Callable[[str], None]) -> dict[str, Any]:
     """Ramp NeMo's pipeline like the engine; if it cannot run here, say exactly why."""
-    from .benchmark import ramp
-
     try:
         import nemo.collections.asr.inference.pipelines.cache_aware_rnnt_pipeline  # noqa: F401
     except Exception as e:
