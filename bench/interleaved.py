@@ -1,8 +1,10 @@
 """This checkout's engine against another commit's, run by run: the A/B of the benchmarks under ``bench/``.
 
 On a shared VM timings drift by ±20 % over minutes, so only ratios within one interleaved run mean anything.
-Each run is a fresh child process (``SCRIPT --child ...``) with the engine of one checkout first on its path; the
-other commit is a temporary git worktree, removed when the runs end.
+Each run is a fresh child process (``SCRIPT --child ...``) with the engine (``plugin/``) of one checkout first on
+its path and this checkout's workload and feeder (``agent/``), so both sides get the same audio the same way; the
+other commit is a temporary git worktree, removed when the runs end. ``load_engine`` and ``engine_module`` let a
+child drive engines from before and after the engine took an ``EngineConfig`` and moved into subpackages.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def child_result(code: Path, script: str, args: list[str]) -> dict:
     """Run ``script args`` with the engine of the checkout at ``code``; returns the JSON of its last stdout line and
     echoes the engine's own log lines (graph captures, where Silero runs)."""
-    paths = [str(code / "plugin"), str(code / "agent"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    paths = [str(code / "plugin"), str(ROOT / "agent"), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))  # the checkout's engine first
     done = subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True)
     if done.returncode:
@@ -77,3 +79,24 @@ def write_result(out: str, bench: str, commits: dict[str, str], runs: dict[str, 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}", file=sys.stderr)
+
+
+def load_engine(**config):
+    """``Engine.load`` with these ``EngineConfig`` fields, on whichever engine is on the path."""
+    import parakeet_stream as ps
+
+    if hasattr(ps, "EngineConfig"):
+        return ps.Engine.load(ps.EngineConfig(**config))
+    model = config.pop("model")
+    return ps.Engine.load(model, **config)
+
+
+def engine_module(path: str, before: str):
+    """The engine's module ``parakeet_stream.<path>``, or ``parakeet_stream.<before>`` in an engine from before the
+    subpackages (``streaming.cache_aware`` was ``scheduler``)."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"parakeet_stream.{path}")
+    except ImportError:
+        return importlib.import_module(f"parakeet_stream.{before}")

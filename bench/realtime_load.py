@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from interleaved import child_result, run_interleaved, write_result
+from interleaved import child_result, load_engine, run_interleaved, write_result
 from stream_overhead import Timed
 
 KEYS = ("wakeups_per_s", "between_steps_s_per_s", "steps_s_per_s", "cpu_cores", "p50_ms", "p95_ms")
@@ -37,7 +37,7 @@ def run_level(n: int, seconds: float, vad: bool) -> dict:
     from parakeet_services.benchmark.workload import speech_workload
 
     workload = speech_workload(seconds, seed=0)
-    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=n))
+    engine = load_engine(model="espeak-demo-en", device="cpu", max_streams=n)
     try:
         sched = engine._scheduler
         clock = {"between": 0.0, "steps": 0.0}

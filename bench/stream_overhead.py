@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from interleaved import child_result, run_interleaved, write_result
+from interleaved import child_result, engine_module, load_engine, run_interleaved, write_result
 
 ROUND_S = 0.16
 SENTENCES = ("set a timer for ten minutes", "call me at seven thirty tomorrow morning", "turn on the radio")
@@ -63,8 +63,7 @@ def instrument(sched, clock: dict) -> None:
         sched.decoder.computer = Timed(sched.decoder.computer, clock, "model")
     for name in ("gather", "scatter", "gather_keys_values", "scatter_keys_values"):
         setattr(sched.slots, name, Timed(getattr(sched.slots, name), clock, "copies"))
-    from parakeet_stream import scheduler
-
+    scheduler = engine_module("streaming.cache_aware", "scheduler")
     scheduler.detect = Timed(scheduler.detect, clock, "vad")  # Silero for all streams (network and its Python)
 
 
@@ -82,7 +81,7 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
     """``boosted_share`` of the streams (every other one for 0.5) carry ``keyterms`` (``bench/keyterms.py``)."""
     import parakeet_stream as ps
 
-    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device=device, dtype="auto", max_streams=n))
+    engine = load_engine(model="espeak-demo-en", device=device, dtype="auto", max_streams=n)
     try:
         sched = engine._scheduler
         clock = {"thread": 0.0, "model": 0.0, "copies": 0.0, "vad": 0.0}

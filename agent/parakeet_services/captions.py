@@ -91,7 +91,7 @@ class TrackCaptions:
         self._room = room
         self._identity = participant.identity
         self._track_sid = track_sid
-        self._audio = rtc.AudioStream.from_track(track=track, sample_rate=16000, num_channels=1)
+        self._audio = rtc.AudioStream.from_track(track=track, sample_rate=ps.MODEL_SAMPLE_RATE, num_channels=1)
         self._stream = speech_to_text.stream()
         self._segment_id = utils.shortuuid("SG_")
         self._tasks = [asyncio.create_task(self._forward_audio(), name=f"captions.audio.{track_sid}"),

@@ -10,6 +10,7 @@ from .runtime.threads import prefer_cpu_runtime_env
 
 prefer_cpu_runtime_env()  # before torch loads OpenMP and MKL: sleeping pool threads, shape-independent results
 
+from .audio import MODEL_SAMPLE_RATE
 from .config import EngineConfig
 from .endpointing import EndpointingOptions
 from .errors import (AudioFormatError, CapacityError, ChunkSizeError, ModelLoadError, ParakeetStreamError,
@@ -38,7 +39,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Engine", "EngineConfig", "Stream", "Transcript", "shared_engine", "EndpointingOptions", "ModelInfo",
-           "KNOWN_MODELS",
+           "KNOWN_MODELS", "MODEL_SAMPLE_RATE",
            "DEFAULT_MODEL", "Event", "SpeechStarted", "Partial", "Final", "SpeechEnded", "StreamEnded",
            "StreamFailed", "Word", "ParakeetStreamError", "AudioFormatError", "StreamClosedError",
            "ModelLoadError", "ChunkSizeError", "CapacityError", "__version__"]

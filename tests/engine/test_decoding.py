@@ -8,7 +8,7 @@ import torch
 
 import parakeet_stream as ps
 from parakeet_stream.streaming.decoding import BatchedGreedyDecoder
-from parakeet_stream.runtime.loop import tokens_of
+from parakeet_stream.streaming.offline import tokens_of
 from parakeet_stream.streaming.cache_aware import _carry
 from tests.support import collect, packets, speech
 

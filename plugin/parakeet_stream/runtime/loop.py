@@ -27,6 +27,7 @@ from ..stream import Stream
 from ..streaming.keyterms import Keyterms, check_keyterms
 from .metrics import EngineMetrics
 from .threads import ThreadGovernor
+from ..streaming.offline import decode_whole
 from ..streaming.transcript import Token, TranscriptTracker, Vocabulary
 
 logger = logging.getLogger("parakeet_stream")
@@ -485,19 +486,8 @@ class InferenceLoop:
 
     # -- offline decoding (Engine.transcribe, segmented mode) ------------------------------------------------
     def decode_batch(self, audios: list[np.ndarray]) -> list[list[Token]]:
-        """Whole-buffer decoding of several 16 kHz signals in one batch: preprocessor, encoder, greedy RNNT."""
-        lengths = torch.tensor([len(a) for a in audios])
-        x = torch.zeros(len(audios), int(lengths.max()))
-        for i, a in enumerate(audios):
-            x[i, : len(a)] = torch.from_numpy(a)
-        with torch.inference_mode():
-            feats, flen = self.model.preprocessor(input_signal=x, length=lengths)
-            enc, enc_len = self.model.encoder(audio_signal=feats.to(self.device, self.dtype),
-                                              length=flen.to(self.device))
-            hyps = self.model.decoding.rnnt_decoder_predictions_tensor(
-                encoder_output=enc, encoded_lengths=enc_len, return_hypotheses=True)
-        hyps = hyps[0] if isinstance(hyps, tuple) else hyps
-        return [tokens_of(h) for h in hyps]
+        """Whole-buffer decoding of several 16 kHz signals in one batch (``streaming/offline.py``)."""
+        return decode_whole(self.model, audios)
 
     def decode_offline(self, samples: np.ndarray, keyterms=None) -> tuple[str, tuple[Word, ...]]:
         tracker = TranscriptTracker(self.vocab, self.frame_s)
@@ -512,9 +502,9 @@ class InferenceLoop:
 def _due_by(loop, tick: float, now: float) -> list:
     """The streams not ready yet that are worth waiting for: receiving audio (in the last two ticks) and due to
     complete their chunk by ``tick`` with a packet to spare: from their next packet at their cadence (one packet
-    after the last), or from now if that is late, the audio still missing ends before the tick. This is the
-    decision the thread used to reach by re-testing ``now + missing <= tick`` at every packet of any stream (a
-    stream dropped out the moment it could no longer make it before its next packet), taken once."""
+    after the last), or from now if that is late, the audio still missing ends before the tick. Decided once per
+    plan rather than at every packet: a stream that cannot complete its chunk before its next packet is not
+    worth the wait."""
     recent = now - 2 * loop.batch_window_s
     return [s for s in loop._states if not s.ready() and s.last_audio_at >= recent
             and max(now, s.last_audio_at + s.packet_s) + s.seconds_until_ready() <= tick]
@@ -529,18 +519,3 @@ def _first_undecoded_push(state: BaseStreamState) -> float | None:
     if state.arrivals and state.arrivals[0][0] >= need:
         return state.arrivals[0][1]
     return None
-
-
-def tokens_of(hyp) -> list[Token]:
-    """A hypothesis' tokens with their frames and the decoder's probability for each."""
-    ids, stamps = _as_list(hyp.y_sequence), _as_list(hyp.timestamp)
-    conf = _as_list(hyp.token_confidence) if hyp.token_confidence is not None else []
-    if len(conf) != len(ids):
-        raise RuntimeError(f"decoder returned {len(conf)} confidences for {len(ids)} tokens")
-    return [Token(int(i), int(t), float(c)) for i, t, c in zip(ids, stamps, conf)]
-
-
-def _as_list(x) -> list:
-    if x is None:
-        return []
-    return x.tolist() if torch.is_tensor(x) else list(x)

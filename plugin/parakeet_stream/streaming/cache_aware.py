@@ -29,7 +29,8 @@ from ..events import Event, StreamEnded, StreamFailed
 from .features import IncrementalFeaturizer, featurize_batch
 from .geometry import chunk_geometry
 from ..runtime.commands import Barrier
-from ..runtime.loop import BaseStreamState, InferenceLoop, logger, tokens_of
+from ..runtime.loop import BaseStreamState, InferenceLoop, logger
+from .offline import tokens_of
 from .keyterms import Keyterms, Speller, boosting_tree
 from .slots import CacheSlots
 from ..acceleration.traced_step import steady_step_for
@@ -231,8 +232,8 @@ class ChunkScheduler(InferenceLoop):
         ~0.35 ms each), and, in the call for every stream, their VAD windows in one Silero call per round
         (per-stream calls cost ~0.2 ms per 32 ms window). The VAD waits for that call, after the step: the model
         does not need it (VAD changes apply when the decoding reaches their time; a start is confirmed only
-        ``min_speech_ms`` and an end ``min_silence_ms`` after it, so tokens often come first anyway). Running it
-        before the step for streams not in speech cost ~10 ms of p95 at 64 streams (bench/realtime_load.py)."""
+        ``min_speech_ms`` and an end ``min_silence_ms`` after it, so tokens often come first anyway), and before
+        the step it would delay every stream's result."""
         states = [s for s in (self._states if only is None else only) if not s.closed and not s.finalizing]
         for state, feats in zip(states, featurize_batch(self.model.preprocessor, [s.featurizer for s in states])):
             if feats.shape[1]:

@@ -410,7 +410,7 @@ class SpeechStream(stt.SpeechStream):
         self._rekey = False  # keyterms changed: likewise
         self._speaking = False
         self._usage_samples = 0  # counted in samples so the reported seconds add up exactly
-        self._usage_rate = 16000
+        self._usage_rate = ps.MODEL_SAMPLE_RATE
         self._unsent: list[rtc.AudioFrame] = []
         self._engine_stream: ps.Stream | None = None  # the engine stream audio goes to now
         # remote mode
