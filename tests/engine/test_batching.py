@@ -291,7 +291,7 @@ def test_shared_engine_raises_capacity_for_a_later_caller():
 def test_steps_follow_a_chunk_clock_stretched_under_load_waiting_only_for_streams_due_by_the_tick():
     import types
 
-    from parakeet_stream.runtime.loop import InferenceLoop
+    from parakeet_stream.runtime.clock import ChunkClock
 
     def stream(ready: bool, receiving: bool, finalizing: str | None = None, ready_in: float = 0.0,
                pushed_ago: float = 0.015):
@@ -303,30 +303,30 @@ def test_steps_follow_a_chunk_clock_stretched_under_load_waiting_only_for_stream
 
     a, b = stream(True, True), stream(False, True)  # b is still receiving the rest of its chunk
     now = time.monotonic()
-    loop = types.SimpleNamespace(batch_window_s=0.08, _states=[a, b], _last_step_at=now - 0.03, _last_step_s=0.02)
+    clock, streams = ChunkClock(0.08), [a, b]
+    clock.stepped(now - 0.03, 0.02)
     # the next tick: 80 ms after the previous step began
-    assert InferenceLoop._batch_window_end(loop, [a]) == pytest.approx(now + 0.05, abs=1e-9)
-    loop._last_step_at = now - 0.1  # that tick has passed: step now
-    assert InferenceLoop._batch_window_end(loop, [a]) is None
-    loop._last_step_at, loop._last_step_s = now - 0.1, 0.2  # steps take longer than a tick: it stretches
-    assert InferenceLoop._batch_window_end(loop, [a]) == pytest.approx(now - 0.1 + 1.25 * 0.2, abs=1e-9)
+    assert clock.next_step([a], streams) == pytest.approx(now + 0.05, abs=1e-9)
+    clock.last_step_at = now - 0.1  # that tick has passed: step now
+    assert clock.next_step([a], streams) is None
+    clock.last_step_at, clock.last_step_s = now - 0.1, 0.2  # steps take longer than a tick: it stretches
+    assert clock.next_step([a], streams) == pytest.approx(now - 0.1 + 1.25 * 0.2, abs=1e-9)
     # a flush/finish, no other stream receiving audio, or no window at all: step now
-    assert InferenceLoop._batch_window_end(loop, [stream(True, True, "finish")]) is None
-    loop._states = [a]
-    assert InferenceLoop._batch_window_end(loop, [a]) is None
+    assert clock.next_step([stream(True, True, "finish")], streams) is None
+    streams = [a]
+    assert clock.next_step([a], streams) is None
     # b receives its chunk's last 40 ms by the tick with a packet to spare (its next packet in 5 ms, then 40 ms
     # missing, done 45 ms from now, the tick in 50): worth waiting for; 60 ms: it would miss the tick, step now
-    loop._last_step_at, loop._last_step_s = now - 0.03, 0.02
-    loop._states = [a, stream(False, True, ready_in=0.04)]
-    assert InferenceLoop._batch_window_end(loop, [a]) == pytest.approx(now + 0.05, abs=1e-9)
-    loop._states = [a, stream(False, True, ready_in=0.06)]
-    assert InferenceLoop._batch_window_end(loop, [a]) is None
+    clock.last_step_at, clock.last_step_s = now - 0.03, 0.02
+    streams = [a, stream(False, True, ready_in=0.04)]
+    assert clock.next_step([a], streams) == pytest.approx(now + 0.05, abs=1e-9)
+    streams = [a, stream(False, True, ready_in=0.06)]
+    assert clock.next_step([a], streams) is None
     # its packet just came: the next is 20 ms away, and 20 + 40 ms is past the tick; no spare packet, step now
-    loop._states = [a, stream(False, True, ready_in=0.04, pushed_ago=0.0)]
-    assert InferenceLoop._batch_window_end(loop, [a]) is None
-    loop._states = [a, b]
-    loop._states, loop.batch_window_s = [a, b], 0.0
-    assert InferenceLoop._batch_window_end(loop, [a]) is None
+    streams = [a, stream(False, True, ready_in=0.04, pushed_ago=0.0)]
+    assert clock.next_step([a], streams) is None
+    streams, clock.window_s = [a, b], 0.0
+    assert clock.next_step([a], streams) is None
 
 
 def test_a_thread_count_changing_at_every_step_keeps_every_stream_exact(tiny_model, solo_results):

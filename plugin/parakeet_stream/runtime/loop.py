@@ -22,6 +22,7 @@ import torch
 from ..audio import MODEL_SAMPLE_RATE
 from ..endpointing import EndpointingOptions, VoiceActivity
 from ..events import Event, StreamFailed, Word
+from .clock import ChunkClock
 from .commands import Audio, Barrier, Close, Command, Finalize, Queued, SetEndpointing, SetKeyterms
 from ..stream import Stream
 from ..streaming.keyterms import Keyterms, check_keyterms
@@ -32,7 +33,6 @@ from ..streaming.transcript import Token, TranscriptTracker, Vocabulary
 
 logger = logging.getLogger("parakeet_stream")
 
-LOAD_STRETCH = 1.25  # a tick of the chunk clock is at least this many times the last step (``_batch_window_end``)
 POLL_S = 0.02  # while audio flows the thread wakes this often between decisions (``_plan_sleep``) ...
 POLL_SPACING = 4  # ... or this many times the last wake-up's feature and VAD work, whichever is longer
 LAG_BEHIND_S = 2.0  # a stream is behind when decodable audio has waited this long (``_check_lag``) ...
@@ -87,9 +87,7 @@ class InferenceLoop:
 
     def __init__(self, model, *, frame_s: float, batch_window_s: float = 0.0) -> None:
         self.model = model
-        self.batch_window_s = batch_window_s
-        self._last_step_at = float("-inf")  # time.monotonic() when the last batched step began (the chunk clock)
-        self._last_step_s = 0.0  # how long it took
+        self.clock = ChunkClock(batch_window_s)
         self._features_s = 0.0  # how long the last wake-up's features and VAD took (``_before_step``)
         self.frame_s = frame_s
         self.vocab = Vocabulary(model.tokenizer)
@@ -283,15 +281,15 @@ class InferenceLoop:
         self._before_step(first)
         features_s = time.perf_counter() - t0
         ready = [s for s in self._states if s.ready()]
-        tick = self._batch_window_end(ready)
+        tick = self.clock.next_step(ready, self._states)
         if ready and tick is None:
             if self.threads is not None:
                 self.threads.before_step()
-            self._last_step_at = time.monotonic()
+            started = time.monotonic()
             self._step_all(ready)
-            self._last_step_s = time.monotonic() - self._last_step_at
+            self.clock.stepped(started, time.monotonic() - started)
             if self.threads is not None:
-                self.threads.after_step(len(ready), self._last_step_s)
+                self.threads.after_step(len(ready), self.clock.last_step_s)
         if first is not None:
             t0 = time.perf_counter()
             self._before_step()
@@ -303,45 +301,20 @@ class InferenceLoop:
         busy = tick is None and any(s.ready() or (s.backlog and not s.finalizing) for s in self._states)
         return busy, None if busy else self._plan_sleep(tick)
 
-    def _batch_window_end(self, ready: list[BaseStreamState]) -> float | None:
-        """When to step the ready streams: None = now, else the next tick of the chunk clock.
-
-        Streams start at arbitrary moments, so their chunks complete at different phases; stepped the moment each
-        is ready, every step would carry one or two streams and pay the model's fixed cost (weights read, kernel
-        launches) again and again. So steps follow a clock: at most one every ``batch_window_s``, counted from
-        the start of the previous step, and each takes every stream ready by then; a stream waits at most one
-        tick. Under load a tick is stretched to 1.25x the last step's duration: back-to-back steps would each
-        take only what became ready during the previous one, paying the fixed cost more often than the load
-        allows (on 2 CPU cores that spiral turned a kept-up load into a growing backlog), while a stretched tick
-        lets batches grow until the steps fit. A single stream, a flush or a finish never waits, nor do ready
-        streams when no other stream receiving audio will be ready by the tick (its audio arrives in real time:
-        waiting would only add latency, and the batch would be the same)."""
-        if not ready or self.batch_window_s <= 0:
-            return None
-        now = time.monotonic()
-        if any(s.finalizing for s in ready):
-            return None
-        tick = self._last_step_at + max(self.batch_window_s, LOAD_STRETCH * self._last_step_s)
-        if now >= tick:
-            return None
-        if not _due_by(self, tick, now):
-            return None
-        return tick
-
     def _plan_sleep(self, tick: float | None) -> float | None:
         """Arm the audio that should wake the thread, and return when to wake at the latest (None: on a command).
 
         Woken by every packet of every stream, the thread would featurize and scan all streams each time while
         nothing can be stepped (310-390 wake-ups a second at 16-64 real-time streams on 2 cores; at a thousand
         it would never sleep). So audio wakes it only for a decision: waiting for a ``tick``, once the streams
-        due by then have all completed their chunks (step at once, as ``_batch_window_end`` would); with nothing
+        due by then have all completed their chunks (step at once, as ``ChunkClock.next_step`` would); with nothing
         ready, once any stream completes a chunk. Besides, while audio flows it polls every ``POLL_S`` to keep
         features and VAD current (a speech start is announced within ~20 ms), spaced under load to
         ``POLL_SPACING`` times the poll's own cost: per second of audio, features of 20 ms segments cost ~3x
         those of 160 ms (each recomputes its look-back frames and pays a per-stream cost). Commands always wake
         it; a stream whose readiness is unknown (``samples_until_ready`` None) leaves every packet waking it."""
         if tick is not None:
-            streams, crossings = _due_by(self, tick, time.monotonic()), None  # all of them
+            streams, crossings = self.clock.due_by(self._states, tick, time.monotonic()), None  # all of them
         else:
             streams, crossings = [s for s in self._states if not s.closed and not s.finalizing], 1
         thresholds: dict[BaseStreamState, int] = {}
@@ -430,7 +403,7 @@ class InferenceLoop:
                 self.metrics.lagging_streams += 1
             logger.warning("stream falling behind", extra={
                 "stream_id": stream_id, "lag_s": round(lag, 2), "streams": len(self._states),
-                "last_step_ms": round(self._last_step_s * 1000, 1),
+                "last_step_ms": round(self.clock.last_step_s * 1000, 1),
                 "cpu_threads": self.threads.threads if self.threads else None})
         elif state.behind_since is not None and lag < LAG_CAUGHT_UP_S:
             logger.info("stream caught up", extra={"stream_id": stream_id, "lag_s": round(lag, 2),
@@ -497,17 +470,6 @@ class InferenceLoop:
 
     def _decode_boosted(self, samples: np.ndarray, keyterms) -> list[Token]:
         raise NotImplementedError("keyterms need a cache-aware streaming model")
-
-
-def _due_by(loop, tick: float, now: float) -> list:
-    """The streams not ready yet that are worth waiting for: receiving audio (in the last two ticks) and due to
-    complete their chunk by ``tick`` with a packet to spare: from their next packet at their cadence (one packet
-    after the last), or from now if that is late, the audio still missing ends before the tick. Decided once per
-    plan rather than at every packet: a stream that cannot complete its chunk before its next packet is not
-    worth the wait."""
-    recent = now - 2 * loop.batch_window_s
-    return [s for s in loop._states if not s.ready() and s.last_audio_at >= recent
-            and max(now, s.last_audio_at + s.packet_s) + s.seconds_until_ready() <= tick]
 
 
 def _first_undecoded_push(state: BaseStreamState) -> float | None:
