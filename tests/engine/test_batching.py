@@ -206,6 +206,7 @@ def test_between_decisions_the_thread_polls_every_20_ms_or_four_times_the_polls_
     import threading
     import types
 
+    from parakeet_stream.runtime.clock import ChunkClock
     from parakeet_stream.runtime.loop import InferenceLoop
 
     now = time.monotonic()
@@ -213,7 +214,7 @@ def test_between_decisions_the_thread_polls_every_20_ms_or_four_times_the_polls_
                                       samples_until_ready=lambda: None, seconds_until_ready=lambda: 0.0,
                                       packet_s=0.02)
     loop = types.SimpleNamespace(_states=[receiving], _cond=threading.Condition(), _features_s=0.001,
-                                 batch_window_s=0.08)
+                                 clock=ChunkClock(0.08))
     assert InferenceLoop._plan_sleep(loop, None) == pytest.approx(now + 0.02, abs=0.005)
     loop._features_s = 0.05  # features and VAD of one wake-up took 50 ms: poll every 200 ms
     assert InferenceLoop._plan_sleep(loop, None) == pytest.approx(now + 0.2, abs=0.005)
