@@ -37,7 +37,10 @@ MIN_WINDOW_STEPS = 3  # a decision needs at least this many recent steps
 # contention: the steps' threads got less than this share of their cores (process CPU time / wall time / threads;
 # alone, two spinning threads measured 0.9, beside a torch process spinning on both cores 0.5)
 CONTENDED_SHARE = 0.7
-SWITCH_TO_MOST = 0.8  # all cores again when a probe's cost per stream is below this share of one thread's
+# all cores again (after contention) when a probe's cost per stream is below this share of one thread's: at a
+# large batch much of a step is per-stream Python that a second thread does not speed up, so all cores may be
+# only 10-20 % cheaper per stream and still be what keeps a heavy load real-time
+SWITCH_TO_MOST = 0.95
 # light load: one thread is taken while it would keep the inference thread stepping at most the first share of
 # the time (one real-time stream of the demo model: ~5 %; a second thread would only add its spinning); all
 # cores are tried again once one thread steps more than the second share
@@ -48,8 +51,8 @@ PROBE_MORE_EVERY_S = (5.0, 60.0)  # on one thread: first and longest interval be
 #                                   under contention costs a slow step; it backs off by doubling)
 FREE_FOR_PROBE = 0.75  # on one thread, all cores are tried only while other processes leave this share of them
 #                       free (/proc/stat): a try beside a busy neighbour stalls, with spinning threads for seconds
-GROWN_PROBE_AFTER_S = 0.5  # on one thread grown busy: the least time between tries of all cores (streams arriving
-#                            while one thread serves a light load must not wait seconds for the second core)
+GROWN_AFTER_S = 0.5  # on one thread taken for a light load: the least time before a grown load takes all cores
+#                      (streams arriving while one thread serves a light load must not wait for the second core)
 
 
 # Read once by the native libraries when torch loads; a value already in the environment is kept.
@@ -167,8 +170,9 @@ class ThreadGovernor:
     Runs on the inference thread only: ``before_step`` sets the count for the coming step, ``after_step`` records
     what it cost: wall time and the process's CPU time. Contention shows without trying anything: the steps'
     threads get clearly less than their cores (``CONTENDED_SHARE``). At a light load a few steps on one thread (a
-    probe) tell what one thread would cost. On one thread, probes of all cores (backing off while contention
-    lasts, at once when the load grows) bring them back when they are cheaper (``SWITCH_TO_MOST``) and needed.
+    probe) tell what one thread would cost; when that load grows, all cores come back at once. After contention,
+    probes of all cores (backing off while it lasts) bring them back when they are cheaper (``SWITCH_TO_MOST``)
+    and needed.
     Nothing is probed at a steady heavy load alone: a probe there would cost its streams latency for nothing.
     ``adaptive=False`` keeps ``most``.
     """
@@ -219,11 +223,14 @@ class ThreadGovernor:
                     self._switch("contention", self._recent, self._recent)
                 elif self.busy_share() <= LIGHT_BUSY[0] / 2 and now >= self._last_probe + LIGHT_PROBE_EVERY_S:
                     self._probe = []
-            else:
-                grown = (self.reason != "contention" and self.busy_share() > LIGHT_BUSY[1]
-                         and now >= self._last_probe + GROWN_PROBE_AFTER_S)
-                if (grown or now >= self._last_probe + self._more_every) and self._cores_free():
-                    self._probe = []
+            elif self.reason != "contention":
+                # taken for a light load that is light no more: all cores at once, no probe (at a large batch a
+                # probe may find them only a little cheaper per stream while one thread falls behind)
+                if (self.busy_share() > LIGHT_BUSY[1] and now >= self._last_probe + GROWN_AFTER_S
+                        and self._cores_free()):
+                    self._switch("load grew", self._recent, ())
+            elif now >= self._last_probe + self._more_every and self._cores_free():
+                self._probe = []
         self._apply(self._other() if self._probe is not None else self.threads)
         self._cpu_at_start = self._cpu_clock()
 
@@ -265,9 +272,11 @@ class ThreadGovernor:
         else:
             self._more_every = min(self._more_every * 2, PROBE_MORE_EVERY_S[1])
 
-    def _switch(self, why: str, was: collections.abc.Iterable, now: list) -> None:
+    def _switch(self, why: str, was: collections.abc.Iterable, now: collections.abc.Sequence) -> None:
+        """Move to the other count; ``was`` and ``now``: steps with the count left and with the new one (a probe's,
+        or none)."""
         was_cost = statistics.median(s / b for b, s, _ in was)
-        cost = statistics.median(s / b for b, s, _ in now)
+        cost = statistics.median(s / b for b, s, _ in now) if now else None
         before, self.threads, self.reason = self.threads, self._other(), why
         self.switches += 1
         self._recent.clear()
@@ -276,7 +285,8 @@ class ThreadGovernor:
         self._more_every = PROBE_MORE_EVERY_S[0]
         self._last_probe = self._clock()
         logger.info("cpu threads changed", extra={
-            "threads": self.threads, "was": before, "cost_per_stream_ms": round(cost * 1000, 3),
+            "threads": self.threads, "was": before,
+            "cost_per_stream_ms": None if cost is None else round(cost * 1000, 3),
             "was_cost_per_stream_ms": round(was_cost * 1000, 3), "busy_share": round(self.busy_share(), 3),
             "why": why})
 
