@@ -68,7 +68,8 @@ def run_level(n: int, seconds: float, vad: bool) -> dict:
             "between_steps_s_per_s": round(clock["between"] / wall, 3), "steps_s_per_s": round(clock["steps"] / wall, 3),
             "cpu_cores": round(cpu / wall, 2), "p50_ms": m.result_latency_percentile(50),
             "p95_ms": m.result_latency_percentile(95), "steps": m.steps,
-            "feeder_lag_p99_ms": round(float(np.percentile(feeder.lags, 99)) * 1000, 1)}
+            "feeder_lag_p99_ms": round(float(np.percentile(feeder.lags, 99)) * 1000, 1),
+            "cpu_threads_at_end": getattr(m, "cpu_threads", None), "thread_switches": getattr(m, "thread_switches", None)}
 
 
 def main() -> int:
