@@ -1,13 +1,21 @@
 """Helpers for tests: spoken audio from espeak-ng, silence, 20 ms packets, event collection."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from parakeet_services.speech import espeak
 
 
-def speech(text: str, voice: str = "en-us", rate: int = 160) -> np.ndarray:
-    """``text`` spoken by espeak-ng at ``rate`` words per minute, as 16 kHz float32 mono (a copy of a cached one)."""
-    return espeak(text, voice, rate)
+def speech(text: str, voice: str = "en-us", rate: int = 160, sample_rate: int = 16000) -> np.ndarray:
+    """``text`` spoken by espeak-ng at ``rate`` words per minute (None: its default), as float32 mono at
+    ``sample_rate`` (a copy of a cached one)."""
+    return _cached_speech(text, voice, rate, sample_rate).copy()
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_speech(text: str, voice: str, rate: int | None, sample_rate: int) -> np.ndarray:
+    return espeak(text, voice, rate, sample_rate=sample_rate)
 
 
 def silence(seconds: float) -> np.ndarray:

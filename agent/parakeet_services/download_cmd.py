@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import sys
 
-    from parakeet_stream.errors import ModelLoadError
+    from parakeet_stream.errors import ModelLoadError, ModelNotFoundError
     from parakeet_stream.models import download_model
 
     log = logging.getLogger("parakeet_services.download")
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             found = download_model(name)
     except ModelLoadError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2 if "neither a known model" in str(e) else 1
+        return 2 if isinstance(e, ModelNotFoundError) else 1
     if found.source == "bundled":
         print(f"{name} is bundled with parakeet-stream ({found.path}): nothing to download")
     elif found.source == "local":

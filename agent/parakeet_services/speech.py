@@ -1,7 +1,6 @@
 """Speech from espeak-ng: what the demo model was trained on, and what tests, benchmarks and examples speak to it."""
 from __future__ import annotations
 
-import functools
 import shutil
 import subprocess
 from typing import Sequence
@@ -27,13 +26,8 @@ def espeak(text: str, voice: str = "en-us", rate: int | None = None, *, args: Se
     """``text`` spoken by espeak-ng as float32 mono at ``sample_rate``: ``voice`` (``-v``, an accent with an optional
     ``+variant``), ``rate`` in words per minute (``-s``; None: espeak-ng's 175), more ``args`` as espeak-ng takes
     them (``-p`` pitch, ``-g`` word gap). ``trim``: cut after the last sample above 1 % of the peak, so the
-    clip ends where its speech ends. Results are cached: callers get a copy."""
-    return _espeak(text, voice, rate, tuple(args), sample_rate, trim).copy()
-
-
-@functools.lru_cache(maxsize=512)
-def _espeak(text: str, voice: str, rate: int | None, args: tuple[str, ...], sample_rate: int,
-            trim: bool) -> np.ndarray:
+    clip ends where its speech ends. Not cached: training speaks thousands of distinct utterances; callers that
+    repeat sentences (tests) keep their own cache."""
     import soxr
 
     command = [espeak_binary(), "--stdout", "-v", voice, *(["-s", str(rate)] if rate else []), *args, text]

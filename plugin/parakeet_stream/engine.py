@@ -47,8 +47,8 @@ class Transcript:
 class Engine:
     """Owns a NeMo model and the thread that steps all of its streams in batches.
 
-    Cache-aware checkpoints are streamed (``streaming.cache_aware.ChunkScheduler``); offline-only ones run in VAD-segmented
-    mode (``segmented.SegmentedScheduler``, with a log line saying so)."""
+    Cache-aware checkpoints are streamed (``streaming.cache_aware.ChunkScheduler``); offline-only ones run in
+    VAD-segmented mode (``streaming.segmented.SegmentedScheduler``, with a log line saying so)."""
 
     def __init__(self, config: EngineConfig, build: Callable[[], object]) -> None:
         """Serve the prepared NeMo model ``build()`` returns, built on the inference thread. Make engines with

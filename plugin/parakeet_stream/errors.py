@@ -18,6 +18,10 @@ class ModelLoadError(ParakeetStreamError, RuntimeError):
     """A model could not be loaded: unknown name, no network, not a NeMo file, not cache-aware."""
 
 
+class ModelNotFoundError(ModelLoadError):
+    """The name is neither a known model, a hub id nor an existing local file."""
+
+
 class ChunkSizeError(ParakeetStreamError, ValueError):
     """The requested chunk size is not one the model was trained for."""
 

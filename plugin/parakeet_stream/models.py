@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ChunkSizeError, ModelLoadError
+from .errors import ChunkSizeError, ModelLoadError, ModelNotFoundError
 
 logger = logging.getLogger("parakeet_stream")
 
@@ -160,7 +160,7 @@ def download_model(name: str) -> Download:
     if known is None and is_local_path(name):
         path = Path(name).expanduser()
         if not path.is_file():
-            raise ModelLoadError(f"{name} is neither a known model, a hub id (org/name) nor an existing .nemo file; "
+            raise ModelNotFoundError(f"{name} is neither a known model, a hub id (org/name) nor an existing .nemo file; "
                                  f"`parakeet-stream models` lists the known ones")
         return Download("local", path)
     nemo_asr = _import_asr()

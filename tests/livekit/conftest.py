@@ -33,10 +33,10 @@ def engine():
 def speech():
     """``speech(sentence, rate=16000)`` -> float32 mono samples of espeak-ng (en-us, its default speed) saying it,
     at ``rate`` samples a second."""
-    from parakeet_services.speech import espeak
+    from tests.support import speech as spoken
 
     def make(sentence: str, rate: int = 16000) -> np.ndarray:
-        return espeak(sentence, sample_rate=rate)
+        return spoken(sentence, rate=None, sample_rate=rate)
 
     return make
 

@@ -128,13 +128,15 @@ def agents_in(room: rtc.Room) -> list[str]:
 class Viewer:
     """A participant that records every ``lk.transcription`` text stream, as ``useTranscriptions()`` does."""
 
-    def __init__(self) -> None:
-        self.room = rtc.Room()
+    def __init__(self, room: rtc.Room | None = None) -> None:
+        """``room``: read the captions of a room someone else joins (a speaker reading her own captions, as the one
+        user of a voice agent does); by default the viewer joins a room of its own with :meth:`join`."""
+        self.room = room or rtc.Room()
         self.captions: list[Caption] = []
         self._reads: set[asyncio.Task] = set()
+        self.room.register_text_stream_handler("lk.transcription", self._on_stream)
 
     async def join(self, server, room: str) -> Viewer:
-        self.room.register_text_stream_handler("lk.transcription", self._on_stream)
         # no audio subscription: only the captions agent subscribes to the speakers' microphones
         await self.room.connect(server.url, server.token("viewer", room), rtc.RoomOptions(auto_subscribe=False))
         return self

@@ -50,12 +50,15 @@ def speech_workload(seconds: float, variants: int = 8, seed: int = 0) -> Workloa
     """``variants`` espeak-ng compositions of about ``seconds`` each: sentences, voices and pauses vary. Each
     utterance's trailing silence is trimmed, so its end is where its speech ends."""
     rng = np.random.default_rng(seed)
+    spoken: dict[tuple[str, str], np.ndarray] = {}  # a sentence in a voice is synthesized once
     audios, ends = [], []
     for _ in range(variants):
         utts, pauses, total = [], [], 0.0
         while total < seconds - 2.5 or not utts:
-            text, voice = SENTENCES[rng.integers(len(SENTENCES))], VOICES[rng.integers(len(VOICES))]
-            utt = espeak(text, voice, SPEECH_RATE, trim=True)
+            key = (SENTENCES[rng.integers(len(SENTENCES))], VOICES[rng.integers(len(VOICES))])
+            if key not in spoken:
+                spoken[key] = espeak(*key, SPEECH_RATE, trim=True)
+            utt = spoken[key]
             pause = float(rng.uniform(0.7, 1.5))
             utts.append(utt)
             pauses.append(pause)
