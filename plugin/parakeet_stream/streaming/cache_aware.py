@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import threading
 import time
 from dataclasses import dataclass
 
@@ -309,10 +310,11 @@ class ChunkScheduler(InferenceLoop):
                 kv = self.slots.gather_keys_values(index) if self.kv is not None else ()
                 enc, enc_len, n_ch, n_t, n_len, *kv = self.steady_step(x, lengths, c_ch, c_t, c_len, *kv)
             else:
-                enc, enc_len, n_ch, n_t, n_len = self.model.encoder.cache_aware_stream_step(
-                    processed_signal=x, processed_signal_length=lengths, cache_last_channel=c_ch,
-                    cache_last_time=c_t, cache_last_channel_len=c_len, keep_all_outputs=is_last,
-                    drop_extra_pre_encoded=drop)
+                with eager_step_lock(self.model.encoder):  # NeMo sets and restores the encoder's streaming_cfg
+                    enc, enc_len, n_ch, n_t, n_len = self.model.encoder.cache_aware_stream_step(
+                        processed_signal=x, processed_signal_length=lengths, cache_last_channel=c_ch,
+                        cache_last_time=c_t, cache_last_channel_len=c_len, keep_all_outputs=is_last,
+                        drop_extra_pre_encoded=drop)
                 kv = self.kv.project(n_ch) if self.kv is not None else ()  # NeMo's step: rebuild them
             self.slots.scatter(index, n_ch, n_t, n_len)
             if kv:
@@ -445,6 +447,21 @@ def _vad_hears_speech(state: StreamState) -> bool:
     if state.vad_queue:
         return state.vad_queue[0][0] == "end"
     return state.vad.in_speech
+
+
+_EAGER_LOCKS_GUARD = threading.Lock()
+
+
+def eager_step_lock(encoder) -> threading.Lock:
+    """One lock per encoder object: NeMo's eager ``cache_aware_stream_step`` overwrites
+    ``encoder.streaming_cfg.drop_extra_pre_encoded`` for the call and restores it after, so two engines
+    stepping one model object must not interleave those calls (a restore of one leaves the other's value)."""
+    with _EAGER_LOCKS_GUARD:
+        lock = encoder.__dict__.get("_parakeet_eager_step_lock")
+        if lock is None:
+            lock = threading.Lock()
+            encoder.__dict__["_parakeet_eager_step_lock"] = lock
+        return lock
 
 
 def _batch_of(chunks: list[np.ndarray]) -> tuple[np.ndarray, torch.Tensor]:
