@@ -160,8 +160,8 @@ def download_model(name: str) -> Download:
     if known is None and is_local_path(name):
         path = Path(name).expanduser()
         if not path.is_file():
-            raise ModelNotFoundError(f"{name} is neither a known model, a hub id (org/name) nor an existing .nemo file; "
-                                 f"`parakeet-stream models` lists the known ones")
+            raise ModelNotFoundError(f"{name} is neither a known model, a hub id (org/name) nor an existing .nemo "
+                                     f"file; `parakeet-stream models` lists the known ones")
         return Download("local", path)
     nemo_asr = _import_asr()
     try:

@@ -151,6 +151,7 @@ class ChunkScheduler(InferenceLoop):
         # duration of each call, so a stream opened on another thread mid-step would read the step's value.
         self.chunk_geometry = chunk_geometry(model.encoder)
         self.decoder = BatchedGreedyDecoder(model)
+        self._eager_lock = eager_step_lock(model.encoder)
         # the steady step runs traced on the CPU and from CUDA graphs on CUDA (traced_step.py, graphed_step.py)
         self.steady_step = steady_step_for(model.encoder, self.chunk_geometry) if traced_step else None
         # the cached frames' keys and values are kept (kv_cache.py) where the steady step uses them
@@ -158,7 +159,8 @@ class ChunkScheduler(InferenceLoop):
         self.slots = CacheSlots(model.encoder, max_streams, self.dtype, str(self.device),
                                 keys_values=self.kv is not None)
         if self.steady_step is not None:  # trace it (CPU) or capture its graphs (CUDA) before any stream waits
-            self.steady_step.prepare(max_batch or max_streams, self.chunk_geometry)
+            with self._eager_lock:  # tracing runs NeMo's step too (another engine of this model may be stepping)
+                self.steady_step.prepare(max_batch or max_streams, self.chunk_geometry)
         if self.device.type == "cuda":
             self.size_decoder_graphs(max_batch or max_streams)
             # full_graph: one CUDA graph per decode; no_while_loops: the host waits on the GPU between frames
@@ -310,7 +312,7 @@ class ChunkScheduler(InferenceLoop):
                 kv = self.slots.gather_keys_values(index) if self.kv is not None else ()
                 enc, enc_len, n_ch, n_t, n_len, *kv = self.steady_step(x, lengths, c_ch, c_t, c_len, *kv)
             else:
-                with eager_step_lock(self.model.encoder):  # NeMo sets and restores the encoder's streaming_cfg
+                with self._eager_lock:  # NeMo sets and restores the encoder's streaming_cfg (``eager_step_lock``)
                     enc, enc_len, n_ch, n_t, n_len = self.model.encoder.cache_aware_stream_step(
                         processed_signal=x, processed_signal_length=lengths, cache_last_channel=c_ch,
                         cache_last_time=c_t, cache_last_channel_len=c_len, keep_all_outputs=is_last,
