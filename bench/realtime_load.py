@@ -4,13 +4,14 @@ over a second, ``parakeet_services.benchmark.feeder.Feeder``) from one thread, a
 them. Prints a markdown table and writes JSON.
 
     .venv/bin/python bench/realtime_load.py [--streams 16,64] [--seconds 8] [--vad] [--baseline GIT_REF]
-        [--repeats 3] [--threads N] [--neighbour] [--out PATH]
+        [--repeats 3] [--threads N] [--lanes N] [--neighbour] [--out PATH]
 
 ``--baseline`` runs the engine of another commit (a temporary git worktree) interleaved with this checkout's,
 each run in a fresh process. A wake-up is one pass of the thread's loop (``EngineMetrics.wakeups``; one
 ``_before_step`` on engines without it); "between steps" is
 the thread's time applying commands and computing features and VAD (``_apply_backlog`` and ``_before_step``),
-"steps" its time in ``_step_all``; both per second of the run.
+"steps" its time in ``_step_all``; both per second of the run (with ``--lanes``: the first lane's thread; the
+wake-ups, CPU and latencies are the whole engine's).
 """
 from __future__ import annotations
 
@@ -22,13 +23,13 @@ import sys
 import time
 from pathlib import Path
 
-from interleaved import child_result, load_engine, run_interleaved, write_result
+from interleaved import ROOT, child_result, load_engine, run_interleaved, write_result
 from stream_overhead import Timed
 
 KEYS = ("wakeups_per_s", "between_steps_s_per_s", "steps_s_per_s", "cpu_cores", "p50_ms", "p95_ms")
 
 
-def run_level(n: int, seconds: float, vad: bool) -> dict:
+def run_level(n: int, seconds: float, vad: bool, lanes: int = 1) -> dict:
     """One run in this process: ``n`` real-time streams, then the engine's own counts."""
     import numpy as np
 
@@ -37,7 +38,8 @@ def run_level(n: int, seconds: float, vad: bool) -> dict:
     from parakeet_services.benchmark.workload import speech_workload
 
     workload = speech_workload(seconds, seed=0)
-    engine = load_engine(model="espeak-demo-en", device="cpu", max_streams=n)
+    more = {"lanes": lanes} if lanes > 1 else {}  # an engine before lanes knows no such field
+    engine = load_engine(model="espeak-demo-en", device="cpu", max_streams=n, **more)
     try:
         sched = engine._scheduler
         clock = {"between": 0.0, "steps": 0.0}
@@ -77,6 +79,8 @@ def main() -> int:
     p.add_argument("--streams", default="16,64")
     p.add_argument("--seconds", type=float, default=8.0, help="audio per stream")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = the engine's own policy)")
+    p.add_argument("--lanes", type=int, default=1,
+                   help="EngineConfig.lanes of this checkout's engine (a baseline keeps its own)")
     p.add_argument("--vad", action="store_true", help="streams with Silero VAD")
     p.add_argument("--neighbour", action="store_true", help="run bench/neighbour.py beside every run")
     p.add_argument("--baseline", default=None, help="a git ref whose engine runs interleaved with this one")
@@ -90,7 +94,7 @@ def main() -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        print(json.dumps(run_level(args.child, args.seconds, args.vad)))
+        print(json.dumps(run_level(args.child, args.seconds, args.vad, args.lanes)))
         return 0
 
     levels = [int(x) for x in args.streams.split(",")]
@@ -109,8 +113,12 @@ def main() -> int:
 def _compare(args: argparse.Namespace, levels: list[int]) -> int:
     child = ["--seconds", str(args.seconds), "--threads", str(args.threads)] + (["--vad"] if args.vad else [])
     script = str(Path(__file__).resolve())
+
+    def lanes_of(code: Path) -> list[str]:  # this checkout's engine only: a baseline runs with its own default
+        return ["--lanes", str(args.lanes)] if args.lanes > 1 and code == ROOT else []
     commits, runs = run_interleaved(
-        args.baseline, levels, args.repeats, lambda code, n: child_result(code, script, ["--child", str(n), *child]),
+        args.baseline, levels, args.repeats,
+        lambda code, n: child_result(code, script, ["--child", str(n), *child, *lanes_of(code)]),
         lambda n: f"{n} streams, {args.seconds:g} s in real time")
 
     rows = []
@@ -123,7 +131,7 @@ def _compare(args: argparse.Namespace, levels: list[int]) -> int:
             rows.append(row)
             print(f"| {n} | {side} ({commits[side]}) | " + " | ".join(f"{row[k]:g}" for k in KEYS) + " |")
     write_result(args.out, "realtime_load", commits, runs, rows, "cpu", vad=args.vad, threads=args.threads,
-                 seconds=args.seconds, repeats=args.repeats, neighbour=args.neighbour)
+                 seconds=args.seconds, repeats=args.repeats, neighbour=args.neighbour, lanes=args.lanes)
     return 0
 
 

@@ -12,7 +12,8 @@ import pytest
 def demo_engine():
     import parakeet_stream as ps
 
-    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=32))
+    # two lanes, as on the project's 2-core machine, whatever this machine's core count (lanes=None would follow it)
+    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=32, lanes=2))
     yield engine
     engine.close()
 

@@ -55,7 +55,8 @@ class CaptionsConfig:
     chunk_ms: int | None = None
     max_streams: int = 64
     endpointing: ps.EndpointingOptions = field(default_factory=ps.EndpointingOptions)
-    num_threads: int | str | None = None  # a count, "auto" or None: all cores (parakeet_stream.runtime.threads)
+    num_threads: int | str | None = None  # one lane's threads: a count or "auto" (parakeet_stream.runtime.threads)
+    lanes: int | None = None  # inference threads of one CPU thread each (None: one per core on the CPU)
     load_threshold: float = 0.9  # stop taking rooms above this share of the engine's streams
     end_timeout: float = 10.0  # a closing track's pending audio is decoded and captioned for at most this long
     drain_timeout: int = 3600
@@ -73,14 +74,15 @@ class CaptionsConfig:
         """The process's shared engine for this config (blocking the first time)."""
         return ps.shared_engine(ps.EngineConfig(model=self.model, device=self.device, dtype=self.dtype,
                                                 chunk_ms=self.chunk_ms, max_streams=self.max_streams,
-                                                num_threads=self.num_threads))
+                                                num_threads=self.num_threads, lanes=self.lanes))
 
     def stt(self) -> parakeet.STT:
         if self.remote:
             return parakeet.STT(model=self.model, base_url=self.server, api_key=self.server_api_key,
                                 endpointing=self.endpointing)
         return parakeet.STT(model=self.model, device=self.device, dtype=self.dtype, chunk_ms=self.chunk_ms,
-                            max_streams=self.max_streams, endpointing=self.endpointing, num_threads=self.num_threads)
+                            max_streams=self.max_streams, endpointing=self.endpointing, num_threads=self.num_threads,
+                            lanes=self.lanes)
 
 
 class TrackCaptions:

@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p, DEFAULT_MODEL)
     p.add_argument("--server", default=os.environ.get("PARAKEET_URL"),
                    help="ws://HOST:PORT of a `parakeet-stream serve` worker: every microphone is a session there and "
-                        "this worker loads no model (--model/--device/--dtype/--chunk-ms/--threads are then the "
+                        "this worker loads no model (--model/--device/--dtype/--chunk-ms/--threads/--lanes are then the "
                         "server's); rooms run in a process each, LiveKit's default executor, and load is LiveKit's "
                         "CPU measure (default $PARAKEET_URL; unset: in process)")
     p.add_argument("--server-api-key", default=os.environ.get("PARAKEET_API_KEY"),
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                             chunk_ms=args.chunk_ms, max_streams=args.max_streams, endpointing=endpointing,
                             load_threshold=args.load_threshold, drain_timeout=args.drain_timeout,
                             http_host=args.http_host, http_port=args.http_port, end_timeout=args.end_timeout,
-                            num_threads=args.threads, server=args.server or None,
+                            num_threads=args.threads, lanes=args.lanes, server=args.server or None,
                             server_api_key=args.server_api_key or None)
     engine = None
     if config.remote:

@@ -15,7 +15,7 @@ def _env(*names: str, default: str | None = None) -> str | None:
 
 def add_parser(subparsers: Any) -> None:
     from parakeet_stream.models import DEFAULT_MODEL
-    from parakeet_stream.runtime.threads import THREADS_HELP, threads_argument
+    from parakeet_stream.runtime.threads import LANES_HELP, THREADS_HELP, lanes_argument, threads_argument
 
     p = subparsers.add_parser(
         "serve", help="run a dalston-compatible realtime worker",
@@ -27,6 +27,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--chunk-ms", type=int, default=None, help="streaming chunk size (default: the model's)")
     p.add_argument("--threads", type=threads_argument, default=None, help=THREADS_HELP)
+    p.add_argument("--lanes", type=lanes_argument, default=None, help=LANES_HELP)
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=int(_env("DALSTON_WORKER_PORT", "WORKER_PORT", default="9000")))
     p.add_argument("--max-sessions", type=int,
@@ -83,7 +84,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
     log = logging.getLogger("parakeet_services.serve")
     config = ps.EngineConfig(model=args.model, device=args.device, dtype=args.dtype, chunk_ms=args.chunk_ms,
-                             max_streams=args.max_sessions, num_threads=args.threads)
+                             max_streams=args.max_sessions, num_threads=args.threads,
+                             lanes=args.lanes)
     engine = await asyncio.to_thread(ps.shared_engine, config)
     if args.legacy_registry:
         instance = args.instance or _env("WORKER_ID", default="realtime-worker")

@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str) -> None:
     """The model options every engine-backed command shares."""
-    from parakeet_stream.runtime.threads import THREADS_HELP, threads_argument
+    from parakeet_stream.runtime.threads import LANES_HELP, THREADS_HELP, lanes_argument, threads_argument
 
     p.add_argument("--model", default=default_model,
                    help=f"known model name, hub id or .nemo path (default {default_model}; see `parakeet-stream models`)")
@@ -38,6 +38,7 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--dtype", default="auto", help="auto, fp32, bf16 or fp16 (default auto: fp32 on CPU, bf16 on CUDA)")
     p.add_argument("--threads", type=threads_argument, default=None, help=THREADS_HELP)
+    p.add_argument("--lanes", type=lanes_argument, default=None, help=LANES_HELP)
 
 
 def read_audio(path: str):
@@ -84,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"loading {args.model} …", file=sys.stderr)
     try:
         engine = ps.Engine.load(ps.EngineConfig(model=args.model, device=args.device, dtype=args.dtype,
-                                                chunk_ms=args.chunk_ms, num_threads=args.threads))
+                                                chunk_ms=args.chunk_ms, num_threads=args.threads,
+                                                lanes=args.lanes))
     except ps.ParakeetStreamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -17,8 +17,14 @@ class EngineConfig:
     the CPU and fp32. ``chunk_ms``: the streaming chunk (None: the model's default). ``max_streams``: streams open
     at once (``CapacityError`` beyond). ``num_threads``: CPU threads of the steps (a count, ``"auto"`` or None: see
     ``runtime/threads.py``). ``max_batch``: streams per model call (None: every ready stream; 1: one per call).
-    ``batch_window_ms``: the chunk clock's tick (None: half a chunk; 0: step at once). ``nemo_step``: step with
-    NeMo's own eager ``cache_aware_stream_step`` (what per-stream services run: the benchmark's baseline)."""
+    ``batch_window_ms``: the chunk clock's tick (None: half a chunk; 0: step at once). ``lanes``: inference
+    threads over the one copy of the weights, each stepping its own share of the streams on one CPU thread (a new
+    stream joins the lane with the fewest): no step waits at a barrier for a thread the kernel has not scheduled,
+    so beside another process's torch threads the engine keeps its share of the cores (``docs/engine-api.md``,
+    "Lanes"). None: one lane per core on the CPU unless ``num_threads`` is given, else one lane (CUDA,
+    offline-only models, ``nemo_step``); more than one is for the CPU only.
+    ``nemo_step``: step with NeMo's own eager ``cache_aware_stream_step`` (what per-stream services run: the
+    benchmark's baseline)."""
 
     model: str = DEFAULT_MODEL
     device: str = "auto"
@@ -29,11 +35,15 @@ class EngineConfig:
     max_batch: int | None = None
     batch_window_ms: float | None = None
     nemo_step: bool = False
+    lanes: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_streams < 1:
             raise ValueError(f"max_streams must be at least 1, got {self.max_streams}")
         check_num_threads(self.num_threads)
+        if self.lanes is not None and (not isinstance(self.lanes, int) or isinstance(self.lanes, bool)
+                                       or self.lanes < 1):
+            raise ValueError(f"lanes must be a count of at least 1 or None, got {self.lanes!r}")
         if self.max_batch is not None and self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1 or None, got {self.max_batch}")
 

@@ -1,8 +1,8 @@
 """The engine: one model on one device, serving any number of live streams.
 
 ``Engine.load(EngineConfig(...))`` is the blocking part (NeMo import and checkpoint restore); afterwards
-``open_stream`` is cheap and every stream is stepped by the engine's single inference thread
-(``runtime/loop.py``; cache-aware models by ``streaming/cache_aware.py``). ``shared_engine`` gives adapters one
+``open_stream`` is cheap and every stream is stepped by one of the engine's inference threads, its lanes
+(``runtime/loop.py``; cache-aware models by ``streaming/cache_aware.py``; on the CPU one lane per core). ``shared_engine`` gives adapters one
 engine per configuration per process, so many LiveKit jobs, WebSocket sessions or Pipecat pipelines share one copy
 of the weights.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from .config import EngineConfig
 from .audio import MODEL_SAMPLE_RATE, Resampler, check_sample_rate, to_float32
 from .endpointing import EndpointingOptions
-from .errors import CapacityError
+from .errors import CapacityError, ModelLoadError
 from .events import Word
 from .models import (ModelInfo, chunk_sizes_ms, frame_seconds, is_cache_aware, load_nemo_model,
                      resolve_device, resolve_dtype, select_chunk)
@@ -63,15 +63,27 @@ class Engine:
         def serve() -> None:
             """On the CPU every thread that runs torch ops gets its own OpenMP pool, and with more pool threads
             than cores libgomp stops spinning between parallel regions (a step of the 114 M model: 1.8x as
-            long). So one thread loads, prepares and steps the model, and nothing else runs torch ops."""
+            long). So one thread loads, prepares and steps the model, and nothing else runs torch ops but the
+            other lanes' threads, on one OpenMP thread each."""
             try:
                 torch.set_num_threads(most)  # the model is built and warmed up at the count it will step with
                 model = build()
                 scheduler = self._configure(model)
-                scheduler.threads = self._thread_governor(model, most)
+                lanes = choose_lanes(config, device=self.info.device,
+                                     streaming=isinstance(scheduler, ChunkScheduler), cores=most)
+                if lanes > 1:
+                    torch.set_num_threads(1)
+                    scheduler.threads = ThreadGovernor(1, adaptive=False)
+                else:
+                    scheduler.threads = self._thread_governor(model, most)
                 scheduler.threads.before_step()
+                self._lanes = [scheduler]
+                for i in range(1, lanes):
+                    self._lanes.append(self._start_lane(i))
                 freeze_long_lived_objects()
             except BaseException as e:  # re-raised in the caller of Engine.load
+                for lane in getattr(self, "_lanes", [])[1:]:
+                    lane.stop()
                 ready.set_exception(e)
                 return
             ready.set_result(None)
@@ -81,7 +93,28 @@ class Engine:
         ready.result()
         logger.info("engine ready", extra={"model": config.model, "chunk_ms": self.info.chunk_ms,
                                            "device": self.info.device, "dtype": self.info.dtype,
-                                           "max_streams": config.max_streams})
+                                           "max_streams": config.max_streams, "lanes": len(self._lanes)})
+
+    def _start_lane(self, index: int):
+        """Another inference thread stepping its own streams over the same model, on one OpenMP thread."""
+        import torch
+
+        ready: concurrent.futures.Future = concurrent.futures.Future()
+
+        def serve() -> None:
+            try:
+                torch.set_num_threads(1)
+                lane = self._new_scheduler()
+                lane.threads = ThreadGovernor(1, adaptive=False)
+                lane.threads.before_step()
+            except BaseException as e:
+                ready.set_exception(e)
+                return
+            ready.set_result(lane)
+            lane.run_forever()
+
+        threading.Thread(target=serve, name=f"parakeet-inference-{index}", daemon=True).start()
+        return ready.result()
 
     def _thread_governor(self, model, most: int) -> ThreadGovernor:
         """The steps' thread count: a count given is kept; by default (and with ``"auto"``) the governor moves
@@ -127,8 +160,12 @@ class Engine:
                     install_key_value_cache(model.encoder, exact_only=False)
             if batch_window_ms is None:  # half a chunk: a stream waits at most half a chunk for its step
                 batch_window_ms = 0.0 if max_batch == 1 else chunk_ms / 2
-            self._scheduler = ChunkScheduler(model, max_streams=max_streams, frame_s=frame_s, max_batch=max_batch,
-                                             batch_window_s=batch_window_ms / 1000, traced_step=not cfg.nemo_step)
+            window_s = batch_window_ms / 1000
+            self._new_scheduler = lambda: ChunkScheduler(model, max_streams=self.capacity, frame_s=frame_s,
+                                                         max_batch=max_batch, batch_window_s=window_s,
+                                                         traced_step=not cfg.nemo_step)
+            self.capacity = max_streams
+            self._scheduler = self._new_scheduler()
         else:
             chunk_ms = 0
             log_segmented_mode(cfg.model)
@@ -179,9 +216,10 @@ class Engine:
         opts = endpointing or EndpointingOptions()
         boost = self.check_keyterms(keyterms, keyterm_weight)
         with self._open_lock:
-            if self._scheduler.live_streams >= self.capacity:
+            if self.active_streams >= self.capacity:
                 raise CapacityError(f"engine is full: {self.capacity} streams are open (max_streams={self.capacity})")
-            stream = self._scheduler.open(sample_rate, opts, stream_id)
+            lane = min(self._lanes, key=lambda lane: lane.live_streams)  # the first of the least loaded
+            stream = lane.open(sample_rate, opts, stream_id)
         if boost is not None:
             stream._set_keyterms(boost)
         return stream
@@ -195,19 +233,23 @@ class Engine:
         with self._open_lock:
             if max_streams > self.capacity:
                 self.capacity = max_streams
-                if isinstance(self._scheduler, ChunkScheduler):
-                    self._scheduler.slots.max_slots = max_streams
+                for lane in self._lanes:
+                    if isinstance(lane, ChunkScheduler):
+                        lane.slots.max_slots = max_streams
 
     @property
     def active_streams(self) -> int:
-        return self._scheduler.live_streams
+        return sum(lane.live_streams for lane in self._lanes)
 
     def metrics(self) -> EngineMetrics:
-        m = self._scheduler.metrics.snapshot(self.active_streams)
-        governor = self._scheduler.threads
-        if governor is not None:
-            m.cpu_threads, m.thread_switches = governor.threads, governor.switches
-        return m
+        """All lanes' counts together."""
+        snapshots = []
+        for lane in self._lanes:
+            m = lane.metrics.snapshot(lane.live_streams)
+            if lane.threads is not None:
+                m.cpu_threads, m.thread_switches = lane.threads.threads, lane.threads.switches
+            snapshots.append(m)
+        return EngineMetrics.merged(snapshots)
 
     # -- offline -----------------------------------------------------------------------------------------
     def transcribe(self, audio: bytes | np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE, *,
@@ -221,10 +263,29 @@ class Engine:
         return Transcript(text, words)
 
     def close(self) -> None:
-        self._scheduler.stop()
+        for lane in self._lanes:
+            lane.stop()
 
     def __repr__(self) -> str:
         return f"Engine({self.info.name!r}, chunk_ms={self.info.chunk_ms}, device={self.info.device})"
+
+
+def choose_lanes(config: EngineConfig, *, device: str, streaming: bool, cores: int) -> int:
+    """How many inference threads step the streams (``EngineConfig.lanes``). By default one per core on the CPU:
+    beside another process's torch threads a lane keeps its share of a core where a step split over all cores
+    waits at every barrier, and alone lanes sustained more streams than one step over all cores
+    (``docs/benchmarks.md``, "Lanes"). One where ``num_threads`` is given (a count: the threads of one step;
+    ``"auto"``: the thread governor's choice), for NeMo's own step (the benchmarks' baseline) and for offline-only
+    models (segmented mode has one thread). On CUDA one thread steps every stream:
+    the GPU is the parallel part, and the steady step's CUDA graphs and the decoder's hold one batch's buffers."""
+    if not streaming:
+        return 1
+    if config.lanes is None:
+        return cores if device == "cpu" and config.num_threads is None and not config.nemo_step else 1
+    if config.lanes > 1 and device != "cpu":
+        raise ModelLoadError(f"lanes={config.lanes} is for the CPU; on {device} one inference thread steps every "
+                             "stream (leave lanes unset or give 1)")
+    return config.lanes
 
 
 def freeze_long_lived_objects() -> None:

@@ -1,4 +1,5 @@
-"""Streams stepped together in batches give exactly what each gives alone; slots are reused."""
+"""Streams stepped together in batches give exactly what each gives alone; slots are reused. One lane each: its
+batches, its slots and its thread are what is tested."""
 from __future__ import annotations
 
 import time
@@ -21,7 +22,7 @@ def final_text_and_words(events):
 
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_model):
-    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16))
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16, lanes=1))
     yield engine
     engine.close()
 
@@ -75,7 +76,7 @@ def test_eight_staggered_streams_equal_their_solo_runs(tiny_engine, solo_results
 def test_batches_cut_to_max_batch_are_pipelined_and_exact(tiny_model, solo_results):
     """With more ready streams than ``max_batch``, each batch's encoder step is issued before the previous batch's
     per-stream work, and every stream still gets its solo result."""
-    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16, max_batch=3))
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16, max_batch=3, lanes=1))
     sched = engine._scheduler
     calls: list[tuple[str, int]] = []  # (what, first slot of the batch)
 
@@ -114,7 +115,7 @@ def test_batches_cut_to_max_batch_are_pipelined_and_exact(tiny_model, solo_resul
 def test_a_failed_batch_fails_its_own_streams_and_no_other(tiny_model, solo_results, where):
     """A model call that raises (say, out of GPU memory) while other batches of the same step are in flight fails
     the streams of its batch with the error, and every other stream still gets its solo result."""
-    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16, max_batch=2))
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16, max_batch=2, lanes=1))
     sched = engine._scheduler
     owner, name = (sched.slots, "gather") if where == "encoder" else (sched.decoder, "decode")
     real, seen, failed = getattr(owner, name), [], []
@@ -177,7 +178,7 @@ def test_real_time_audio_wakes_the_thread_for_decisions_and_polls_not_for_every_
 def test_a_fault_outside_any_stream_fails_the_live_streams_and_the_engine_serves_on(tiny_model):
     """An exception in the thread's shared work (here the batched featurizer, failing once) ends the live streams
     with StreamFailed naming it; the thread lives, and the next stream is served."""
-    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=4))
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=4, lanes=1))
     sched = engine._scheduler
     real, calls = sched._before_step, []
 
@@ -236,7 +237,7 @@ def test_result_latency_counts_the_wait_from_push_to_result():
 
 
 def test_results_held_back_by_a_busy_inference_thread_show_the_wait(tiny_model):
-    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=1))
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=1, lanes=1))
     try:
         stream = engine.open_stream(endpointing=NO_ENDPOINTS)
         with engine._scheduler._cond:  # the inference thread cannot take the audio while we hold its lock
@@ -334,7 +335,7 @@ def test_a_thread_count_changing_at_every_step_keeps_every_stream_exact(tiny_mod
     """The thread governor may move between one thread and all cores at any step (threads.py): a step's bits do
     not depend on the count (pointwise.py), so staggered streams stepped alternately on one and two threads give
     their solo results."""
-    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16))
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16, lanes=1))
     governor = engine._scheduler.threads
     counts: list[int] = []
 

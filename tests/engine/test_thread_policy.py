@@ -116,12 +116,13 @@ def test_a_fixed_count_is_kept():
 
 
 def test_an_engine_moves_its_thread_count_by_default_where_that_is_exact_and_keeps_a_count_given():
-    """The governor runs by default where a step's bits do not depend on the thread count (checked at load), and
-    with ``"auto"``; a count given is kept."""
+    """An engine of one lane runs the governor by default where a step's bits do not depend on the thread count
+    (checked at load), and with ``"auto"``; a count given is kept."""
     model = build_random_model("tiny", seed=1)
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # the caller's count is "all cores"
-    engines = {n: ps.Engine.from_model(model, ps.EngineConfig(model="tiny", num_threads=n)) for n in (None, 1, "auto")}
+    engines = {n: ps.Engine.from_model(model, ps.EngineConfig(model="tiny", num_threads=n, lanes=1))
+               for n in (None, 1, "auto")}
     try:
         governors = {n: e._scheduler.threads for n, e in engines.items()}
         assert {n: (g.most, g.adaptive) for n, g in governors.items()} == {
@@ -135,12 +136,12 @@ def test_an_engine_moves_its_thread_count_by_default_where_that_is_exact_and_kee
 
 def test_a_bf16_engine_on_the_cpu_keeps_all_cores_unless_asked_to_move():
     """oneDNN's bf16 kernels may round by the thread split at some batch shapes and not at others: no probe can
-    clear them, so a bf16 engine keeps its count by default and moves only with ``"auto"``."""
+    clear them, so a bf16 engine of one lane keeps its count by default and moves only with ``"auto"``."""
     model = build_random_model("tiny", seed=1).to(torch.bfloat16)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
-    engines = {n: ps.Engine.from_model(model, ps.EngineConfig(model="tiny-bf16",
-                                                              num_threads=n)) for n in (None, "auto")}
+    engines = {n: ps.Engine.from_model(model, ps.EngineConfig(model="tiny-bf16", num_threads=n,
+                                                              lanes=1)) for n in (None, "auto")}
     try:
         assert {n: (e._scheduler.threads.most, e._scheduler.threads.adaptive) for n, e in engines.items()} == {
             None: (2, False), "auto": (2, True)}

@@ -46,6 +46,26 @@ class EngineMetrics:
                                  self.result_latency_seconds_sum, self.wakeups, self.lagging_streams,
                                  self.lag_episodes, self.max_lag_seconds, self.cpu_threads, self.thread_switches)
 
+    @classmethod
+    def merged(cls, snapshots: list[EngineMetrics]) -> EngineMetrics:
+        """One engine's counts from its lanes' snapshots: sums, histograms added, the largest of the maxima."""
+        if len(snapshots) == 1:
+            return snapshots[0]
+        out = cls()
+        for m in snapshots:
+            for name in ("active_streams", "streams_opened", "steps", "streams_stepped", "audio_seconds",
+                         "step_seconds_sum", "result_latency_seconds_sum", "wakeups", "lagging_streams",
+                         "lag_episodes", "cpu_threads", "thread_switches"):
+                setattr(out, name, getattr(out, name) + getattr(m, name))
+            out.max_batch_size = max(out.max_batch_size, m.max_batch_size)
+            out.max_lag_seconds = max(out.max_lag_seconds, m.max_lag_seconds)
+            for le, count in m.step_latency_buckets.items():
+                out.step_latency_buckets[le] += count
+            out.result_latency_ms = [a + b for a, b in zip(out.result_latency_ms, m.result_latency_ms)]
+        out.audio_seconds = round(out.audio_seconds, 3)
+        out.last_batch_size = snapshots[0].last_batch_size
+        return out
+
     def record_result_latency(self, seconds: float) -> None:
         with self.lock:
             self.result_latency_ms[min(max(int(seconds * 1000), 0), RESULT_LATENCY_MAX_MS)] += 1

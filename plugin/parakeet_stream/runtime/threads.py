@@ -93,9 +93,27 @@ def threads_argument(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a count of at least 1 or 'auto', got {text!r}") from None
 
 
-THREADS_HELP = ("CPU threads of the engine's steps: a count (fixed), or 'auto' (chosen as it runs even where "
-                "rounding then follows the count). Default: one thread or all cores as the load and other "
-                "processes require, where that keeps streamed == offline; else all cores")
+THREADS_HELP = ("CPU threads of each step, on one lane: a count (fixed), or 'auto' (one thread or all cores as "
+                "the load and other processes require, even where rounding then follows the count). Default: "
+                "one lane per core on the CPU, one thread each (--lanes)")
+
+
+LANES_HELP = ("inference threads over one copy of the weights, each stepping its share of the streams on one CPU "
+              "thread. Default: one per core on the CPU unless --threads is given, else 1 (docs/engine-api.md, "
+              "Lanes)")
+
+
+def lanes_argument(text: str) -> int:
+    """argparse type of ``--lanes``: a count of at least 1."""
+    import argparse
+
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a count of at least 1, got {text!r}")
+    return count
 
 
 def prefer_cpu_runtime_env() -> list[str]:

@@ -71,12 +71,13 @@ class STTOptions:
     max_streams: int
     endpointing: ps.EndpointingOptions
     num_threads: int | str | None = None
+    lanes: int | None = None
     keyterms: tuple[str, ...] = ()  # the user's (constructor, update_options) and the session's, merged
     keyterm_weight: float | None = None
 
     def engine_config(self) -> ps.EngineConfig:
         return ps.EngineConfig(model=self.model, device=self.device, dtype=self.dtype, chunk_ms=self.chunk_ms,
-                               max_streams=self.max_streams, num_threads=self.num_threads)
+                               max_streams=self.max_streams, num_threads=self.num_threads, lanes=self.lanes)
 
 
 def _check_language(language: str) -> str:
@@ -102,6 +103,7 @@ class STT(stt.STT):
         endpointing: ps.EndpointingOptions | None = None,
         engine: ps.Engine | None = None,
         num_threads: int | str | None = None,
+        lanes: int | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
         session_params: Mapping[str, str] | None = None,
@@ -122,9 +124,12 @@ class STT(stt.STT):
             endpointing: how utterances are cut (model ``<EOU>`` token, trailing blank, Silero VAD).
             engine: an engine you built yourself (``ps.Engine.load``/``from_model``); then the model
                 options above are ignored and the process-wide shared engine is not used.
-            num_threads: CPU threads of the engine's steps: a count (fixed), ``None`` (default: one thread or all
-                cores as load and other processes require, where that keeps streamed == offline) or ``"auto"``
-                (chosen as it runs everywhere; ``parakeet_stream.runtime.threads``).
+            num_threads: CPU threads of each step on one lane: a count (fixed) or ``"auto"`` (one thread or all
+                cores as load and other processes require; ``parakeet_stream.runtime.threads``). ``None``
+                (default): the engine's lanes.
+            lanes: inference threads over one copy of the weights, one CPU thread each (``EngineConfig.lanes``;
+                ``None``: one per core on the CPU). They keep their share of the cores beside other processes'
+                torch work, such as the worker's own VAD and turn-detector processes.
             base_url: ``ws://host:port`` of a ``parakeet-stream serve`` worker (default ``$PARAKEET_URL``): each
                 stream becomes one session there and this process loads no model (the model options above,
                 but ``endpointing`` and ``language``, are then the server's business). Unset: in process.
@@ -163,6 +168,7 @@ class STT(stt.STT):
             max_streams=max_streams,
             endpointing=endpointing if endpointing is not None else ps.EndpointingOptions(),
             num_threads=num_threads,
+            lanes=lanes,
             keyterms=self._user_keyterms,
             keyterm_weight=keyterm_weight,
         )
