@@ -30,6 +30,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--lanes", type=lanes_argument, default=None, help=LANES_HELP)
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=int(_env("DALSTON_WORKER_PORT", "WORKER_PORT", default="9000")))
+    p.add_argument("--workers", type=int, default=int(_env("PARAKEET_WORKERS", default="1")),
+                   help="worker processes on this device, each with its own engine, port (counted up from --port "
+                        "and --http-port; 0: any free port each), dalston record and --max-sessions; dalston's "
+                        "router spreads sessions over them (env PARAKEET_WORKERS; default 1)")
     p.add_argument("--max-sessions", type=int,
                    default=int(_env("DALSTON_MAX_SESSIONS", "MAX_SESSIONS", default="16")),
                    help="sessions before new connections close 1013 (env DALSTON_MAX_SESSIONS / MAX_SESSIONS)")
@@ -45,7 +49,8 @@ def add_parser(subparsers: Any) -> None:
                    help="instance id (default {engine_id}-rt-{DALSTON_WORKER_ID|DALSTON_INSTANCE|uuid}[:12]; "
                         "legacy: WORKER_ID or realtime-worker)")
     p.add_argument("--endpoint", default=_env("DALSTON_WORKER_ENDPOINT", "WORKER_ENDPOINT"),
-                   help="URL the gateway dials (default ws://{hostname}:{port})")
+                   help="URL the gateway dials; {port} is replaced by the worker's port (default "
+                        "ws://{hostname}:{port})")
     p.add_argument("--models", default=None, help="comma list advertised in models_loaded (default: the model name)")
     p.add_argument("--languages", default="en", help="comma list accepted in ?language= (plus auto)")
     p.add_argument("--timeline", choices=("audio", "speech"), default="audio",
@@ -68,7 +73,29 @@ def run(args: argparse.Namespace) -> int:
     from .shutdown import exit_skipping_native_teardown
 
     logs.configure(args.log_level)
+    if args.workers != 1:
+        exit_skipping_native_teardown(_supervise(args))
     exit_skipping_native_teardown(asyncio.run(_serve(args)))
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    import logging
+
+    from .dalston import registry as reg
+    from .serve_workers import check_workers, supervise
+
+    problem = check_workers(args)
+    if problem:
+        logging.getLogger("parakeet_services.serve").error("%s", problem)
+        return 2
+    return supervise(args, _instance(args, reg), run)
+
+
+def _instance(args: argparse.Namespace, reg) -> str:
+    """This worker's id in dalston's registry (with ``--workers``: the base of each worker's id)."""
+    if args.legacy_registry:
+        return args.instance or _env("WORKER_ID", default="realtime-worker")
+    return args.instance or reg.generate_instance_id(args.engine_id)
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -87,10 +114,7 @@ async def _serve(args: argparse.Namespace) -> int:
                              max_streams=args.max_sessions, num_threads=args.threads,
                              lanes=args.lanes)
     engine = await asyncio.to_thread(ps.shared_engine, config)
-    if args.legacy_registry:
-        instance = args.instance or _env("WORKER_ID", default="realtime-worker")
-    else:
-        instance = args.instance or reg.generate_instance_id(args.engine_id)
+    instance = _instance(args, reg)
     options = WorkerOptions(
         host=args.host, port=args.port, max_sessions=args.max_sessions, instance=instance, endpoint=args.endpoint,
         models=[m for m in (args.models or "").split(",") if m], timeline=args.timeline,

@@ -105,7 +105,10 @@ class DalstonWorker:
 
     @property
     def endpoint(self) -> str:
-        return self.options.endpoint or f"ws://{socket.gethostname()}:{self.port}"
+        """What dalston dials: the given endpoint (``{port}`` replaced by this worker's port, for ``--workers``)
+        or ``ws://{hostname}:{port}``."""
+        endpoint = self.options.endpoint or "ws://{hostname}:{port}"
+        return endpoint.replace("{hostname}", socket.gethostname()).replace("{port}", str(self.port))
 
     def max_lag(self) -> float:
         return max((s.lag_s for s in self.sessions.values()), default=0.0)
