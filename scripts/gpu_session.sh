@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Everything a short GPU lease is for, in one command that ends inside a time budget:
 #   RESULTS=DIR [BUDGET_S=540] [TRAIN_MIN=0] [DECAY_STEPS=1500] [LEVELS=128,256,512,1024] [MAX_BATCH_VARIANTS=256]
+#   [PROCESSES=2,4]
 #   bash scripts/gpu_session.sh
 # 1. with TRAIN_MIN > 0 (e.g. 4), trains the demo model first (scripts/train_demo_gpu.sh: synthesis, TRAIN_MIN
 #    minutes of training, DECAY_STEPS of annealing, evaluation, card); the bundled model is done, so by default not;
 # 2. checks that streaming gives the offline text on the GPU (bench/streamed_vs_offline.py, the demo model), measures
 #    the inference thread's per-stream Python with the demo model on the GPU and Silero VAD (bench/stream_overhead.py),
 #    then runs the GPU benchmark (bench/gpu.sh: xl bf16 @ 160 ms at LEVELS, the engine cut into pipelined batches of
-#    MAX_BATCH_VARIANTS [256] streams at the levels above that, per-stream baseline at 4) with the time left.
+#    MAX_BATCH_VARIANTS [256] streams at the levels above that, the engine in PROCESSES [2,4] processes at the
+#    levels above one process's limit, per-stream baseline at 4) with the time left.
 # Small results land in RESULTS (model.nemo, MODEL_CARD.md, eval.json, curve.csv, train_state.json, data.json,
 # bench.json, streamed-vs-offline.json, stream-overhead.json, session.log: 10 files, ~11 MB; the card and bench.json
 # name the GPU). Needs what bench/gpu-env.sh needs (carry bench/wheels and tmp/train-gpu, made by
@@ -45,7 +47,8 @@ if [ "$left" -gt 60 ]; then
     # above the cap): whether overlapping the next batch's encoder with this batch's Python beats one big batch
     BENCH_TIMEOUT=$left bash bench/gpu.sh --streams "${LEVELS:-128,256,512,1024}" --baselines per_stream_nemo \
         --baseline-streams 4 --seconds 6 --budget $((left - 40)) --out "$RESULTS/bench.json" \
-        --max-batch-variants "${MAX_BATCH_VARIANTS:-256}" ${BENCH_ARGS:-} 2>&1 | tee -a "$LOG"
+        --max-batch-variants "${MAX_BATCH_VARIANTS:-256}" --processes "${PROCESSES:-2,4}" ${BENCH_ARGS:-} 2>&1 \
+        | tee -a "$LOG"
 else
     echo "== no time left for the benchmark (${left}s)" | tee -a "$LOG"
 fi

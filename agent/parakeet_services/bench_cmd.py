@@ -49,6 +49,9 @@ def add_parser(subparsers) -> None:
                         "cuts a step into batches whose model calls overlap the previous batch's per-stream work)")
     p.add_argument("--max-batch-variants", type=_ints, default=d.max_batch_variants,
                    help="also run the engine with each of these caps, e.g. 256,512 (at its levels above the cap)")
+    p.add_argument("--processes", type=_ints, default=d.processes,
+                   help="also run the engine in each of these numbers of processes on the device, e.g. 2,4, the "
+                        "streams split between them (at its levels above its limit, or at its limit and twice that)")
     p.add_argument("--baselines", type=_names, default=d.baselines,
                    help=f"comma list of {','.join(BASELINES)} or none")
     p.add_argument("--no-vad", action="store_true", help="no VAD endpointing (no final-latency numbers)")
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                       threads=args.threads or None, seconds=args.seconds, files=tuple(args.files),
                       levels=args.streams, baseline_levels=args.baseline_streams, max_level=args.max_streams,
                       spread_s=args.spread, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch,
-                      max_batch_variants=args.max_batch_variants,
+                      max_batch_variants=args.max_batch_variants, processes=tuple(k for k in args.processes if k > 1),
                       baselines=args.baselines, vad=not args.no_vad, time_budget_s=args.budget, seed=args.seed,
                       out=args.out)
     return main(cfg)

@@ -128,9 +128,10 @@ def test_bench_command_passes_baseline_streams():
     parser = argparse.ArgumentParser()
     bench_cmd.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["bench", "--streams", "64,512", "--baseline-streams", "4", "--no-vad",
-                              "--batch-window-ms", "0", "--max-batch", "256", "--max-batch-variants", "256,512"])
+                              "--batch-window-ms", "0", "--max-batch", "256", "--max-batch-variants", "256,512",
+                              "--processes", "1,2,4"])
     assert (args.streams, args.baseline_streams, args.no_vad, args.batch_window_ms, args.max_batch,
-            args.max_batch_variants) == ((64, 512), (4,), True, 0.0, 256, (256, 512))
+            args.max_batch_variants, args.processes) == ((64, 512), (4,), True, 0.0, 256, (256, 512), (1, 2, 4))
 
 
 def test_calibration_leaves_the_random_joint_at_the_rate_it_reports(workload):
@@ -166,3 +167,28 @@ def test_result_growth_compares_late_and_early_interval_medians():
     assert result_growth(snapshots[:5]) is None  # too few intervals: the caller falls back to partials
     assert histogram_median(np.bincount([3, 3, 5], minlength=10)) == 3.0
     assert histogram_median(np.zeros(10, dtype=np.int64)) is None
+
+
+def test_streams_are_shared_as_evenly_as_they_go():
+    from parakeet_services.benchmark.processes import shares
+
+    assert shares(10, 4) == [3, 3, 2, 2] and shares(2, 2) == [1, 1] and shares(1, 2) == [1, 0]
+
+
+def test_the_engine_in_two_processes_splits_the_streams_and_adds_their_counts(workload, tmp_path):
+    """``bench --processes 2``: each process loads its own demo model and steps its share; the level adds their
+    counts and takes the slower process's latencies."""
+    from parakeet_services.benchmark.config import BenchConfig
+    from parakeet_services.benchmark.run import run_benchmark
+
+    cfg = BenchConfig(model="espeak-demo-en", dtype="fp32", chunk_ms=160, levels=(2,), spread_s=0.5, baselines=(),
+                      processes=(2,), vad=False, out=str(tmp_path / "p.json"), threads=None)
+    res = run_benchmark(cfg, workload=workload, log=lambda s: None)
+    [engine] = res["engine"]["levels"]
+    [split] = res["baselines"]["engine_processes_2"]["levels"]
+    assert (split["system"], split["streams"], split["text_matches_offline"], split["failed_streams"]) == \
+        ("engine_processes_2", 2, 2, 0)
+    assert split["results"] == engine["results"]  # the same audio, stepped in two processes
+    assert split["note"] == "2 processes: latencies are the slowest process's"
+    assert res["comparison"]["engine_processes_2"]["at_streams"] == 2
+    assert tuple(res["config"]["processes"]) == (2,)

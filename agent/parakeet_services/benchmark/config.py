@@ -32,6 +32,10 @@ class BenchConfig:
     # the engine again with each of these caps (at its levels above the cap), reported beside the baselines as
     # ``engine_max_batch_<cap>`` with ratios to the engine: which cut of a large step serves best
     max_batch_variants: tuple[int, ...] = ()
+    # the engine again in each of these numbers of processes on the device, N streams split between them (at the
+    # engine's levels above its limit, or at its limit and twice that), reported beside the baselines as
+    # ``engine_processes_<k>`` (``processes.py``)
+    processes: tuple[int, ...] = ()
     baselines: tuple[str, ...] = BASELINES
     vad: bool = True  # endpointing by Silero VAD (the same detector the vad_offline baseline uses)
     min_silence_ms: int = 500

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from parakeet_stream.audio import MODEL_SAMPLE_RATE
 
 from . import nemo_pipeline
 from .config import BenchConfig
@@ -17,7 +16,8 @@ from .measures import LevelResult
 from .models import build_off_main_thread, load_model, plain_copy
 from .ramp import ramp
 from .report import machine_info, markdown, result_document, write_json
-from .systems import EngineRun, VadOfflineRun
+from .processes import ProcessesRun
+from .systems import EngineRun, VadOfflineRun, warm_up
 from .workload import Workload, file_workload, speech_workload
 
 
@@ -107,6 +107,17 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
                          cfg.max_level)
         baselines[name] = {"levels": [dataclasses.asdict(r) for r in res], "max_sustainable_streams": best}
         assemble()
+    for k in cfg.processes:
+        name = f"engine_processes_{k}"
+        if time.monotonic() > deadline:
+            baselines[name] = {"levels": [], "max_sustainable_streams": None, "skipped": "time budget spent"}
+            continue
+        # above one process's limit: the engine's levels above it (else its highest), or that limit and twice it
+        best = max(engine_best, 1)
+        at = (tuple(n for n in levels if n > engine_best) or (max(levels),)) if levels else (best, 2 * best)
+        res, best = ramp(runner(ProcessesRun(cfg, offline, k), name), at, deadline, cfg.max_level)
+        baselines[name] = {"levels": [dataclasses.asdict(r) for r in res], "max_sustainable_streams": best}
+        assemble()
     return assemble()
 
 
@@ -119,13 +130,6 @@ def offline_texts(model, cfg: BenchConfig, workload: Workload) -> list[str]:
         return [engine.transcribe(a).text for a in workload.audio]
     finally:
         engine.close()
-
-
-def warm_up(model, cfg: BenchConfig, workload: Workload) -> None:
-    """One short stream first, so one-off costs (allocator, kernels, VAD load) do not land in level 1."""
-    short = Workload([a[: 3 * MODEL_SAMPLE_RATE] for a in workload.audio[:1]], [[]], "warm-up")
-    warm_cfg = dataclasses.replace(cfg, spread_s=0.0)
-    EngineRun(model, warm_cfg, [""], None)(short, 1, lambda s: None)
 
 
 def main(cfg: BenchConfig) -> int:

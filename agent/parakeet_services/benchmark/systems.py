@@ -3,6 +3,7 @@ as the ``per_stream`` and ``per_stream_nemo`` baselines and with batch caps) and
 dalston design. NeMo's own pipeline is in ``nemo_pipeline``."""
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -203,3 +204,10 @@ class VadOfflineRun:
         # it keeps up while the decode queue drains: the final latency stays below the silence wait + 1 s
         res.sustainable = bool(p) and p["p95"] <= cfg.min_silence_ms + 1000 and matched == n_ends
         return res
+
+
+def warm_up(model, cfg: BenchConfig, workload: Workload) -> None:
+    """One short stream first, so one-off costs (allocator, kernels, VAD load) do not land in level 1."""
+    short = Workload([a[: 3 * MODEL_SAMPLE_RATE] for a in workload.audio[:1]], [[]], "warm-up")
+    warm_cfg = dataclasses.replace(cfg, spread_s=0.0)
+    EngineRun(model, warm_cfg, [""], None)(short, 1, lambda s: None)
