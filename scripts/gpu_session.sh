@@ -9,7 +9,7 @@
 #    the inference thread's per-stream Python with the demo model on the GPU and Silero VAD (bench/stream_overhead.py),
 #    then runs the GPU benchmark (bench/gpu.sh: xl bf16 @ 160 ms at LEVELS, the engine cut into pipelined batches of
 #    MAX_BATCH_VARIANTS [256] streams at the levels above that, the engine in PROCESSES [2,4] processes at the
-#    levels above one process's limit, per-stream baseline at 4) with the time left.
+#    levels from one process's limit up, per-stream baseline at 4) with the time left.
 # Small results land in RESULTS (model.nemo, MODEL_CARD.md, eval.json, curve.csv, train_state.json, data.json,
 # bench.json, streamed-vs-offline.json, stream-overhead.json, session.log: 10 files, ~11 MB; the card and bench.json
 # name the GPU). Needs what bench/gpu-env.sh needs (carry bench/wheels and tmp/train-gpu, made by

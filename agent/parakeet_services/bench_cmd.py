@@ -51,7 +51,7 @@ def add_parser(subparsers) -> None:
                    help="also run the engine with each of these caps, e.g. 256,512 (at its levels above the cap)")
     p.add_argument("--processes", type=_ints, default=d.processes,
                    help="also run the engine in each of these numbers of processes on the device, e.g. 2,4, the "
-                        "streams split between them (at its levels above its limit, or at its limit and twice that)")
+                        "streams split between them (at its levels from its limit up, or at its limit and twice that)")
     p.add_argument("--baselines", type=_names, default=d.baselines,
                    help=f"comma list of {','.join(BASELINES)} or none")
     p.add_argument("--no-vad", action="store_true", help="no VAD endpointing (no final-latency numbers)")

@@ -33,7 +33,7 @@ class BenchConfig:
     # ``engine_max_batch_<cap>`` with ratios to the engine: which cut of a large step serves best
     max_batch_variants: tuple[int, ...] = ()
     # the engine again in each of these numbers of processes on the device, N streams split between them (at the
-    # engine's levels above its limit, or at its limit and twice that), reported beside the baselines as
+    # engine's levels from its limit up, or at its limit and twice that), reported beside the baselines as
     # ``engine_processes_<k>`` (``processes.py``)
     processes: tuple[int, ...] = ()
     baselines: tuple[str, ...] = BASELINES

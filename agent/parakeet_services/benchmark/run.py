@@ -112,9 +112,9 @@ def run_benchmark(cfg: BenchConfig, *, model=None, workload: Workload | None = N
         if time.monotonic() > deadline:
             baselines[name] = {"levels": [], "max_sustainable_streams": None, "skipped": "time budget spent"}
             continue
-        # above one process's limit: the engine's levels above it (else its highest), or that limit and twice it
+        # from one process's limit up: the engine's levels from it (else its highest), or that limit and twice it
         best = max(engine_best, 1)
-        at = (tuple(n for n in levels if n > engine_best) or (max(levels),)) if levels else (best, 2 * best)
+        at = (tuple(n for n in levels if n >= engine_best) or (max(levels),)) if levels else (best, 2 * best)
         res, best = ramp(runner(ProcessesRun(cfg, offline, k), name), at, deadline, cfg.max_level)
         baselines[name] = {"levels": [dataclasses.asdict(r) for r in res], "max_sustainable_streams": best}
         assemble()
