@@ -82,11 +82,16 @@ def write_result(out: str, bench: str, commits: dict[str, str], runs: dict[str, 
 
 
 def load_engine(**config):
-    """``Engine.load`` with these ``EngineConfig`` fields, on whichever engine is on the path."""
+    """``Engine.load`` with these ``EngineConfig`` fields, on whichever engine is on the path (a field an older
+    engine does not have, such as ``lanes``, is left out: that engine had no such choice)."""
+    import dataclasses
+
     import parakeet_stream as ps
 
     if hasattr(ps, "EngineConfig"):
-        return ps.Engine.load(ps.EngineConfig(**config))
+        known = {f.name for f in dataclasses.fields(ps.EngineConfig)}
+        return ps.Engine.load(ps.EngineConfig(**{k: v for k, v in config.items() if k in known}))
+    config.pop("lanes", None)
     model = config.pop("model")
     return ps.Engine.load(model, **config)
 

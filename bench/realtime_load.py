@@ -29,7 +29,7 @@ from stream_overhead import Timed
 KEYS = ("wakeups_per_s", "between_steps_s_per_s", "steps_s_per_s", "cpu_cores", "p50_ms", "p95_ms")
 
 
-def run_level(n: int, seconds: float, vad: bool, lanes: int = 1) -> dict:
+def run_level(n: int, seconds: float, vad: bool, lanes: int | None = None) -> dict:
     """One run in this process: ``n`` real-time streams, then the engine's own counts."""
     import numpy as np
 
@@ -38,7 +38,7 @@ def run_level(n: int, seconds: float, vad: bool, lanes: int = 1) -> dict:
     from parakeet_services.benchmark.workload import speech_workload
 
     workload = speech_workload(seconds, seed=0)
-    more = {"lanes": lanes} if lanes > 1 else {}  # an engine before lanes knows no such field
+    more = {"lanes": lanes} if lanes else {}  # None: the engine's own choice
     engine = load_engine(model="espeak-demo-en", device="cpu", max_streams=n, **more)
     try:
         sched = engine._scheduler
@@ -79,8 +79,9 @@ def main() -> int:
     p.add_argument("--streams", default="16,64")
     p.add_argument("--seconds", type=float, default=8.0, help="audio per stream")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = the engine's own policy)")
-    p.add_argument("--lanes", type=int, default=1,
-                   help="EngineConfig.lanes of this checkout's engine (a baseline keeps its own)")
+    p.add_argument("--lanes", type=int, default=None,
+                   help="EngineConfig.lanes of this checkout's engine (default: its own choice; a baseline keeps "
+                        "its own)")
     p.add_argument("--vad", action="store_true", help="streams with Silero VAD")
     p.add_argument("--neighbour", action="store_true", help="run bench/neighbour.py beside every run")
     p.add_argument("--baseline", default=None, help="a git ref whose engine runs interleaved with this one")
@@ -115,7 +116,7 @@ def _compare(args: argparse.Namespace, levels: list[int]) -> int:
     script = str(Path(__file__).resolve())
 
     def lanes_of(code: Path) -> list[str]:  # this checkout's engine only: a baseline runs with its own default
-        return ["--lanes", str(args.lanes)] if args.lanes > 1 and code == ROOT else []
+        return ["--lanes", str(args.lanes)] if args.lanes and code == ROOT else []
     commits, runs = run_interleaved(
         args.baseline, levels, args.repeats,
         lambda code, n: child_result(code, script, ["--child", str(n), *child, *lanes_of(code)]),

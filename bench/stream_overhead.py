@@ -81,7 +81,8 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
     """``boosted_share`` of the streams (every other one for 0.5) carry ``keyterms`` (``bench/keyterms.py``)."""
     import parakeet_stream as ps
 
-    engine = load_engine(model="espeak-demo-en", device=device, dtype="auto", max_streams=n)
+    # one lane: the cost measured is one inference thread's per stream-step
+    engine = load_engine(model="espeak-demo-en", device=device, dtype="auto", max_streams=n, lanes=1)
     try:
         sched = engine._scheduler
         clock = {"thread": 0.0, "model": 0.0, "copies": 0.0, "vad": 0.0}
