@@ -96,6 +96,8 @@ class ParakeetSTTService(STTService):
         dtype: str = "auto",
         chunk_ms: int | None = None,
         max_streams: int = 64,
+        num_threads: int | str | None = None,
+        lanes: int | None = None,
         endpointing: ps.EndpointingOptions | None = None,
         turn_detection: bool | None = None,
         should_interrupt: bool = True,
@@ -117,6 +119,10 @@ class ParakeetSTTService(STTService):
             dtype: ``"auto"`` (fp32 on CPU, bf16 on CUDA), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
             chunk_ms: streaming chunk (latency/accuracy trade-off); None = the model's default.
             max_streams: streams the shared engine admits when this service is the one that creates it.
+            num_threads: CPU threads of each step on one lane: a count or ``"auto"`` (``EngineConfig``); None:
+                the engine's lanes.
+            lanes: inference threads of one CPU thread each (``EngineConfig.lanes``; None: one per core on the
+                CPU, one on CUDA).
             endpointing: how the engine cuts segments on its own (default: ``<EOU>`` token, 800 ms of
                 trailing blank); Pipecat's VAD stop always cuts one too unless turn detection is on.
             turn_detection: propose user turn start/stop from the engine's segments (Deepgram-Flux style).
@@ -156,7 +162,8 @@ class ParakeetSTTService(STTService):
         self._max_replay_s = max_replay_s
         self.dropped_audio_seconds = 0.0
         # the model comes from the settings, which may change it before the engine loads
-        self._engine_config = ps.EngineConfig(device=device, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams)
+        self._engine_config = ps.EngineConfig(device=device, dtype=dtype, chunk_ms=chunk_ms, max_streams=max_streams,
+                                              num_threads=num_threads, lanes=lanes)
         self._turn_detection_arg = turn_detection
         self._should_interrupt = should_interrupt
         self._stream: Any | None = None

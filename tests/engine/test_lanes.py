@@ -86,9 +86,14 @@ def test_two_lanes_share_the_streams_and_each_stream_decodes_as_offline():
     assert not any(lane._thread.is_alive() for lane in engine._lanes)
 
 
-def test_the_livekit_plugin_and_serve_pass_lanes_to_their_engine():
+def test_the_adapters_and_commands_pass_lanes_to_their_engine():
     from livekit.plugins import parakeet
+    from parakeet_pipecat import ParakeetSTTService
     from parakeet_services.cli import build_parser
+
+    pipecat = ParakeetSTTService(model="espeak-demo-en", lanes=3, num_threads=None)._engine_config
+    assert (pipecat.lanes, pipecat.num_threads) == (3, None)
+    assert ParakeetSTTService(model="espeak-demo-en", num_threads=1)._engine_config.num_threads == 1
 
     assert parakeet.STT(model="espeak-demo-en", lanes=2)._opts.engine_config().lanes == 2
     assert parakeet.STT(model="espeak-demo-en")._opts.engine_config().lanes is None
