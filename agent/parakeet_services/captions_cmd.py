@@ -28,9 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p, DEFAULT_MODEL)
     p.add_argument("--server", default=os.environ.get("PARAKEET_URL"),
                    help="ws://HOST:PORT of a `parakeet-stream serve` worker: every microphone is a session there and "
-                        "this worker loads no model (--model/--device/--dtype/--chunk-ms/--threads/--lanes are then the "
-                        "server's); rooms run in a process each, LiveKit's default executor, and load is LiveKit's "
-                        "CPU measure (default $PARAKEET_URL; unset: in process)")
+                        "this worker loads no model (--model/--device/--dtype/--chunk-ms/--threads/--lanes are then "
+                        "the server's); rooms run in a process each, LiveKit's default executor, and load is "
+                        "LiveKit's CPU measure (default $PARAKEET_URL; unset: in process)")
     p.add_argument("--server-api-key", default=os.environ.get("PARAKEET_API_KEY"),
                    help="the server's --api-key (default $PARAKEET_API_KEY)")
     p.add_argument("--max-streams", type=int, default=64, help="microphones captioned at once (default 64)")

@@ -2,9 +2,9 @@
 
 ``Engine.load(EngineConfig(...))`` is the blocking part (NeMo import and checkpoint restore); afterwards
 ``open_stream`` is cheap and every stream is stepped by one of the engine's inference threads, its lanes
-(``runtime/loop.py``; cache-aware models by ``streaming/cache_aware.py``; on the CPU one lane per core). ``shared_engine`` gives adapters one
-engine per configuration per process, so many LiveKit jobs, WebSocket sessions or Pipecat pipelines share one copy
-of the weights.
+(``runtime/loop.py``; cache-aware models by ``streaming/cache_aware.py``; on the CPU one lane per core).
+``shared_engine`` gives adapters one engine per configuration per process, so many LiveKit jobs, WebSocket
+sessions or Pipecat pipelines share one copy of the weights.
 """
 from __future__ import annotations
 

@@ -84,8 +84,8 @@ async def test_two_workers_register_and_serve_and_one_killed_leaves_the_other_se
         assert redis_db.smembers("dalston:engine:instances") == {"pw-0", "pw-1"}
         ports = [int(redis_db.hget(k, "endpoint").rsplit(":", 1)[1]) for k in keys]
         assert len(set(ports)) == 2 and [redis_db.hget(k, "capacity") for k in keys] == ["2", "2"]
-        listening = {int(m) for m in re.findall(r"^parakeet-stream serve: ws://127\.0\.0\.1:(\d+)/session", "".join(lines),
-                                                re.M)}
+        listening = {int(m) for m in re.findall(r"^parakeet-stream serve: ws://127\.0\.0\.1:(\d+)/session",
+                                                "".join(lines), re.M)}
         assert listening == set(ports)
 
         texts = await asyncio.gather(transcribe(ports[0], speech(TIMER)), transcribe(ports[1], speech(CALL)))

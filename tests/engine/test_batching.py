@@ -76,7 +76,8 @@ def test_eight_staggered_streams_equal_their_solo_runs(tiny_engine, solo_results
 def test_batches_cut_to_max_batch_are_pipelined_and_exact(tiny_model, solo_results):
     """With more ready streams than ``max_batch``, each batch's encoder step is issued before the previous batch's
     per-stream work, and every stream still gets its solo result."""
-    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16, max_batch=3, lanes=1))
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16,
+                                                              max_batch=3, lanes=1))
     sched = engine._scheduler
     calls: list[tuple[str, int]] = []  # (what, first slot of the batch)
 
@@ -115,7 +116,8 @@ def test_batches_cut_to_max_batch_are_pipelined_and_exact(tiny_model, solo_resul
 def test_a_failed_batch_fails_its_own_streams_and_no_other(tiny_model, solo_results, where):
     """A model call that raises (say, out of GPU memory) while other batches of the same step are in flight fails
     the streams of its batch with the error, and every other stream still gets its solo result."""
-    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16, max_batch=2, lanes=1))
+    engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=16,
+                                                              max_batch=2, lanes=1))
     sched = engine._scheduler
     owner, name = (sched.slots, "gather") if where == "encoder" else (sched.decoder, "decode")
     real, seen, failed = getattr(owner, name), [], []
