@@ -350,3 +350,22 @@ def test_a_thread_count_changing_at_every_step_keeps_every_stream_exact(tiny_mod
     finally:
         engine.close()
     assert {1, 2} <= set(counts) and len(counts) > 20
+
+
+def test_a_run_of_slots_in_order_is_read_as_a_view_and_any_other_batch_as_a_copy(tiny_model):
+    """A batch whose slots are consecutive and ascending (a step sorts its streams by slot) reads the caches as
+    views of the slot tensors; the step's new caches are written back after it has read them."""
+    import torch
+    from parakeet_stream.streaming.slots import CacheSlots
+
+    assert CacheSlots.span_of([3, 4, 5]) == slice(3, 6)
+    assert CacheSlots.span_of([3, 5]) is None and CacheSlots.span_of([4, 3]) is None
+    slots = CacheSlots(tiny_model.encoder, 8, torch.float32, "cpu")
+    taken = [slots.acquire() for _ in range(4)]
+    assert taken == [0, 1, 2, 3]
+    slots.channel.normal_()
+    slots.time.normal_()
+    index = torch.tensor([1, 2, 3])
+    views, copies = slots.gather(index, CacheSlots.span_of([1, 2, 3])), slots.gather(index)
+    assert all(torch.equal(v, c) for v, c in zip(views, copies))
+    assert views[0].data_ptr() == slots.channel[:, 1].data_ptr() and copies[0].data_ptr() != views[0].data_ptr()

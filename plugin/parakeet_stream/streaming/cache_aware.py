@@ -299,11 +299,13 @@ class ChunkScheduler(InferenceLoop):
     def _issue(self, items: list[tuple[StreamState, Chunk]], drop: int, is_last: bool) -> Issued:
         """The encoder step of one batch, its new caches written back to the slots: on CUDA only queued."""
         t0 = time.perf_counter()
+        items = sorted(items, key=lambda item: item[0].slot)  # in slot order, a run of slots is read as a view
         states = [s for s, _ in items]
         x, lengths = _batch_of([c.features for _, c in items])
         lengths = lengths.to(self.device)
-        index = torch.tensor([s.slot for s in states], dtype=torch.int64, device=self.device)
-        c_ch, c_t, c_len = self.slots.gather(index)
+        slots = [s.slot for s in states]
+        index = torch.tensor(slots, dtype=torch.int64, device=self.device)
+        c_ch, c_t, c_len = self.slots.gather(index, self.slots.span_of(slots))
         x = torch.from_numpy(x).to(device=self.device, dtype=self.dtype)
         steady = (not is_last and drop == self.chunk_geometry.drop_extra
                   and x.shape[2] == self.chunk_geometry.steady_width)

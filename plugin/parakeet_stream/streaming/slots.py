@@ -71,7 +71,13 @@ class CacheSlots:
             self.keys[:, slot].zero_()
             self.values[:, slot].zero_()
 
-    def gather(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def gather(self, index: torch.Tensor, span: slice | None = None) -> tuple[torch.Tensor, torch.Tensor,
+                                                                              torch.Tensor]:
+        """The caches of the slots ``index``; where they are one run of slots in order (``span_of``), views of
+        the slot tensors instead of copies (the step reads them before ``scatter`` writes the new ones: at 256
+        streams the copy was a tenth of the inference thread's time on the CPU)."""
+        if span is not None:
+            return self.channel[:, span], self.time[:, span], self.channel_len[span]
         return (self.channel.index_select(1, index), self.time.index_select(1, index),
                 self.channel_len.index_select(0, index))
 
@@ -80,6 +86,12 @@ class CacheSlots:
         self.channel.index_copy_(1, index, channel.to(self.dtype))
         self.time.index_copy_(1, index, time.to(self.dtype))
         self.channel_len.index_copy_(0, index, channel_len.to(self.channel_len.dtype))
+
+    @staticmethod
+    def span_of(slots: list[int]) -> slice | None:
+        """``slots`` as one slice where they are consecutive and ascending, else None."""
+        first = slots[0]
+        return slice(first, first + len(slots)) if slots == list(range(first, first + len(slots))) else None
 
     def gather_keys_values(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.keys.index_select(1, index), self.values.index_select(1, index)
