@@ -126,3 +126,15 @@ def session_url(worker: DalstonWorker, **params: Any) -> str:
 
     query = urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()})
     return f"ws://127.0.0.1:{worker.port}/session" + (f"?{query}" if query else "")
+
+
+async def until(check: Any, what: Any, limit_s: float = 60.0) -> None:
+    """Wait for ``check()`` (run off the loop); ``what`` (or ``what()``, e.g. with the log so far) says what never
+    happened."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while loop.time() < deadline:
+        if await asyncio.to_thread(check):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never happened: {what() if callable(what) else what}")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.dalston.kit import ROOT, collect, frames, free_port, pcm16
+from tests.dalston.kit import ROOT, collect, frames, free_port, pcm16, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -25,16 +25,6 @@ INSTANCE = "parakeet-stream-rt-testinstance"
 def metric(port: int, name: str) -> float:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     return float(next(line.split()[1] for line in body.splitlines() if line.startswith(name + " ")))
-
-
-async def until(check: Any, what: str, limit_s: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while loop.time() < deadline:
-        if await asyncio.to_thread(check):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def test_serve_registers_and_drains_on_sigterm(redis_server, redis_db, speech) -> None:

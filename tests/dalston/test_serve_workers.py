@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 from parakeet_services.serve_workers import check_workers, worker_args
-from tests.dalston.kit import ROOT, frames, pcm16, run_session
+from tests.dalston.kit import ROOT, frames, pcm16, run_session, until
 
 TIMER = "set a timer for twenty minutes"
 CALL = "call me at seven thirty tomorrow morning"
@@ -44,16 +43,6 @@ def test_an_endpoint_without_a_port_placeholder_is_refused_for_several_workers()
     assert check_workers(options(workers=0)) == "--workers must be at least 1, got 0"
     assert check_workers(options(endpoint="ws://gpu-7:{port}")) is None
     assert check_workers(options(workers=1, endpoint="ws://gpu-7:9000")) is None
-
-
-async def until(check, what, limit_s: float = 60.0) -> None:
-    """Wait for ``check()``; ``what()`` says what never happened (with the log so far)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(check):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never happened: {what() if callable(what) else what}")
 
 
 async def transcribe(port: int, audio) -> str:
