@@ -58,6 +58,9 @@ def add_parser(subparsers) -> None:
                         "floor over this many more steps (not resumable: re-run it from the model it wrote)")
     p.add_argument("--decay-lr", type=float, default=None, help="the decay session's starting lr (default: the "
                                                                   "recipe's)")
+    p.add_argument("--init-from", default=None,
+                   help="a fresh run starts from this .nemo's weights (same recipe; token pieces matched by name, "
+                        "so a tokenizer with new pieces such as <EOU> is fine)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N test utterances")
     p.set_defaults(run=run)
 
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                                   threads=args.threads, checkpoint_every_steps=args.checkpoint_every_steps,
                                   checkpoint_every_min=args.checkpoint_every_min, log_every_steps=args.log_every,
                                   eval_every_min=args.eval_every_min, decay_steps=args.decay_steps,
-                                  decay_lr=args.decay_lr)
+                                  decay_lr=args.decay_lr, init_from=args.init_from)
         result = train.train(opts, log=log)
         print(json.dumps(dict(stage="train", start_step=result.start_step, global_step=result.global_step,
                               resumed=result.resumed, seconds=round(result.seconds, 1), device=result.device,

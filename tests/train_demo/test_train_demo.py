@@ -39,8 +39,18 @@ def test_at_least_four_voices_are_held_out_and_none_can_be_drawn_for_training():
     assert len(held_out) >= 4
     assert held_out.isdisjoint(voices.TRAINING_VOICES)
     rng = random.Random(0)
-    drawn = {voices.draw_delivery(rng, voices.TRAINING_VOICES).voice for _ in range(5000)}
+    drawn = {voices.draw_delivery(rng, voices.TRAINING_VOICES).voice for _ in range(20000)}
     assert drawn == set(voices.TRAINING_VOICES)
+
+
+def test_every_held_out_variant_is_tested_and_none_of_its_family_is_missing_from_training():
+    tested = {voices.split_voice(v)[1] for g in voices.HELD_OUT_VOICES.values() for v in g}
+    assert set(voices.HELD_OUT_VARIANTS) <= tested
+    assert len(voices.TRAIN_VARIANTS) == 1 + len(voices.ALL_VARIANTS) - len(voices.HELD_OUT_VARIANTS) == 86
+    # klatt is held out, the rest of its family trains: the test hears a new member of a known family
+    assert "+klatt" not in voices.TRAIN_VARIANTS and "+klatt2" in voices.TRAIN_VARIANTS
+    assert {voices.split_voice(v)[0] for v in voices.HELD_OUT_VOICES["held-out-variant"]} == set(
+        voices.TRAIN_ACCENTS)
 
 
 def test_held_out_voices_never_appear_in_the_training_manifest(demo_run):
@@ -55,6 +65,16 @@ def test_held_out_voices_never_appear_in_the_training_manifest(demo_run):
     assert sorted(r["group"] for r in test) == sorted(voices.GROUPS * 2)
     assert {r["text"] for r in test}.isdisjoint(r["text"] for r in train)
     assert all(not Path(r["audio_filepath"]).is_absolute() for r in train + test)
+    # where the words end: after the leading silence (50-400 ms), before the trailing one
+    assert all(0.05 < r["speech_end"] <= r["duration"] - 0.05 for r in train + test)
+
+
+def test_the_model_is_trained_to_end_every_utterance_with_eou(demo_run):
+    bucketed = _manifest(demo_run["out"] / "train_bucketed.json")
+    train = _manifest(demo_run["data"] / "train_manifest.json")
+    assert sorted(r["text"] for r in bucketed) == sorted(r["text"] + "<EOU>" for r in train)
+    pieces = (demo_run["out"] / "tokenizer" / "vocab.txt").read_text().split("\n")
+    assert pieces[1] == "<EOU>"  # one piece of its own, right after <unk>
 
 
 def test_second_run_resumes_from_the_last_checkpoint(demo_run):
@@ -88,6 +108,12 @@ def test_evaluation_reports_streamed_and_offline_wer_per_voice_group(demo_run):
     assert report["chunk_ms"] == 160
     assert report["num_params"] == demo_run["state"]["num_params"]
     assert set(report["per_voice"]) <= {v for g in voices.HELD_OUT_VOICES.values() for v in g}
+    # the model has an <EOU> piece, so each utterance was streamed once more with EOU endpointing
+    eou = report["eou"]
+    assert list(eou) == [*voices.GROUPS, "all"]
+    assert eou["all"]["utterances"] == 6
+    assert eou["all"]["ended_by_eou"] + eou["all"]["never_ended"] == 6
+    assert all(set(r["eou"]) == {"finals", "latency", "cut"} for r in report["results"])
 
 
 def test_model_card_names_machine_data_and_wer_per_group(demo_run):
@@ -141,7 +167,81 @@ def test_sessions_recorded_before_pronunciation_noise_existed_reproduce_without_
 
     old = dict(options=dict(data="/gone/data", max_steps=20000))
     assert session_data(old, dict(n_train=16000, n_test=100, seed=1234, pron_noise=0.5)) == dict(
-        n_train=16000, n_test=100, seed=1234, pron_noise=0.0)
+        n_train=16000, n_test=100, seed=1234, pron_noise=0.0, version=1)
+
+
+def test_eou_summary_counts_latency_cuts_and_utterances_never_ended():
+    from parakeet_services.train_demo.evaluate import EouResult, eou_summary
+
+    results = [EouResult(("set an alarm",), 0.2, False), EouResult(("set an alarm",), 0.4, False),
+               EouResult(("set an", "alarm"), 0.1, True), EouResult(("set an alarm",), None, False)]
+    assert eou_summary(results) == dict(utterances=4, ended_by_eou=3, latency_ms_p50=200, latency_ms_p90=360,
+                                        cut_mid_sentence=1, never_ended=1)
+
+
+def test_noise_tail_is_as_loud_as_the_leading_silence():
+    import numpy as np
+
+    from parakeet_services.train_demo.evaluate import with_noise_tail
+
+    x = np.concatenate([np.full(800, 0.01, np.float32), np.ones(1600, np.float32)])
+    y = with_noise_tail(x, 0.5)
+    assert len(y) == 2400 + 8000 and np.array_equal(y[:2400], x)
+    assert abs(float(np.sqrt(np.mean(y[2400:] ** 2))) - 0.01) < 0.001
+
+
+def test_augmentation_pads_speech_and_leaves_some_utterances_in_digital_silence():
+    """Test audio and synthesized prompts end in exact zeros: the model must hear utterances end there too."""
+    import numpy as np
+
+    from parakeet_services.train_demo.synth import augment
+
+    speech = np.sin(np.arange(16000) / 5.0).astype(np.float32) * 0.5
+    silent_tails = 0
+    for seed in range(200):
+        aug = augment(speech, np.random.default_rng(seed))
+        lead = len(aug.audio) - 16000
+        assert 0.05 * 16000 * 2 <= lead <= 0.4 * 16000 * 2 + 2
+        assert 1.05 <= aug.speech_end <= 1.4 + 0.001
+        assert float(np.abs(aug.audio).max()) <= 10 ** (-0.5 / 20) + 0.1
+        silent_tails += not np.any(aug.audio[-400:])
+    assert 8 <= silent_tails <= 35  # one in ten; a reverberant tail can still ring into the last 25 ms
+
+def test_a_new_model_starts_from_a_trained_one_matching_token_pieces(tmp_path):
+    """``--init-from``: the encoder is copied as it is; vocabulary rows follow their piece to its new id, and a
+    piece the old tokenizer lacks (<EOU>) starts from the blank's row, its bias 3 lower."""
+    import torch
+    from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel
+
+    from parakeet_services.train_demo import train
+    from parakeet_services.train_demo.recipe import Recipe, build_config, train_tokenizer
+    from parakeet_stream.models import KNOWN_MODELS
+
+    source_path = KNOWN_MODELS["espeak-demo-en"].local_path
+    texts, _ = sentences.split_sentences(3000, 10, seed=3)
+    tok = train_tokenizer(texts, str(tmp_path / "tok"), 128, eou=True)
+    manifest = tmp_path / "m.json"
+    manifest.write_text("")
+    model = EncDecHybridRNNTCTCBPEModel(cfg=build_config(Recipe(), tok, str(manifest)))
+    lines: list[str] = []
+    train._init_weights(model, source_path, lines.append)
+    source = EncDecHybridRNNTCTCBPEModel.restore_from(str(source_path), map_location="cpu")
+    old, new = source.state_dict(), model.state_dict()
+    key = "encoder.layers.3.self_attn.linear_q.weight"
+    assert torch.equal(new[key], old[key])
+    old_ids = {p: i for i, p in enumerate(source.tokenizer.vocab)}
+    eou = model.tokenizer.vocab.index("<EOU>")
+    w, b = new["joint.joint_net.2.weight"], new["joint.joint_net.2.bias"]
+    for i, piece in enumerate(model.tokenizer.vocab):
+        if piece in old_ids:
+            assert torch.equal(w[i], old["joint.joint_net.2.weight"][old_ids[piece]])
+            assert torch.equal(new["ctc_decoder.decoder_layers.0.bias"][i],
+                               old["ctc_decoder.decoder_layers.0.bias"][old_ids[piece]])
+    assert torch.equal(w[eou], old["joint.joint_net.2.weight"][-1])
+    assert torch.equal(b[eou], old["joint.joint_net.2.bias"][-1] - 3.0)
+    assert torch.equal(w[-1], old["joint.joint_net.2.weight"][-1])  # the blank stays last
+    shared = sum(p in old_ids for p in model.tokenizer.vocab)
+    assert lines[0].startswith(f"train: initialised from {source_path} ({shared} of 128 pieces shared; new: <EOU>")
 
 
 def test_word_error_rate_counts_substitutions_deletions_and_insertions():

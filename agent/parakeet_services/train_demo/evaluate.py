@@ -3,19 +3,28 @@
 Each test utterance is decoded twice by ``parakeet_stream.Engine``: streamed (20 ms packets, 160 ms chunks,
 one segment per utterance: no VAD, no EOU, no blank cut) and offline (``Engine.transcribe``, same look-ahead).
 The report says, per group, both WERs and how many streamed texts equal the offline text exactly.
+
+A model with an ``<EOU>`` piece is also streamed a third time with EOU endpointing (``eou=True``, no VAD, no blank
+rule), each utterance followed by a second of its own background noise: how long after the last word its final
+comes (the final's ``audio_end`` minus the row's ``speech_end``), and how many utterances were cut before their
+last word (more than one final with words) or never ended by the model (no ``eou`` final).
 """
 from __future__ import annotations
 
 import json
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
+
+from parakeet_stream.audio import MODEL_SAMPLE_RATE
 
 from .synth import load_manifest
 from .voices import GROUPS, HELD_OUT_VOICES
 
 PACKET_SAMPLES = 320  # 20 ms at 16 kHz, as a WebRTC client sends
+EOU_TAIL_S = 1.0  # background noise after each utterance when measuring EOU endpointing
 
 
 def word_errors(ref: str, hyp: str) -> int:
@@ -63,6 +72,68 @@ def _stream_batch(engine, audios: list, timeout: float) -> list[str]:
     return texts
 
 
+@dataclass(frozen=True)
+class EouResult:
+    """One utterance streamed with EOU endpointing."""
+
+    finals: tuple[str, ...]  # the texts of its finals with words, in order
+    latency: float | None  # seconds from the end of its last word to its first ``eou`` final; None: no eou final
+    cut: bool  # an ``eou`` final came before the last word: the sentence was split
+
+
+def with_noise_tail(audio, seconds: float = EOU_TAIL_S):
+    """``audio`` followed by ``seconds`` of noise as loud as its own first 50 ms (the leading silence, where
+    synthesis put only noise): the room keeps sounding after the speaker stops."""
+    import numpy as np
+
+    head = audio[: int(0.05 * MODEL_SAMPLE_RATE)]
+    level = float(np.sqrt(np.mean(head ** 2))) if len(head) else 0.0
+    rng = np.random.default_rng(len(audio))
+    tail = (rng.standard_normal(int(seconds * MODEL_SAMPLE_RATE)) * level).astype(np.float32)
+    return np.concatenate([audio, tail])
+
+
+def _stream_eou(engine, audios: list, speech_ends: list[float], timeout: float) -> list[EouResult]:
+    import parakeet_stream as ps
+
+    opts = ps.EndpointingOptions(vad=False, eou=True, trailing_blank_ms=None)
+    streams = [engine.open_stream(endpointing=opts) for _ in audios]
+    for s, a in zip(streams, audios):
+        for i in range(0, len(a), PACKET_SAMPLES):
+            s.push(a[i:i + PACKET_SAMPLES])
+        s.finish()
+    results = []
+    for s, speech_end in zip(streams, speech_ends):
+        finals: list = []
+        while True:
+            ev = s.next_event(timeout=timeout)
+            if ev is None:
+                raise TimeoutError(f"stream {s.id}: no event within {timeout} s")
+            if isinstance(ev, ps.Final) and ev.text:
+                finals.append(ev)
+            if isinstance(ev, ps.StreamFailed):
+                raise RuntimeError(f"stream {s.id} failed: {ev.message}")
+            if isinstance(ev, ps.StreamEnded):
+                break
+        s.close()
+        eou = [f for f in finals if f.reason == "eou"]
+        results.append(EouResult(finals=tuple(f.text for f in finals),
+                                 latency=round(eou[0].audio_end - speech_end, 3) if eou else None,
+                                 cut=len(finals) > 1 and finals[0].reason == "eou"))
+    return results
+
+
+def eou_summary(results: list[EouResult]) -> dict:
+    """How EOU endpointing did over ``results``: latency percentiles (ms) of the utterances it ended, how many it
+    cut mid-sentence and how many it never ended."""
+    import numpy as np
+
+    lat = [r.latency * 1000 for r in results if r.latency is not None]
+    pct = (lambda q: round(float(np.percentile(lat, q)))) if lat else (lambda q: None)
+    return dict(utterances=len(results), ended_by_eou=len(lat), latency_ms_p50=pct(50), latency_ms_p90=pct(90),
+                cut_mid_sentence=sum(r.cut for r in results), never_ended=sum(r.latency is None for r in results))
+
+
 def _summary(rows: list[dict]) -> dict:
     refs = [r["text"] for r in rows]
     return dict(utterances=len(rows), words=sum(len(t.split()) for t in refs),
@@ -87,15 +158,18 @@ def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str
     t0 = time.time()
     engine = ps.Engine.load(ps.EngineConfig(model=str(Path(model_path).resolve()), device=device, dtype=dtype,
                                             chunk_ms=chunk_ms, max_streams=max_streams))
+    has_eou = engine.info.has_eou and all("speech_end" in r for r in rows)
     try:
         results = []
         for i in range(0, len(rows), max_streams):
             batch = rows[i:i + max_streams]
             audios = [sf.read(r["audio_filepath"], dtype="float32")[0] for r in batch]
             streamed = _stream_batch(engine, audios, timeout)
-            for r, a, st in zip(batch, audios, streamed):
+            eou = (_stream_eou(engine, [with_noise_tail(a) for a in audios], [r["speech_end"] for r in batch],
+                               timeout) if has_eou else [None] * len(batch))
+            for r, a, st, e in zip(batch, audios, streamed, eou):
                 results.append(dict(text=r["text"], voice=r["voice"], group=r["group"], stream=st,
-                                    offline=engine.transcribe(a).text))
+                                    offline=engine.transcribe(a).text, **({"eou": asdict(e)} if e else {})))
             log(f"eval: {len(results)}/{len(rows)} utterances")
         info = engine.info
     finally:
@@ -109,6 +183,10 @@ def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str
                   per_voice={v: _summary([r for r in results if r["voice"] == v])
                              for v in sorted({r["voice"] for r in held_out})},
                   mismatches=[r for r in results if r["stream"] != r["offline"]][:10],
+                  eou=({g: eou_summary([EouResult(**{**r["eou"], "finals": tuple(r["eou"]["finals"])})
+                                        for r in results if r["group"] == g or g == "all"])
+                        for g in (*groups, "all")} if has_eou else None),
+                  cuts=[r for r in results if r.get("eou", {}).get("cut")][:10],
                   errors=[r for r in held_out if r["stream"] != r["text"]][:10], results=results)
     stats = Path(data_dir) / "data.json"
     if stats.exists():  # what re-makes this test set: synth.split_sentences + synth.make_test_jobs

@@ -34,6 +34,9 @@ class Recipe:
     batch_size: int = 32
     grad_clip: float = 1.0
     max_duration_s: float = 30.0
+    # Every training transcript ends with the <EOU> piece, as nvidia/parakeet_realtime_eou_120m-v1's do: the
+    # model learns to say where an utterance ends, and the engine's EOU endpointing cuts finals on it.
+    eou: bool = True
     extra: dict = field(default_factory=dict)
 
     @property
@@ -47,12 +50,21 @@ class Recipe:
         return d
 
 
-def train_tokenizer(texts: list[str], tok_dir: str, vocab_size: int) -> str:
-    """SentencePiece BPE over ``texts`` in NeMo's layout. Kept if ``tok_dir`` already has one: a resumed run
-    must see the same token ids."""
+EOU = "<EOU>"
+
+
+def train_tokenizer(texts: list[str], tok_dir: str, vocab_size: int, eou: bool = False) -> str:
+    """SentencePiece BPE over ``texts`` in NeMo's layout, with ``<EOU>`` as one piece of its own when ``eou``.
+    Kept if ``tok_dir`` already has one: a resumed run must see the same token ids."""
     from parakeet_stream.testing import write_nemo_tokenizer
 
-    return write_nemo_tokenizer(texts, tok_dir, vocab_size)
+    return write_nemo_tokenizer(texts, tok_dir, vocab_size, (EOU,) if eou else ())
+
+
+def training_text(text: str, recipe: Recipe) -> str:
+    """The transcript the model is trained to say: ``<EOU>`` right after the last word (no space: a space would
+    add a lone word-boundary piece before it)."""
+    return text + EOU if recipe.eou else text
 
 
 def build_config(recipe: Recipe, tok_dir: str, train_manifest: str, *, batch_size: int | None = None,

@@ -7,8 +7,10 @@ be carried to another that has no espeak-ng)::
     DATA/test/000000.wav ...        DATA/test_manifest.json    (+ "group": which voice group spoke it)
     DATA/data.json                  what was made: counts, hours, voices, seconds taken
 
-Augmentation follows the research run that reached 7.45 % WER: 50-400 ms silence at each end, random peak
-gain 0.1-0.9, white or brownish noise at 15-45 dB SNR.
+Augmentation (``augment``): 50-400 ms silence at each end, half the utterances in a reverberant room, a random
+peak gain from -30 to -0.5 dBFS, white, pink or brown noise at 8-45 dB SNR (one in ten left in digital
+silence, as synthesized or gated audio is), and one in ten band-limited as a telephone line is. Each row
+records ``speech_end``, where the spoken words end, so that end-of-utterance latency can be measured from it.
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ from . import sentences as sentences_mod
 from . import voices as voices_mod
 
 TEST_SEED_BASE = 10_000_000  # per-utterance seeds of test and train never collide
+# What ``augment`` and ``voices`` make; data.json records it, and data made by another version is re-made.
+# 1: training accents x 10 variants, 130-200 wpm, 15-45 dB white/brown noise; 2: the present code.
+DATA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -47,19 +52,65 @@ def speak(text: str, delivery: voices_mod.Delivery) -> np.ndarray:
     return espeak(text, delivery.voice, delivery.speed, args=delivery.espeak_args())
 
 
-def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+@dataclass(frozen=True)
+class Augmented:
+    audio: np.ndarray
+    speech_end: float  # seconds: where the spoken words end (before the trailing silence)
+
+
+def room_impulse(rng: np.random.Generator, rt60: float) -> np.ndarray:
+    """A synthetic room: the direct path, then exponentially decaying noise that falls 60 dB in ``rt60`` s."""
+    n = int(rt60 * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+    tail[: int(0.003 * SAMPLE_RATE)] = 0.0  # the first reflections arrive a few ms after the direct sound
+    h = tail * rng.uniform(0.1, 0.5) / (np.sqrt(np.sum(tail ** 2)) + 1e-9)
+    h[0] = 1.0
+    return h.astype(np.float32)
+
+
+def coloured_noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Unit-variance white, pink (1/f) or brown (1/f^2) noise, shaped in the frequency domain."""
+    white = rng.standard_normal(n)
+    kind = rng.integers(3)
+    if kind:
+        spec = np.fft.rfft(white)
+        f = np.maximum(np.arange(len(spec)), 1.0)
+        spec /= f ** (0.5 * kind)
+        white = np.fft.irfft(spec, n)
+    return (white / (white.std() + 1e-9)).astype(np.float32)
+
+
+def band_limit(x: np.ndarray, low: float = 300.0, high: float = 3400.0) -> np.ndarray:
+    spec = np.fft.rfft(x)
+    f = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)
+    spec[(f < low) | (f > high)] = 0
+    return np.fft.irfft(spec, len(x)).astype(np.float32)
+
+
+AUGMENTATION = ("50-400 ms silence at each end, half in a reverberant room (RT60 0.15-0.8 s), one in ten "
+                "band-limited to 300-3400 Hz, peak gain -30 to -0.5 dBFS, white, pink or brown noise at 8-45 dB SNR (one in ten without "
+                "noise)")
+
+
+def augment(x: np.ndarray, rng: np.random.Generator) -> Augmented:
+    """``x`` as heard in a room, on a line, at a level and in noise, all drawn from ``rng`` (see ``AUGMENTATION``)."""
     sr = SAMPLE_RATE
-    x = np.concatenate([np.zeros(int(rng.uniform(0.05, 0.4) * sr), np.float32), x,
-                        np.zeros(int(rng.uniform(0.05, 0.4) * sr), np.float32)])
-    x = x / (np.abs(x).max() + 1e-6) * rng.uniform(0.1, 0.9)
-    snr_db = rng.uniform(15, 45)
-    p_sig = np.mean(x ** 2) + 1e-9
-    noise = rng.standard_normal(len(x)).astype(np.float32)
-    if rng.random() < 0.5:  # brownish: integrated white noise with its slow drift removed
-        noise = np.cumsum(noise)
-        noise -= np.convolve(noise, np.ones(400) / 400, mode="same")
-        noise /= noise.std() + 1e-6
-    return np.clip(x + noise * np.sqrt(p_sig / 10 ** (snr_db / 10)), -1, 1).astype(np.float32)
+    lead, trail = (np.zeros(int(rng.uniform(0.05, 0.4) * sr), np.float32) for _ in range(2))
+    speech_end = (len(lead) + len(x)) / sr
+    x = np.concatenate([lead, x, trail])
+    if rng.random() < 0.5:
+        x = np.convolve(x, room_impulse(rng, rng.uniform(0.15, 0.8)))[: len(x)].astype(np.float32)
+    if rng.random() < 0.1:
+        x = band_limit(x)
+    x = x / (np.abs(x).max() + 1e-6) * 10 ** (rng.uniform(-30, -0.5) / 20)
+    snr_db = rng.uniform(8, 45)
+    if rng.random() < 0.1:  # the end of an utterance must be heard in digital silence too, not only in noise
+        return Augmented(np.clip(x, -1, 1).astype(np.float32), round(speech_end, 3))
+    p_sig = np.mean(x ** 2) + 1e-12
+    noise = coloured_noise(rng, len(x))
+    return Augmented(np.clip(x + noise * np.sqrt(p_sig / 10 ** (snr_db / 10)), -1, 1).astype(np.float32),
+                     round(speech_end, 3))
 
 
 def synth_one(job: SynthJob) -> dict:
@@ -71,10 +122,10 @@ def synth_one(job: SynthJob) -> dict:
     if job.pron_noise > 0 and rng.random() < job.pron_noise:  # no draw at 0: older data sets stay identical
         phonemes, changed = pronunciation.perturb(pronunciation.phonemes_of(job.text, delivery.voice), rng)
         spoken, noise = pronunciation.as_espeak_input(phonemes), dict(phonemes_changed=changed)
-    x = augment(speak(spoken, delivery), np.random.default_rng(job.seed))
-    sf.write(job.wav_path, x, SAMPLE_RATE, subtype="PCM_16")
-    return dict(index=job.index, duration=round(len(x) / SAMPLE_RATE, 3), text=job.text, **asdict(delivery),
-                **noise)
+    aug = augment(speak(spoken, delivery), np.random.default_rng(job.seed))
+    sf.write(job.wav_path, aug.audio, SAMPLE_RATE, subtype="PCM_16")
+    return dict(index=job.index, duration=round(len(aug.audio) / SAMPLE_RATE, 3), speech_end=aug.speech_end,
+                text=job.text, **asdict(delivery), **noise)
 
 
 def _run_jobs(jobs: list[SynthJob], procs: int, label: str, log: Callable[[str], None]) -> list[dict]:
@@ -119,8 +170,9 @@ def make_test_jobs(test_texts: list[str], wav_dir: Path) -> tuple[list[SynthJob]
 
 def data_settings(stats: dict) -> dict:
     """The numbers that decide a data set, from its ``data.json``: equal settings make identical data. A data set
-    made before ``pron_noise`` existed had none."""
-    return {k: stats.get(k, 0.0 if k == "pron_noise" else None) for k in ("n_train", "n_test", "seed", "pron_noise")}
+    made before ``pron_noise`` existed had none, and one made before ``version`` existed is version 1."""
+    defaults = dict(pron_noise=0.0, version=1)
+    return {k: stats.get(k, defaults.get(k)) for k in ("n_train", "n_test", "seed", "pron_noise", "version")}
 
 
 def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: int = 2, seed: int = 1234,
@@ -133,7 +185,7 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     data = Path(data_dir)
     stats_path = data / "data.json"
-    wanted = dict(n_train=n_train, n_test=n_test, seed=seed, pron_noise=pron_noise)
+    wanted = dict(n_train=n_train, n_test=n_test, seed=seed, pron_noise=pron_noise, version=DATA_VERSION)
     if stats_path.exists():
         stats = json.loads(stats_path.read_text())
         if data_settings(stats) == wanted:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import sentences as sentences_mod
-from .recipe import Recipe, build_config, train_tokenizer
+from .recipe import EOU, Recipe, build_config, train_tokenizer, training_text
 from .rnnt_loss import use_batched_rnnt_loss
 from .synth import data_settings, load_manifest
 
@@ -54,6 +54,10 @@ class TrainOptions:
     # ``decay_steps`` more steps. The constant-rate phase learns fast; the decay is where WER settles.
     decay_steps: int | None = None
     decay_lr: float | None = None  # None: the recipe's lr
+    # A fresh run (no checkpoint yet) may start from another trained model's weights instead of random ones;
+    # rows of the vocabulary-sized layers are matched by token piece, so the tokenizers may differ (a new piece
+    # such as <EOU> starts from the blank's row, a little less likely).
+    init_from: str | None = None
 
 
 @dataclass
@@ -100,8 +104,9 @@ def machine_description(accelerator: str) -> str:
     return desc + f", torch {torch.__version__}"
 
 
-def bucketed_manifest(rows: list[dict], batch_size: int, path: Path, seed: int) -> None:
-    """Rows sorted by duration, cut into batch-size groups, groups shuffled: little padding per batch."""
+def bucketed_manifest(rows: list[dict], batch_size: int, path: Path, seed: int, recipe: Recipe = Recipe()) -> None:
+    """Rows sorted by duration, cut into batch-size groups, groups shuffled: little padding per batch. Texts are
+    those the model is trained to say (``recipe.training_text``)."""
     rows = sorted(rows, key=lambda r: r["duration"])
     groups = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
     random.Random(seed).shuffle(groups)
@@ -110,7 +115,7 @@ def bucketed_manifest(rows: list[dict], batch_size: int, path: Path, seed: int) 
         for g in groups:
             for r in g:
                 f.write(json.dumps(dict(audio_filepath=r["audio_filepath"], duration=r["duration"],
-                                        text=r["text"])) + "\n")
+                                        text=training_text(r["text"], recipe))) + "\n")
     os.replace(tmp, path)
 
 
@@ -174,7 +179,7 @@ def evaluate_offline(model, rows: list[dict], batch: int = 32) -> float:
             out = out[0] if isinstance(out, tuple) else out
             for k, j in enumerate(idx):
                 h = out[k]
-                hyps[int(j)] = h.text if hasattr(h, "text") else h
+                hyps[int(j)] = " ".join((h.text if hasattr(h, "text") else h).replace(EOU, " ").split())
     if was_training:
         model.train()
     return 100.0 * word_error_rate([r["text"] for r in rows], [hyps[i] for i in range(len(rows))])
@@ -291,6 +296,36 @@ def _load_weights(model, path: Path) -> None:
     model.load_state_dict(saved.state_dict())
 
 
+VOCAB_LAYERS = ("decoder.prediction.embed.", "joint.joint_net.2.", "ctc_decoder.decoder_layers.0.")
+
+
+def _init_weights(model, path: Path, log: Callable[[str], None]) -> None:
+    """Weights of the model at ``path`` into a freshly built ``model`` of the same recipe: the encoder as it is,
+    the vocabulary-sized layers row by row for the pieces both tokenizers have (RNNT and CTC put the blank last)."""
+    import torch
+    from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel
+
+    saved = EncDecHybridRNNTCTCBPEModel.restore_from(str(path), map_location="cpu")
+    old_pieces, new_pieces = list(saved.tokenizer.vocab), list(model.tokenizer.vocab)
+    old_index = {p: i for i, p in enumerate(old_pieces)}
+    source = [old_index.get(p, -1) for p in new_pieces] + [len(old_pieces)]  # the blank, last in both
+    new_state, old_state = model.state_dict(), saved.state_dict()
+    with torch.no_grad():
+        for key, value in new_state.items():
+            old = old_state[key]
+            if key.startswith(VOCAB_LAYERS):
+                rows = torch.stack([old[i] if i >= 0 else old[-1] for i in source])
+                if key.endswith("bias"):
+                    rows[[j for j, i in enumerate(source) if i < 0]] -= 3.0  # a new piece: rarer than blank
+                value.copy_(rows)
+            else:
+                value.copy_(old)
+    model.load_state_dict(new_state)
+    new = [p for p, i in zip(new_pieces, source) if i < 0]
+    log(f"train: initialised from {path} ({len(new_pieces) - len(new)} of {len(new_pieces)} pieces shared; "
+        f"new: {', '.join(new) or 'none'})")
+
+
 def _numpy_compat_for_numba_cuda() -> None:
     """NeMo's GPU RNNT loss is compiled by numba-cuda, whose import (0.30.4 and older) registers an overload of
     ``np.row_stack``; NumPy 2.4 removed that alias of ``vstack``, so on a CUDA host with a new NumPy the first
@@ -342,10 +377,10 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
     if decay:
         _tokenizer_from_nemo(out / "model.nemo", out / "tokenizer")
     tok_dir = train_tokenizer(tokenizer_texts([r["text"] for r in train_rows], {r["text"] for r in test_rows},
-                                              opts.seed), str(out / "tokenizer"), recipe.vocab_size)
+                                              opts.seed), str(out / "tokenizer"), recipe.vocab_size, recipe.eou)
     manifest = out / "train_bucketed.json"
     if not manifest.exists() or not ckpt:
-        bucketed_manifest(train_rows, bs, manifest, opts.seed)
+        bucketed_manifest(train_rows, bs, manifest, opts.seed, recipe)
     cfg = build_config(recipe, tok_dir, str(manifest.resolve()), batch_size=bs, num_workers=opts.num_workers)
     if decay:
         _decay_schedule(cfg, recipe, opts)
@@ -372,12 +407,15 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
             use_batched_rnnt_loss(model)
         if decay:
             _load_weights(model, out / "model.nemo")
+        elif opts.init_from and not ckpt:
+            _init_weights(model, Path(opts.init_from), log)
     n_params = sum(p.numel() for p in model.parameters())
     machine = machine_description(accelerator)
     log(f"train: {n_params / 1e6:.2f} M params, {len(train_rows)} utterances "
         f"({sum(r['duration'] for r in train_rows) / 3600:.2f} h), batch {bs}, {accelerator} ({machine}); "
         + (f"decaying the lr from {cfg.optim.lr:.2e} over {opts.decay_steps} steps from model.nemo (step "
-           f"{start_step})" if decay else f"resuming from step {start_step}" if ckpt else "from scratch")
+           f"{start_step})" if decay else f"resuming from step {start_step}" if ckpt
+           else f"from the weights of {opts.init_from}" if opts.init_from else "from scratch")
         + f", target step {opts.max_steps}")
     state.setdefault("recipe", recipe.as_dict())
     state.setdefault("sessions", [])
