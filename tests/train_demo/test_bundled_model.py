@@ -25,7 +25,7 @@ def rerun(tmp_path_factory) -> tuple[dict, list[dict]]:
     data = tmp_path_factory.mktemp("held-out")
     _, test_texts = sentences.split_sentences(committed["data"]["n_train"], committed["data"]["n_test"],
                                               seed=committed["data"]["seed"])
-    jobs, groups = synth.make_test_jobs(test_texts, data / "test")
+    jobs, groups = synth.make_test_jobs(test_texts, data / "test", version=committed["data"].get("version", 1))
     (data / "test").mkdir()
     with open(data / "test_manifest.json", "w") as f:
         for k in SUBSET:

@@ -21,7 +21,7 @@ from typing import Callable
 from parakeet_stream.audio import MODEL_SAMPLE_RATE
 
 from .synth import load_manifest
-from .voices import GROUPS, HELD_OUT_VOICES
+from .voices import SEEN_GROUP
 
 PACKET_SAMPLES = 320  # 20 ms at 16 kHz, as a WebRTC client sends
 EOU_TAIL_S = 1.0  # background noise after each utterance when measuring EOU endpointing
@@ -174,9 +174,9 @@ def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str
         info = engine.info
     finally:
         engine.close()
-    groups = {g: _summary([r for r in results if r["group"] == g]) for g in GROUPS
-              if any(r["group"] == g for r in results)}
-    held_out = [r for r in results if r["group"] in HELD_OUT_VOICES]
+    # the groups of the data set as it was made (an older data version named its groups differently)
+    groups = {g: _summary([r for r in results if r["group"] == g]) for g in dict.fromkeys(r["group"] for r in results)}
+    held_out = [r for r in results if r["group"] != SEEN_GROUP]
     report = dict(model=str(model_path), chunk_ms=info.chunk_ms, device=info.device, dtype=info.dtype,
                   num_params=info.num_params, seconds=round(time.time() - t0, 1), groups=groups,
                   held_out=_summary(held_out) if held_out else None, all=_summary(results),
@@ -191,5 +191,5 @@ def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str
     stats = Path(data_dir) / "data.json"
     if stats.exists():  # what re-makes this test set: synth.split_sentences + synth.make_test_jobs
         made = json.loads(stats.read_text())
-        report["data"] = {k: made.get(k) for k in ("n_train", "n_test", "seed")}
+        report["data"] = {**{k: made.get(k) for k in ("n_train", "n_test", "seed")}, "version": made.get("version", 1)}
     return report

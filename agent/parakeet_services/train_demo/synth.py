@@ -46,6 +46,7 @@ class SynthJob:
     wav_path: str  # absolute
     voices: tuple[str, ...]
     pron_noise: float = 0.0  # chance that this utterance is spoken with pronunciation noise (pronunciation.py)
+    version: int = DATA_VERSION  # 1: re-makes the version-1 test set (``make_test_jobs``)
 
 
 def speak(text: str, delivery: voices_mod.Delivery) -> np.ndarray:
@@ -89,8 +90,8 @@ def band_limit(x: np.ndarray, low: float = 300.0, high: float = 3400.0) -> np.nd
 
 
 AUGMENTATION = ("50-400 ms silence at each end, half in a reverberant room (RT60 0.15-0.8 s), one in ten "
-                "band-limited to 300-3400 Hz, peak gain -30 to -0.5 dBFS, white, pink or brown noise at 8-45 dB SNR (one in ten without "
-                "noise)")
+                "band-limited to 300-3400 Hz, peak gain -30 to -0.5 dBFS, white, pink or brown noise at 8-45 dB SNR "
+                "(one in ten without noise)")
 
 
 def augment(x: np.ndarray, rng: np.random.Generator) -> Augmented:
@@ -113,16 +114,36 @@ def augment(x: np.ndarray, rng: np.random.Generator) -> Augmented:
                      round(speech_end, 3))
 
 
+def augment_v1(x: np.ndarray, rng: np.random.Generator) -> Augmented:
+    """Data version 1's augmentation: 50-400 ms silence at each end, peak gain 0.1-0.9, white or brownish noise
+    at 15-45 dB SNR."""
+    sr = SAMPLE_RATE
+    lead, trail = np.zeros(int(rng.uniform(0.05, 0.4) * sr), np.float32), np.zeros(int(rng.uniform(0.05, 0.4) * sr),
+                                                                                  np.float32)
+    speech_end = (len(lead) + len(x)) / sr
+    x = np.concatenate([lead, x, trail])
+    x = x / (np.abs(x).max() + 1e-6) * rng.uniform(0.1, 0.9)
+    snr_db = rng.uniform(15, 45)
+    p_sig = np.mean(x ** 2) + 1e-9
+    noise = rng.standard_normal(len(x)).astype(np.float32)
+    if rng.random() < 0.5:  # brownish: integrated white noise with its slow drift removed
+        noise = np.cumsum(noise)
+        noise -= np.convolve(noise, np.ones(400) / 400, mode="same")
+        noise /= noise.std() + 1e-6
+    return Augmented(np.clip(x + noise * np.sqrt(p_sig / 10 ** (snr_db / 10)), -1, 1).astype(np.float32),
+                     round(speech_end, 3))
+
+
 def synth_one(job: SynthJob) -> dict:
     import soundfile as sf
 
     rng = random.Random(job.seed)
-    delivery = voices_mod.draw_delivery(rng, job.voices)
+    delivery = (voices_mod.draw_delivery if job.version >= 2 else voices_mod.draw_delivery_v1)(rng, job.voices)
     spoken, noise = job.text, {}
     if job.pron_noise > 0 and rng.random() < job.pron_noise:  # no draw at 0: older data sets stay identical
         phonemes, changed = pronunciation.perturb(pronunciation.phonemes_of(job.text, delivery.voice), rng)
         spoken, noise = pronunciation.as_espeak_input(phonemes), dict(phonemes_changed=changed)
-    aug = augment(speak(spoken, delivery), np.random.default_rng(job.seed))
+    aug = (augment if job.version >= 2 else augment_v1)(speak(spoken, delivery), np.random.default_rng(job.seed))
     sf.write(job.wav_path, aug.audio, SAMPLE_RATE, subtype="PCM_16")
     return dict(index=job.index, duration=round(len(aug.audio) / SAMPLE_RATE, 3), speech_end=aug.speech_end,
                 text=job.text, **asdict(delivery), **noise)
@@ -153,17 +174,19 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def make_test_jobs(test_texts: list[str], wav_dir: Path) -> tuple[list[SynthJob], list[str]]:
+def make_test_jobs(test_texts: list[str], wav_dir: Path,
+                   version: int = DATA_VERSION) -> tuple[list[SynthJob], list[str]]:
     """Every held-out sentence once per voice group, and the group of each job. Seeds depend only on the position,
-    so any subset can be re-made elsewhere exactly (the bundled model's test does)."""
+    so any subset can be re-made elsewhere exactly (the bundled model's test does, in its data ``version``)."""
     jobs, groups = [], []
-    for group in voices_mod.GROUPS:
-        pool = voices_mod.voices_of_group(group)
+    pools = ({g: voices_mod.voices_of_group(g) for g in voices_mod.GROUPS} if version >= 2 else voices_mod.V1_GROUPS)
+    for group, pool in pools.items():
         for i, text in enumerate(test_texts):
             k = len(jobs)
             # round-robin over the group's voices so each held-out voice speaks its share
             voices = pool if group == voices_mod.SEEN_GROUP else (pool[i % len(pool)],)
-            jobs.append(SynthJob(k, text, TEST_SEED_BASE + k, str((wav_dir / f"{k:06d}.wav").resolve()), voices))
+            jobs.append(SynthJob(k, text, TEST_SEED_BASE + k, str((wav_dir / f"{k:06d}.wav").resolve()), voices,
+                                 version=version))
             groups.append(group)
     return jobs, groups
 
