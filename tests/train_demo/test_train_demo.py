@@ -72,7 +72,13 @@ def test_held_out_voices_never_appear_in_the_training_manifest(demo_run):
 def test_the_model_is_trained_to_end_every_utterance_with_eou(demo_run):
     bucketed = _manifest(demo_run["out"] / "train_bucketed.json")
     train = _manifest(demo_run["data"] / "train_manifest.json")
-    assert sorted(r["text"] for r in bucketed) == sorted(r["text"] + "<EOU>" for r in train)
+    def said(r: dict) -> str:  # a file holding two sentences ends the first with <EOU> too
+        words = r["text"].split()
+        cut = r.get("eou_after", [len(words)])[0]
+        return " ".join(words[:cut]) + "<EOU>" + ("".join(" " + w for w in words[cut:]) + "<EOU>" if
+                                                   cut < len(words) else "")
+
+    assert sorted(r["text"] for r in bucketed) == sorted(said(r) for r in train)
     pieces = (demo_run["out"] / "tokenizer" / "vocab.txt").read_text().split("\n")
     assert pieces[1] == "<EOU>"  # one piece of its own, right after <unk>
 
@@ -188,6 +194,31 @@ def test_noise_tail_is_as_loud_as_the_leading_silence():
     y = with_noise_tail(x, 0.5)
     assert len(y) == 2400 + 8000 and np.array_equal(y[:2400], x)
     assert abs(float(np.sqrt(np.mean(y[2400:] ** 2))) - 0.01) < 0.001
+
+
+def test_eou_ends_each_utterance_of_a_training_file():
+    from parakeet_services.train_demo.recipe import Recipe, training_text
+
+    assert training_text("call me at seven", Recipe()) == "call me at seven<EOU>"
+    assert training_text("set a timer call me", Recipe(), [3]) == "set a timer<EOU> call me<EOU>"
+    assert training_text("set a timer", Recipe(eou=False), [1]) == "set a timer"
+
+
+def test_a_joined_training_file_speaks_two_sentences_with_a_pause(tmp_path):
+    """Data version 3: the model hears speech after an utterance's end, so it learns to go on after <EOU>."""
+    import soundfile as sf
+
+    from parakeet_services.train_demo import synth
+
+    one = synth.SynthJob(0, "set a timer", 7, str(tmp_path / "a.wav"), ("en-us",))
+    two = synth.SynthJob(1, "set a timer", 7, str(tmp_path / "b.wav"), ("en-us",), follow="call me")
+    a, b = synth.synth_one(one), synth.synth_one(two)
+    assert (a["text"], "eou_after" in a) == ("set a timer", False)
+    assert (b["text"], b["eou_after"]) == ("set a timer call me", [3])
+    assert a["voice"] == b["voice"] and a["speed"] == b["speed"]
+    extra = b["duration"] - a["duration"]
+    assert synth.PAUSE_S[0] + 0.3 < extra < synth.PAUSE_S[1] + 1.5  # the pause, then "call me"
+    assert abs(len(sf.read(two.wav_path)[0]) / 16000 - b["duration"]) < 0.001
 
 
 def test_augmentation_pads_speech_and_leaves_some_utterances_in_digital_silence():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .pronunciation import NoiseLevel
 from .recipe import Recipe
-from .synth import AUGMENTATION, data_settings
+from .synth import AUGMENTATION, PAUSE_S, data_settings
 from .voices import DELIVERY_RANGES, HELD_OUT_VOICES, SEEN_GROUP, TRAIN_ACCENTS, TRAIN_VARIANTS
 
 # The bar (issue 19): held-out sentences by held-out voices, streamed at 160 ms, every held-out group on its own;
@@ -134,7 +134,9 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
         f"- train: {data['train']['utterances']} utterances, {data['train']['hours']} h, {data['words']} distinct "
         f"words; accents {', '.join(TRAIN_ACCENTS)} x variants "
         f"{', '.join(v or '(default)' for v in TRAIN_VARIANTS)}; {DELIVERY_RANGES}; {AUGMENTATION}"
-        + ("; every transcript ends with `<EOU>`" if recipe.get("eou") else ""),
+        + ("; every transcript ends with `<EOU>`" if recipe.get("eou") else "")
+        + (f"; {data['train']['joined']} files hold two sentences with a {PAUSE_S[0]}-{PAUSE_S[1]} s pause "
+           f"between, each ended by `<EOU>`" if data["train"].get("joined") else ""),
         *pron_noise_lines(sessions, data),
         f"- test: {data['test']['sentences']} held-out sentences (none in training), each spoken once per voice "
         f"group ({data['test']['utterances']} utterances)",

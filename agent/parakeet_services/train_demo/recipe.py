@@ -61,10 +61,16 @@ def train_tokenizer(texts: list[str], tok_dir: str, vocab_size: int, eou: bool =
     return write_nemo_tokenizer(texts, tok_dir, vocab_size, (EOU,) if eou else ())
 
 
-def training_text(text: str, recipe: Recipe) -> str:
-    """The transcript the model is trained to say: ``<EOU>`` right after the last word (no space: a space would
-    add a lone word-boundary piece before it)."""
-    return text + EOU if recipe.eou else text
+def training_text(text: str, recipe: Recipe, eou_after: tuple[int, ...] | list[int] = ()) -> str:
+    """The transcript the model is trained to say: ``<EOU>`` right after the last word of each utterance (no space
+    before it: a space would add a lone word-boundary piece). ``eou_after``: word counts after which an utterance
+    ends inside ``text`` (a file holding two, ``synth.JOINED``)."""
+    if not recipe.eou:
+        return text
+    words = text.split()
+    for n in sorted(eou_after, reverse=True):
+        words[n - 1] += EOU
+    return " ".join(words) + EOU
 
 
 def build_config(recipe: Recipe, tok_dir: str, train_manifest: str, *, batch_size: int | None = None,

@@ -34,8 +34,13 @@ from . import voices as voices_mod
 
 TEST_SEED_BASE = 10_000_000  # per-utterance seeds of test and train never collide
 # What ``augment`` and ``voices`` make; data.json records it, and data made by another version is re-made.
-# 1: training accents x 10 variants, 130-200 wpm, 15-45 dB white/brown noise; 2: the present code.
-DATA_VERSION = 2
+# 1: training accents x 10 variants, 130-200 wpm, 15-45 dB white/brown noise; 2: every variant, reverb, wider
+# noise and delivery, one utterance per file; 3: the present code (some training files hold two utterances).
+DATA_VERSION = 3
+# Training files that hold two sentences with a pause between (data version 3): the model must hear words after
+# its own <EOU>, or it learns that nothing follows one and drops the start of the next utterance.
+JOINED = 0.3
+PAUSE_S = (0.3, 1.5)
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class SynthJob:
     voices: tuple[str, ...]
     pron_noise: float = 0.0  # chance that this utterance is spoken with pronunciation noise (pronunciation.py)
     version: int = DATA_VERSION  # 1: re-makes the version-1 test set (``make_test_jobs``)
+    follow: str = ""  # a second sentence, spoken by the same voice after a pause (``JOINED``)
 
 
 def speak(text: str, delivery: voices_mod.Delivery) -> np.ndarray:
@@ -139,14 +145,21 @@ def synth_one(job: SynthJob) -> dict:
 
     rng = random.Random(job.seed)
     delivery = (voices_mod.draw_delivery if job.version >= 2 else voices_mod.draw_delivery_v1)(rng, job.voices)
-    spoken, noise = job.text, {}
+    texts = [t for t in (job.text, job.follow) if t]
+    spoken, noise = texts, {}
     if job.pron_noise > 0 and rng.random() < job.pron_noise:  # no draw at 0: older data sets stay identical
-        phonemes, changed = pronunciation.perturb(pronunciation.phonemes_of(job.text, delivery.voice), rng)
-        spoken, noise = pronunciation.as_espeak_input(phonemes), dict(phonemes_changed=changed)
-    aug = (augment if job.version >= 2 else augment_v1)(speak(spoken, delivery), np.random.default_rng(job.seed))
+        perturbed = [pronunciation.perturb(pronunciation.phonemes_of(t, delivery.voice), rng) for t in texts]
+        spoken = [pronunciation.as_espeak_input(phonemes) for phonemes, _ in perturbed]
+        noise = dict(phonemes_changed=sum(changed for _, changed in perturbed))
+    audio = speak(spoken[0], delivery)
+    if job.follow:
+        pause = np.zeros(int(rng.uniform(*PAUSE_S) * SAMPLE_RATE), np.float32)
+        audio = np.concatenate([audio, pause, speak(spoken[1], delivery)])
+    aug = (augment if job.version >= 2 else augment_v1)(audio, np.random.default_rng(job.seed))
     sf.write(job.wav_path, aug.audio, SAMPLE_RATE, subtype="PCM_16")
+    joined = dict(eou_after=[len(job.text.split())]) if job.follow else {}
     return dict(index=job.index, duration=round(len(aug.audio) / SAMPLE_RATE, 3), speech_end=aug.speech_end,
-                text=job.text, **asdict(delivery), **noise)
+                text=" ".join(texts), **joined, **asdict(delivery), **noise)
 
 
 def _run_jobs(jobs: list[SynthJob], procs: int, label: str, log: Callable[[str], None]) -> list[dict]:
@@ -221,8 +234,11 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
     for split in ("train", "test"):
         (data / split).mkdir(parents=True, exist_ok=True)
     test_jobs, groups = make_test_jobs(test_texts, data / "test")
+    join = random.Random(seed + 1)
     train_jobs = [SynthJob(i, t, seed * 1_000_003 + i, str((data / "train" / f"{i:06d}.wav").resolve()),
-                           voices_mod.TRAINING_VOICES, pron_noise) for i, t in enumerate(train_texts)]
+                           voices_mod.TRAINING_VOICES, pron_noise,
+                           follow=join.choice(train_texts) if join.random() < JOINED else "")
+                  for i, t in enumerate(train_texts)]
     for split, jobs in (("test", test_jobs), ("train", train_jobs)):
         t = time.time()
         rows = _run_jobs(jobs, procs, split, log)
@@ -237,6 +253,7 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
     stats["test"]["sentences"] = len(test_texts)
     stats["test"]["groups"] = {g: list(voices_mod.voices_of_group(g)) for g in voices_mod.HELD_OUT_VOICES}
     stats["words"] = len({w for t in train_texts for w in t.split()})
+    stats["train"]["joined"] = sum("eou_after" in r for r in rows)
     if pron_noise:
         stats["train"]["pron_noise"] = dict(asdict(pronunciation.NoiseLevel()), utterances=sum(
             "phonemes_changed" in r for r in rows))

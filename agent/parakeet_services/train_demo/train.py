@@ -115,7 +115,7 @@ def bucketed_manifest(rows: list[dict], batch_size: int, path: Path, seed: int, 
         for g in groups:
             for r in g:
                 f.write(json.dumps(dict(audio_filepath=r["audio_filepath"], duration=r["duration"],
-                                        text=training_text(r["text"], recipe))) + "\n")
+                                        text=training_text(r["text"], recipe, r.get("eou_after", ())))) + "\n")
     os.replace(tmp, path)
 
 
