@@ -57,7 +57,8 @@ class CaptionsConfig:
     endpointing: ps.EndpointingOptions = field(default_factory=ps.EndpointingOptions)
     num_threads: int | str | None = None  # one lane's threads: a count or "auto" (parakeet_stream.runtime.threads)
     lanes: int | None = None  # inference threads of one CPU thread each (None: one per core on the CPU)
-    load_threshold: float = 0.9  # stop taking rooms above this share of the engine's streams
+    load_threshold: float = 0.9  # stop taking rooms above this share of the engine's streams (remote: of max_rooms)
+    max_rooms: int = 32  # remote mode: rooms captioned at once, each in a process of its own
     end_timeout: float = 10.0  # a closing track's pending audio is decoded and captioned for at most this long
     drain_timeout: int = 3600
     http_host: str = ""
@@ -239,6 +240,13 @@ def _build_remote_server(config: CaptionsConfig) -> AgentServer:
         http_proxy=config.http_proxy,
     )
     server.rtc_session(agent_name=config.agent_name)(remote_captions_job)
+
+    def load(worker: AgentServer) -> float:
+        # the share of rooms taken, not LiveKit's default (the host's CPU): the streams' compute is the server's,
+        # which refuses what it cannot take, and a busy neighbour on this host must not stop every dispatch
+        return len(worker.active_jobs) / config.max_rooms
+
+    server.load_fnc = load
     return server
 
 

@@ -30,12 +30,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="ws://HOST:PORT of a `parakeet-stream serve` worker: every microphone is a session there and "
                         "this worker loads no model (--model/--device/--dtype/--chunk-ms/--threads/--lanes are then "
                         "the server's); rooms run in a process each, LiveKit's default executor, and load is "
-                        "LiveKit's CPU measure (default $PARAKEET_URL; unset: in process)")
+                        "rooms / --max-rooms (default $PARAKEET_URL; unset: in process)")
     p.add_argument("--server-api-key", default=os.environ.get("PARAKEET_API_KEY"),
                    help="the server's --api-key (default $PARAKEET_API_KEY)")
     p.add_argument("--max-streams", type=int, default=64, help="microphones captioned at once (default 64)")
+    p.add_argument("--max-rooms", type=int, default=32,
+                   help="with --server: rooms captioned at once, a process each (default 32)")
     p.add_argument("--load-threshold", type=float, default=0.9,
-                   help="share of --max-streams above which no new rooms are accepted (default 0.9)")
+                   help="share of --max-streams (with --server: of --max-rooms) above which no new rooms are "
+                        "accepted (default 0.9)")
     p.add_argument("--vad", action="store_true", help="segment with Silero VAD")
     p.add_argument("--trailing-blank-ms", type=int, default=800,
                    help="end a caption segment after this much audio with no new token (0 = off; default 800)")
@@ -69,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         log.error("missing %s (or LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET)", ", ".join(missing))
         return 2
+    if args.max_rooms < 1:
+        log.error("--max-rooms must be at least 1, got %d", args.max_rooms)
+        return 2
     try:
         endpointing = ps.EndpointingOptions(vad=args.vad, trailing_blank_ms=args.trailing_blank_ms or None)
         page = viewer_config(args, prefix="viewer-") if args.viewer_port is not None else None
@@ -81,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                             load_threshold=args.load_threshold, drain_timeout=args.drain_timeout,
                             http_host=args.http_host, http_port=args.http_port, end_timeout=args.end_timeout,
                             num_threads=args.threads, lanes=args.lanes, server=args.server or None,
-                            server_api_key=args.server_api_key or None)
+                            server_api_key=args.server_api_key or None, max_rooms=args.max_rooms)
     engine = None
     if config.remote:
         try:

@@ -63,17 +63,17 @@ def test_transcribe_live_view_prints_timed_finals():
 def test_transcribe_boosts_repeated_keyterms_and_refuses_bad_ones(tmp_path):
     import soundfile as sf
 
-    from tests.support import speech
+    from tests.support import KEYTERM, KEYTERM_MISHEARD, keyterm_speech
 
     wav = tmp_path / "song.wav"
-    sf.write(wav, speech("play the song by radiohead", voice="en-gb"), 16000)
+    sf.write(wav, keyterm_speech(), 16000)
     finals = lambda out: [json.loads(line)["text"] for line in out.stdout.splitlines()  # noqa: E731
                           if json.loads(line)["type"] == "Final"]
     plain = run("transcribe", str(wav), "--json")
-    boosted = run("transcribe", str(wav), "--json", "--keyterm", "radiohead", "--keyterm", "kitchen")
+    boosted = run("transcribe", str(wav), "--json", "--keyterm", KEYTERM, "--keyterm", "kitchen")
     assert (plain.returncode, boosted.returncode) == (0, 0), boosted.stderr
-    assert finals(plain) == ["play the song by radio ho"]
-    assert "radiohead" in finals(boosted)[0].split()
+    assert finals(plain) == [KEYTERM_MISHEARD]
+    assert KEYTERM in finals(boosted)[0].split()
     bad = run("transcribe", str(wav), "--keyterm", "zürich")
     assert bad.returncode == 2
     assert bad.stderr.splitlines()[-1] == "error: keyterm 'zürich': the model cannot spell 'ü'"
@@ -130,3 +130,10 @@ def test_serve_exits_within_two_seconds_of_sigterm_when_no_session_is_open():
         assert time.monotonic() - started <= 2.0
     finally:
         proc.kill()
+
+
+def test_captions_refuses_a_room_cap_below_one():
+    out = run("captions", "--url", "ws://127.0.0.1:7880", "--api-key", "k", "--api-secret", "s",
+              "--server", "ws://127.0.0.1:9", "--max-rooms", "0", timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1].endswith("ERROR parakeet_services.captions --max-rooms must be at least 1, got 0")

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from typing import Any
 
 import pytest
 import websockets

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from typing import Any
 
 import numpy as np
 import pytest

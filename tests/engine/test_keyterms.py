@@ -6,10 +6,9 @@ import pytest
 
 import parakeet_stream as ps
 from parakeet_stream.streaming.keyterms import MAX_KEYTERM_CHARS, MAX_KEYTERMS
-from tests.support import collect, packets, speech
+from tests.support import KEYTERM, KEYTERM_MISHEARD, collect, keyterm_speech, packets, speech
 
 NO_ENDPOINTS = ps.EndpointingOptions(trailing_blank_ms=None, eou=False)
-SONG = ("play the song by radiohead", "en-gb")  # the demo model hears "play the song by radio ho"
 CALL = ("call doctor brown at seven", "en-us")
 TIMER = ("set a timer for ten minutes", "en-sc")
 
@@ -38,35 +37,35 @@ def offline(engine, audio, keyterms=None) -> list[tuple[str, tuple]]:
 
 
 def test_a_boosted_name_is_recognized_where_it_is_not_without_boosting(demo_engine):
-    audio = speech(*SONG)
-    assert demo_engine.transcribe(audio).text == "play the song by radio ho"
-    [(text, _)] = stream_all(demo_engine, [(audio, ["Radiohead"])])[0]  # the model's spelling is lower case
-    assert "radiohead" in text.split()
+    audio = keyterm_speech()
+    assert demo_engine.transcribe(audio).text == KEYTERM_MISHEARD
+    [(text, _)] = stream_all(demo_engine, [(audio, [KEYTERM.capitalize()])])[0]  # the model spells lower case
+    assert KEYTERM in text.split()
 
 
 def test_boosted_and_plain_streams_in_one_batch_each_equal_their_offline_decoding(demo_engine):
     """Plain streams decode exactly as without boosting, though batched with boosted ones; each boosted stream's
     streamed text and word times equal offline decoding with the same keyterms. New streams take the two lanes in
     turn, so each lane steps one boosted and one plain stream together."""
-    song, call, timer = speech(*SONG), speech(*CALL), speech(*TIMER)
+    song, call, timer = keyterm_speech(), speech(*CALL), speech(*TIMER)
     assert len(demo_engine._lanes) == 2
-    results = stream_all(demo_engine, [(song, ["radiohead"]), (timer, ["timer", "minutes"]), (call, None),
+    results = stream_all(demo_engine, [(song, [KEYTERM]), (timer, ["timer", "minutes"]), (call, None),
                                        (song, None)])
     assert demo_engine.metrics().max_batch_size >= 2
-    assert results == [offline(demo_engine, song, ["radiohead"]), offline(demo_engine, timer, ["timer", "minutes"]),
+    assert results == [offline(demo_engine, song, [KEYTERM]), offline(demo_engine, timer, ["timer", "minutes"]),
                        offline(demo_engine, call), offline(demo_engine, song)]
     assert results[0] != results[3]  # the boost did change the boosted stream
 
 
 def test_keyterms_updated_in_stream_order_and_removed(demo_engine):
-    song = speech(*SONG)
+    song = keyterm_speech()
     s = demo_engine.open_stream(endpointing=NO_ENDPOINTS)
-    s.update_keyterms(["radiohead"])  # before any audio: as if opened with them
+    s.update_keyterms([KEYTERM])  # before any audio: as if opened with them
     for p in packets(song):
         s.push(p)
     s.finish()
-    assert finals(collect(s)) == offline(demo_engine, song, ["radiohead"])
-    t = demo_engine.open_stream(endpointing=NO_ENDPOINTS, keyterms=["radiohead"])
+    assert finals(collect(s)) == offline(demo_engine, song, [KEYTERM])
+    t = demo_engine.open_stream(endpointing=NO_ENDPOINTS, keyterms=[KEYTERM])
     t.update_keyterms(None)
     for p in packets(song):
         t.push(p)
@@ -75,10 +74,10 @@ def test_keyterms_updated_in_stream_order_and_removed(demo_engine):
 
 
 def test_a_slot_freed_by_a_boosted_stream_serves_the_next_stream_plain(demo_engine):
-    song = speech(*SONG)
+    song = keyterm_speech()
     for _ in range(3):  # the boosted streams' slots are handed on to the plain ones
-        assert stream_all(demo_engine, [(song, ["radiohead"]), (song, ["radiohead"])])[0] == \
-            offline(demo_engine, song, ["radiohead"])
+        assert stream_all(demo_engine, [(song, [KEYTERM]), (song, [KEYTERM])])[0] == \
+            offline(demo_engine, song, [KEYTERM])
         assert stream_all(demo_engine, [(song, None), (song, None)]) == [offline(demo_engine, song)] * 2
 
 

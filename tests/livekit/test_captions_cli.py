@@ -19,12 +19,15 @@ pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.realtime]
 @pytest.mark.parametrize("remote", [False, True], ids=["in-process", "remote"])
 async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(livekit_server, speech, tmp_path, remote):
     """Explicit dispatch, one agent in the room, captions, then a graceful stop; with ``--server`` the captions are
-    transcribed by a ``parakeet-stream serve`` process and the captions worker loads no model."""
+    transcribed by a ``parakeet-stream serve`` process and the captions worker loads no model. The host's CPU is
+    kept busy by a low-priority neighbour throughout: the worker's load is its own streams (or rooms), so LiveKit
+    dispatches to it all the same."""
     import os
     import signal
     import sys
 
     from tests.serve_process import ServeProcess
+    from tests.support import busy_host
 
     server = ServeProcess(max_sessions=4, api_key="captions-key") if remote else None
     if server is not None:
@@ -43,22 +46,24 @@ async def test_captions_command_joins_by_agent_name_and_drains_on_sigterm(liveki
             server.stop()
         raise
     try:
-        viewer = await Viewer().join(livekit_server, room)
-        gina = await Speaker("gina").join(livekit_server, room)
-        await dispatch(livekit_server, agent_name, room)
-        await until(lambda: any(p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
-                                for p in viewer.room.remote_participants.values()), what="the dispatched agent")
-        await asyncio.wait_for(gina.heard.wait(), 60)  # the agent subscribed: nothing she says is lost
-        await gina.say(utterance(speech, MESSAGE))
-        await until(lambda: finals_match(viewer.finals("gina"), [MESSAGE]),
-                    what=lambda: "gina's caption from the CLI worker (finals so far, with segment and track ids: "
-                                 f"{[(c.text, c.segment_id, c.track_id) for c in viewer.captions if c.final]}; agents "
-                                 f"in the room: {agents_in(viewer.room)}; worker log: {log_path.read_text()[-3000:]})")
-        assert len(agents_in(viewer.room)) == 1, agents_in(viewer.room)
-        await gina.room.disconnect()
-        await viewer.room.disconnect()
-        proc.send_signal(signal.SIGTERM)
-        rc = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 60)
+        with busy_host():
+            viewer = await Viewer().join(livekit_server, room)
+            gina = await Speaker("gina").join(livekit_server, room)
+            await dispatch(livekit_server, agent_name, room)
+            await until(lambda: any(p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+                                    for p in viewer.room.remote_participants.values()), what="the dispatched agent")
+            await asyncio.wait_for(gina.heard.wait(), 60)  # the agent subscribed: nothing she says is lost
+            await gina.say(utterance(speech, MESSAGE))
+            await until(lambda: finals_match(viewer.finals("gina"), [MESSAGE]),
+                        what=lambda: "gina's caption from the CLI worker (finals so far, with segment and track "
+                                     f"ids: {[(c.text, c.segment_id, c.track_id) for c in viewer.captions if c.final]}"
+                                     f"; agents in the room: {agents_in(viewer.room)}; worker log: "
+                                     f"{log_path.read_text()[-3000:]})")
+            assert len(agents_in(viewer.room)) == 1, agents_in(viewer.room)
+            await gina.room.disconnect()
+            await viewer.room.disconnect()
+            proc.send_signal(signal.SIGTERM)
+            rc = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 60)
     finally:
         if proc.poll() is None:
             proc.kill()

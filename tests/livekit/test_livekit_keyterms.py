@@ -10,14 +10,13 @@ from livekit.agents import stt as lkstt
 from livekit.plugins import parakeet
 from tests.livekit.livekit_testkit import MODEL, collect, frames, run_stream, silence
 from tests.serve_process import ServeProcess
-from tests.support import speech
+from tests.support import KEYTERM, KEYTERM_MISHEARD, keyterm_speech
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 T = lkstt.SpeechEventType
 KEY = "keyterms-test-key-0123456789"
 ROOMY = {"lag_warning_seconds": "60", "lag_hard_seconds": "120"}
-PLAIN = "play the song by radio ho"
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,7 @@ def make_stt(request, server, engine):
 
 
 def song() -> np.ndarray:
-    return np.concatenate([speech("play the song by radiohead", voice="en-gb"), silence(1.5)])
+    return np.concatenate([keyterm_speech(), silence(1.5)])
 
 
 def final_texts(events) -> list[str]:
@@ -44,29 +43,29 @@ def final_texts(events) -> list[str]:
 
 
 async def test_constructor_keyterms_are_boosted_and_advertised(make_stt):
-    plain, boosted = make_stt(), make_stt(keyterms=["Radiohead"], keyterm_weight=2.0)
+    plain, boosted = make_stt(), make_stt(keyterms=[KEYTERM.capitalize()], keyterm_weight=2.0)
     assert boosted.capabilities.keyterms is True
-    assert final_texts(await run_stream(plain, frames(song()))) == [PLAIN]
+    assert final_texts(await run_stream(plain, frames(song()))) == [KEYTERM_MISHEARD]
     [text] = final_texts(await run_stream(boosted, frames(song())))
-    assert "radiohead" in text.split()
+    assert KEYTERM in text.split()
 
 
 async def test_keyterms_updated_on_a_live_stream_and_from_the_session(make_stt):
     stt = make_stt()
     stream = stt.stream()
     stream.push_frame(frames(silence(0.2))[0])  # the stream is open before the update
-    stt.update_options(keyterms=["radiohead"])
+    stt.update_options(keyterms=[KEYTERM])
     for f in frames(song()):
         stream.push_frame(f)
     stream.end_input()
     [text] = final_texts(await collect(stream))
-    assert "radiohead" in text.split()
+    assert KEYTERM in text.split()
     stt.update_options(keyterms=None)  # the user's gone; the AgentSession's own keyterms still apply
-    stt._update_session_keyterms(["radiohead"])
+    stt._update_session_keyterms([KEYTERM])
     [text] = final_texts(await run_stream(stt, frames(song())))
-    assert "radiohead" in text.split()
+    assert KEYTERM in text.split()
     stt._update_session_keyterms([])
-    assert final_texts(await run_stream(stt, frames(song()))) == [PLAIN]
+    assert final_texts(await run_stream(stt, frames(song()))) == [KEYTERM_MISHEARD]
 
 
 async def test_bad_keyterms_are_refused_by_the_constructor():

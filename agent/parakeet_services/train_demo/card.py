@@ -116,7 +116,7 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
         + (f", starting from the weights of `{Path(init).name}`" if (init := _init_from(sessions)) else
            " from scratch")
         + ". It hears a closed English vocabulary (numbers, times, dates, weekdays, months, commands, first names) "
-        f"spoken by espeak-ng voices; it is a demo, not a general recognizer."
+        "spoken by espeak-ng voices; it is a demo, not a general recognizer."
         + (" It ends each utterance with an `<EOU>` token, so the engine's EOU endpointing runs on it."
            if recipe.get("eou") else ""),
         "",
