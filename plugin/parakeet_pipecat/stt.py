@@ -126,7 +126,7 @@ class ParakeetSTTService(STTService):
             endpointing: how the engine cuts segments on its own (default: ``<EOU>`` token, 800 ms of
                 trailing blank); Pipecat's VAD stop always cuts one too unless turn detection is on.
             turn_detection: propose user turn start/stop from the engine's segments (Deepgram-Flux style).
-                None = on exactly when the model has an ``<EOU>`` token.
+                None = on exactly when the model has an ``<EOU>`` token and ``endpointing.eou`` is on.
             should_interrupt: with turn detection, whether a proposed turn start interrupts the bot.
             settings: ``ParakeetSTTSettings``; ``language`` defaults to English.
             base_url: ``ws://host:port`` of a ``parakeet-stream serve`` worker (default ``$PARAKEET_URL``): the
@@ -189,10 +189,13 @@ class ParakeetSTTService(STTService):
 
     @property
     def turn_detection(self) -> bool:
-        """Whether this service proposes user turns (known once the engine is loaded)."""
+        """Whether this service proposes user turns (known once the engine is loaded): by default exactly when the
+        model has an ``<EOU>`` token and the endpointing uses it, since otherwise no segment ends on the model's
+        own sense of a finished utterance."""
         if self._turn_detection_arg is not None:
             return self._turn_detection_arg
-        return bool(self._engine is not None and self._engine.info.has_eou)
+        uses_eou = (self._settings.endpointing or ps.EndpointingOptions()).eou
+        return bool(self._engine is not None and self._engine.info.has_eou and uses_eou)
 
     def can_generate_metrics(self) -> bool:
         return True

@@ -34,7 +34,8 @@ KNOWN_MODELS: dict[str, KnownModel] = {
     for m in (
         KnownModel("espeak-demo-en", "bundled 2.35 M demo model trained by `parakeet-stream train-demo`: "
                    "espeak-ng English voices, closed ~720-word vocabulary (numbers, times, dates, commands, "
-                   "names); no download", (160,), 160, "cpu", ASSETS / "espeak-demo-en.nemo"),
+                   "names); ends each utterance with <EOU>; no download", (160,), 160, "cpu",
+                   ASSETS / "espeak-demo-en.nemo"),
         KnownModel("nvidia/nemotron-speech-streaming-en-0.6b", "0.6 B RNNT, punctuation and capitalisation; "
                    "GPU default", (80, 160, 560, 1120), 160, "cuda"),
         KnownModel("nvidia/stt_en_fastconformer_hybrid_large_streaming_multi", "114 M hybrid RNNT/CTC, no "

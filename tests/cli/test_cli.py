@@ -42,7 +42,7 @@ def test_transcribe_json_prints_one_object_per_event():
     events = [json.loads(line) for line in out.stdout.splitlines()]
     finals = [e for e in events if e["type"] == "Final"]
     assert [(f["segment_id"], f["text"], f["reason"]) for f in finals] == [
-        (0, "set a timer for ten minutes", "blank"), (1, "call me at seven thirty tomorrow morning", "finish")]
+        (0, "set a timer for ten minutes", "eou"), (1, "call me at seven thirty tomorrow morning", "eou")]
     assert [w["text"] for w in finals[0]["words"]] == ["set", "a", "timer", "for", "ten", "minutes"]
     assert events[-1] == {"type": "StreamEnded", "audio_seconds": 6.8, "segments": 2}
     assert {e["type"] for e in events} == {"SpeechStarted", "Partial", "Final", "SpeechEnded", "StreamEnded"}
@@ -52,10 +52,10 @@ def test_transcribe_live_view_prints_timed_finals():
     out = run("transcribe", "examples/sample.wav")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "[  0.48-  2.16] set a timer for ten minutes",
-        "    words: set[0.48-0.72] a[0.72-0.80] timer[0.88-1.20] for[1.28-1.36] ten[1.52-1.68] minutes[1.76-2.16]",
+        "[  0.64-  2.24] set a timer for ten minutes",
+        "    words: set[0.64-0.72] a[0.72-0.80] timer[0.88-1.20] for[1.28-1.36] ten[1.60-1.76] minutes[1.84-2.24]",
         "[  3.84-  6.08] call me at seven thirty tomorrow morning",
-        "    words: call[3.84-4.00] me[4.08-4.16] at[4.24-4.32] seven[4.56-4.64] thirty[4.88-5.20] "
+        "    words: call[3.84-4.00] me[4.08-4.16] at[4.24-4.32] seven[4.64-4.72] thirty[4.96-5.20] "
         "tomorrow[5.28-5.68] morning[5.76-6.08]",
     ]
 

@@ -24,7 +24,7 @@ def summary(events):
 def test_trailing_blank_rule_splits_two_sentences(demo_engine):
     audio = np.concatenate([speech("set a timer for ten minutes"), silence(1.5), speech("turn on the lights"),
                             silence(0.2)])
-    events = run(demo_engine, audio, ps.EndpointingOptions(trailing_blank_ms=800))
+    events = run(demo_engine, audio, ps.EndpointingOptions(trailing_blank_ms=800, eou=False))
     assert summary(events) == [
         ("SpeechStarted", 0, None, None), ("Final", 0, "blank", "set a timer for ten minutes"),
         ("SpeechEnded", 0, None, None),
@@ -42,7 +42,7 @@ def test_trailing_blank_rule_splits_two_sentences(demo_engine):
 def test_silero_vad_marks_speech_start_and_end(demo_engine):
     first = speech("call me at seven thirty")
     audio = np.concatenate([silence(0.5), first, silence(1.2), speech("two three four"), silence(1.0)])
-    opts = ps.EndpointingOptions(vad=True, min_silence_ms=500, trailing_blank_ms=None)
+    opts = ps.EndpointingOptions(vad=True, min_silence_ms=500, trailing_blank_ms=None, eou=False)
     events = run(demo_engine, audio, opts)
     assert summary(events) == [
         ("SpeechStarted", 0, None, None), ("Final", 0, "vad", "call me at seven thirty"),
@@ -64,7 +64,7 @@ def test_silence_produces_no_segment(demo_engine):
 
 def test_max_segment_duration_forces_a_cut(demo_engine):
     audio = np.concatenate([speech("call me at seven thirty tomorrow morning"), speech("set a timer for ten minutes")])
-    events = run(demo_engine, audio, ps.EndpointingOptions(trailing_blank_ms=None, max_segment_s=1.0))
+    events = run(demo_engine, audio, ps.EndpointingOptions(trailing_blank_ms=None, max_segment_s=1.0, eou=False))
     reasons = [e.reason for e in events if isinstance(e, ps.Final)]
     assert reasons[:-1] == ["max_duration"] * (len(reasons) - 1) and len(reasons) >= 3
     finals = [e for e in events if isinstance(e, ps.Final)]
@@ -170,6 +170,7 @@ def test_trailing_blank_rule_defers_to_the_vad_at_the_models_time(demo_engine):
     minimum silence is speech to the VAD, so the trailing-blank rule must not cut there, even once the VAD has
     heard the end of all the audio (it judges the VAD's state at the time the model has reached)."""
     audio = np.concatenate([speech("call me at seven thirty"), silence(1.0), speech("two three four"), silence(3.0)])
-    events = run(demo_engine, audio, ps.EndpointingOptions(vad=True, min_silence_ms=2000, trailing_blank_ms=800))
+    events = run(demo_engine, audio, ps.EndpointingOptions(vad=True, min_silence_ms=2000, trailing_blank_ms=800,
+                                                                eou=False))
     assert [(e.reason, e.text) for e in events if isinstance(e, ps.Final)] == [
         ("vad", "call me at seven thirty two three four")]

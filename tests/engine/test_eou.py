@@ -6,7 +6,7 @@ import pytest
 
 import parakeet_stream as ps
 from parakeet_stream.streaming.transcript import Vocabulary
-from tests.support import collect, packets, speech
+from tests.support import collect, packets, silence, speech
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,28 @@ def test_eou_endpointing_can_be_switched_off(eou_engine):
     finals = [e for e in collect(s) if isinstance(e, ps.Final)]
     assert [f.reason for f in finals] == ["finish"]
     assert "<EOU>" not in finals[0].text
+
+
+def test_the_demo_model_ends_each_sentence_with_eou_and_hears_what_follows(demo_engine):
+    """Three sentences with 0.4 s pauses (half what the trailing-blank rule needs): each is a segment ended by the
+    model's own ``<EOU>`` well before the 800 ms rule would (within its chunk, look-ahead and a chunk more), and the
+    words after each ``<EOU>`` are heard, as offline decoding hears them."""
+    sentences = ("call me at seven thirty", "set a timer for ten minutes", "turn on the lights")
+    parts, ends, t = [silence(0.3)], [], 0.3
+    for sentence in sentences:
+        voice = speech(sentence)
+        ends.append(t + (np.flatnonzero(np.abs(voice) > 1e-3)[-1] + 1) / 16000)  # the last voiced sample
+        parts += [voice, silence(0.4)]
+        t += len(voice) / 16000 + 0.4
+    audio = np.concatenate(parts)
+    s = demo_engine.open_stream()
+    for p in packets(audio):
+        s.push(p)
+    s.finish()
+    finals = [e for e in collect(s) if isinstance(e, ps.Final)]
+
+    assert demo_engine.info.has_eou
+    assert [(f.text, f.reason) for f in finals] == [(sentence, "eou") for sentence in sentences]
+    assert demo_engine.transcribe(audio).text == " ".join(sentences)
+    for final, end in zip(finals, ends):
+        assert 0 <= final.audio_end - end <= 0.5, (final.audio_end, end)

@@ -10,7 +10,7 @@ from parakeet_stream.engine import choose_lanes
 from tests.support import collect, packets, speech
 
 SENTENCES = ("set a timer for ten minutes", "call me at seven thirty tomorrow morning", "turn on the lights",
-             "remind me on friday")
+             "remind me to call john on friday")
 
 
 def test_lanes_must_be_a_count_of_at_least_one():

@@ -235,7 +235,9 @@ class QueueInput:
         return _Input()
 
 
-async def test_agent_session_with_stt_turn_detection_gets_final_transcripts(speech):
+async def test_agent_session_with_stt_turn_detection_ends_turns_on_the_models_eou(speech):
+    """The demo model ends each utterance with ``<EOU>``: a 0.4 s pause, half what the trailing-blank rule needs,
+    ends the turn."""
     from livekit.agents import Agent, AgentSession, StopResponse
 
     class Transcriber(Agent):
@@ -254,7 +256,7 @@ async def test_agent_session_with_stt_turn_detection_gets_final_transcripts(spee
         # the second utterance is spoken only after the first turn was committed (frames arrive faster than
         # real time here, so without this both would fall into one turn)
         for n, sentence in enumerate((TIMER, CALL), start=1):
-            for f in frames(np.concatenate([speech(sentence), silence(1.2)])):
+            for f in frames(np.concatenate([speech(sentence), silence(0.4)])):
                 mic.frames.put_nowait(f)
             await until(lambda: len(turns) == n, what=f"user turn {n}")
     finally:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
 
 import numpy as np
@@ -20,7 +19,7 @@ import parakeet_stream as ps
 from parakeet_stream.audio import ACCEPTED
 from parakeet_pipecat import ParakeetSTTService
 from tests.pipecat.pipeline_kit import audio_frames, build_worker, pcm16, run_pipeline
-from tests.support import silence, speech
+from tests.support import KEYTERM, KEYTERM_MISHEARD, keyterm_speech, silence, speech
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -155,14 +154,15 @@ async def test_pipelines_share_one_engine_loaded_off_the_loop():
     assert [f.text for f in rb.of(TranscriptionFrame)] == ["can you call john for me"]
 
 
-async def test_turn_detection_proposes_turns_from_engine_segments(demo_engine):
-    # forced on for the demo model (no <EOU>): the engine's trailing-blank endpoint ends each turn, and Pipecat's
-    # VAD stops must not cut it
-    stt = ParakeetSTTService(engine=demo_engine, turn_detection=True, should_interrupt=False)
+async def test_turn_detection_proposes_turns_from_the_models_eou(demo_engine):
+    # on by default for a model with <EOU>: each turn ends on the token the model emits, after a pause too short for
+    # the 800 ms trailing-blank rule, and Pipecat's VAD stops must not cut it
+    stt = ParakeetSTTService(engine=demo_engine, should_interrupt=False)
     sentences = ("call me at seven thirty", "two three four")
     rec = await run_pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer()), stt], stt,
-                             audio_frames(utterances(*sentences, gap=1.5)))
+                             audio_frames(utterances(*sentences, gap=0.6)))
 
+    assert stt.turn_detection is True
     [meta] = rec.of(STTMetadataFrame)
     assert isinstance(meta.user_turn_strategies, ExternalUserTurnStrategies)
     turn = [f for f in rec.of(*PROPOSALS, *TRANSCRIPTS)
@@ -170,30 +170,43 @@ async def test_turn_detection_proposes_turns_from_engine_segments(demo_engine):
     assert [type(f) for f in turn] == [ProposedUserStartedSpeakingFrame, TranscriptionFrame,
                                        ProposedUserStoppedSpeakingFrame] * 2
     assert [(f.text, f.result.reason) for f in turn if isinstance(f, TranscriptionFrame)] == [
-        (sentences[0], "blank"), (sentences[1], "blank")]
+        (sentences[0], "eou"), (sentences[1], "eou")]
     # proposals are broadcast: the turn strategies live upstream in the user aggregator
     assert [type(f) for f in rec.up if isinstance(f, PROPOSALS)] == [ProposedUserStartedSpeakingFrame,
                                                                     ProposedUserStoppedSpeakingFrame] * 2
 
 
-class _EouEngine:
-    """The demo engine as if its vocabulary had <EOU> (no EOU checkpoint can be downloaded here)."""
+async def test_turn_detection_forced_on_ends_turns_by_the_trailing_blank_rule(demo_engine):
+    # as for a model without <EOU>: with the token ignored, 800 ms without a token ends each turn
+    stt = ParakeetSTTService(engine=demo_engine, turn_detection=True, should_interrupt=False,
+                             endpointing=ps.EndpointingOptions(eou=False))
+    sentences = ("call me at seven thirty", "two three four")
+    rec = await run_pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer()), stt], stt,
+                             audio_frames(utterances(*sentences, gap=1.5)))
 
-    def __init__(self, engine) -> None:
-        self._engine = engine
-        self.info = dataclasses.replace(engine.info, has_eou=True)
+    turn = [f for f in rec.of(*PROPOSALS, *TRANSCRIPTS)
+            if not isinstance(f, InterimTranscriptionFrame)]
+    assert [type(f) for f in turn] == [ProposedUserStartedSpeakingFrame, TranscriptionFrame,
+                                       ProposedUserStoppedSpeakingFrame] * 2
+    assert [(f.text, f.result.reason) for f in turn if isinstance(f, TranscriptionFrame)] == [
+        (sentences[0], "blank"), (sentences[1], "blank")]
 
-    def open_stream(self, **kwargs):
-        return self._engine.open_stream(**kwargs)
 
+def test_turn_detection_defaults_to_the_models_eou_token(demo_engine, tiny_model):
+    plain_engine = ps.Engine.from_model(tiny_model, ps.EngineConfig(model="tiny", chunk_ms=160, max_streams=1))
+    try:
+        eou, plain = ParakeetSTTService(engine=demo_engine), ParakeetSTTService(engine=plain_engine)
 
-def test_turn_detection_defaults_to_the_models_eou_token(demo_engine):
-    eou, plain = ParakeetSTTService(engine=_EouEngine(demo_engine)), ParakeetSTTService(engine=demo_engine)
-
-    assert (eou.turn_detection, plain.turn_detection) == (True, False)
-    assert isinstance(eou.service_metadata_frame().user_turn_strategies, ExternalUserTurnStrategies)
-    assert plain.service_metadata_frame().user_turn_strategies is None
-    assert ParakeetSTTService(engine=_EouEngine(demo_engine), turn_detection=False).turn_detection is False
+        assert (demo_engine.info.has_eou, plain_engine.info.has_eou) == (True, False)
+        assert (eou.turn_detection, plain.turn_detection) == (True, False)
+        assert isinstance(eou.service_metadata_frame().user_turn_strategies, ExternalUserTurnStrategies)
+        assert plain.service_metadata_frame().user_turn_strategies is None
+        assert ParakeetSTTService(engine=demo_engine, turn_detection=False).turn_detection is False
+        # with the engine told to ignore the token, nothing would end a turn on it
+        no_eou = ps.EndpointingOptions(eou=False)
+        assert ParakeetSTTService(engine=demo_engine, endpointing=no_eou).turn_detection is False
+    finally:
+        plain_engine.close()
 
 
 async def test_bad_audio_frames_get_clear_errors_and_lose_nothing_else(demo_engine):
@@ -298,13 +311,13 @@ async def test_settings_frame_switching_vad_off_is_refused_with_an_error_frame(d
 
 
 async def test_keyterms_are_boosted_from_the_constructor(demo_engine):
-    song = speech("play the song by radiohead", voice="en-gb")
+    song = keyterm_speech()
     plain = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY)
-    boosted = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY, keyterms=["radiohead"])
+    boosted = ParakeetSTTService(engine=demo_engine, endpointing=VAD_ONLY, keyterms=[KEYTERM])
     texts = []
     for stt in (plain, boosted):
         rec = await run_pipeline([stt], stt, audio_frames(song))
         texts.append([f.text for f in rec.of(TranscriptionFrame)])
-    assert texts[0] == ["play the song by radio ho"]
-    assert "radiohead" in texts[1][0].split()
+    assert texts[0] == [KEYTERM_MISHEARD]
+    assert KEYTERM in texts[1][0].split()
     assert await released(demo_engine)

@@ -3,7 +3,8 @@ evaluation (``assets/espeak-demo-en.eval.json``, summarised in its model card) s
 
 A tenth of the held-out test set (every 10th utterance: 10 per voice group) is re-synthesized here from the
 same per-utterance seeds and evaluated through the engine again: every streamed transcript must equal the
-committed evaluation's (the reference text, or the recorded error) and the offline decode."""
+committed evaluation's (the reference text, or the recorded error) and the offline decode, and the model's ``<EOU>``
+must end each one where the committed evaluation says (its finals and latency)."""
 from __future__ import annotations
 
 import json
@@ -25,7 +26,8 @@ def rerun(tmp_path_factory) -> tuple[dict, list[dict]]:
     data = tmp_path_factory.mktemp("held-out")
     _, test_texts = sentences.split_sentences(committed["data"]["n_train"], committed["data"]["n_test"],
                                               seed=committed["data"]["seed"])
-    jobs, groups = synth.make_test_jobs(test_texts, data / "test", version=committed["data"].get("version", 1))
+    assert committed["data"]["version"] in (2, 3)  # the data versions whose test set make_test_jobs makes
+    jobs, groups = synth.make_test_jobs(test_texts, data / "test")
     (data / "test").mkdir()
     with open(data / "test_manifest.json", "w") as f:
         for k in SUBSET:
@@ -45,7 +47,15 @@ def test_held_out_transcripts_equal_the_committed_evaluation(rerun):
     assert sorted((r["text"], r["voice"], r["stream"]) for r in report["results"]) == expected
     assert all(r["stream"] == r["offline"] for r in report["results"])
     assert [(g, s["utterances"]) for g, s in report["groups"].items()] == [
-        ("seen-voices", 10), ("held-out-speaker", 10), ("held-out-accent", 10)]
+        ("seen-voices", 10), ("held-out-variant", 10), ("held-out-accent", 10)]
+
+
+def test_the_models_eou_ends_each_utterance_as_committed(rerun):
+    report, rows = rerun
+    committed = {(r["text"], r["voice"]): r["eou"] for r in json.loads(EVAL.read_text())["results"]}
+    as_saved = lambda eou: json.loads(json.dumps(eou))  # noqa: E731 (tuples become lists, as in the file)
+    assert sorted((r["text"], r["voice"], as_saved(r["eou"])) for r in report["results"]) == sorted(
+        (r["text"], r["voice"], committed[(r["text"], r["voice"])]) for r in rows)
 
 
 def test_card_states_the_committed_wer_and_target():
@@ -54,3 +64,8 @@ def test_card_states_the_committed_wer_and_target():
     held = committed["held_out"]
     assert f"| **all held-out voices** | {held['utterances']} | {held['words']} | {held['wer_stream']} |" in card
     assert held["identical"] == held["utterances"] == 200
+    eou = committed["eou"]["all"]
+    assert (eou["utterances"], eou["cut_mid_sentence"]) == (300, 0)
+    assert eou["ended_by_eou"] + eou["never_ended"] == 300 and eou["latency_ms_p50"] <= 300
+    assert (f"| all | 300 | {eou['ended_by_eou']} | {eou['latency_ms_p50']} | {eou['latency_ms_p90']} | 0 | "
+            f"{eou['never_ended']} |") in card

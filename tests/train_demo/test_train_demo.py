@@ -246,13 +246,14 @@ def test_a_new_model_starts_from_a_trained_one_matching_token_pieces(tmp_path):
 
     from parakeet_services.train_demo import train
     from parakeet_services.train_demo.recipe import Recipe, build_config, train_tokenizer
-    from parakeet_stream.models import KNOWN_MODELS
-
-    source_path = KNOWN_MODELS["espeak-demo-en"].local_path
     texts, _ = sentences.split_sentences(3000, 10, seed=3)
-    tok = train_tokenizer(texts, str(tmp_path / "tok"), 128, eou=True)
     manifest = tmp_path / "m.json"
     manifest.write_text("")
+    # a model of the recipe whose tokenizer has no <EOU> (as the first demo model had), saved as a .nemo
+    source_path = tmp_path / "source.nemo"
+    EncDecHybridRNNTCTCBPEModel(cfg=build_config(Recipe(), train_tokenizer(texts, str(tmp_path / "source-tok"), 128),
+                                                 str(manifest))).save_to(str(source_path))
+    tok = train_tokenizer(texts, str(tmp_path / "tok"), 128, eou=True)
     model = EncDecHybridRNNTCTCBPEModel(cfg=build_config(Recipe(), tok, str(manifest)))
     lines: list[str] = []
     train._init_weights(model, source_path, lines.append)

@@ -90,8 +90,11 @@ class Session:
             # dalston HEAD: enable_vad=false means no endpointing at all, finals every max_utterance_duration
             return ps.EndpointingOptions(vad=False, eou=False, trailing_blank_ms=None, max_segment_s=max_segment)
         # prefix_padding_ms is dalston's VAD lookback; as the engine's speech pad it also keeps the decoder's last
-        # tokens (emitted a frame or two after the acoustic end) inside the utterance the VAD closes.
-        return ps.EndpointingOptions(vad=True, vad_threshold=c.vad_threshold, min_speech_ms=c.min_speech_duration_ms,
+        # tokens (emitted a frame or two after the acoustic end) inside the utterance the VAD closes. The client's
+        # VAD settings decide where utterances end: a model's <EOU> inside a pause shorter than its
+        # min_silence_duration_ms does not cut one (the trailing-blank rule defers to the VAD on its own).
+        return ps.EndpointingOptions(vad=True, eou=False, vad_threshold=c.vad_threshold,
+                                     min_speech_ms=c.min_speech_duration_ms,
                                      min_silence_ms=c.min_silence_duration_ms,
                                      speech_pad_ms=min(c.prefix_padding_ms, 2000), max_segment_s=max_segment)
 

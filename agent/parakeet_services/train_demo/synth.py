@@ -51,7 +51,6 @@ class SynthJob:
     wav_path: str  # absolute
     voices: tuple[str, ...]
     pron_noise: float = 0.0  # chance that this utterance is spoken with pronunciation noise (pronunciation.py)
-    version: int = DATA_VERSION  # 1: re-makes the version-1 test set (``make_test_jobs``)
     follow: str = ""  # a second sentence, spoken by the same voice after a pause (``JOINED``)
 
 
@@ -120,31 +119,11 @@ def augment(x: np.ndarray, rng: np.random.Generator) -> Augmented:
                      round(speech_end, 3))
 
 
-def augment_v1(x: np.ndarray, rng: np.random.Generator) -> Augmented:
-    """Data version 1's augmentation: 50-400 ms silence at each end, peak gain 0.1-0.9, white or brownish noise
-    at 15-45 dB SNR."""
-    sr = SAMPLE_RATE
-    lead, trail = np.zeros(int(rng.uniform(0.05, 0.4) * sr), np.float32), np.zeros(int(rng.uniform(0.05, 0.4) * sr),
-                                                                                  np.float32)
-    speech_end = (len(lead) + len(x)) / sr
-    x = np.concatenate([lead, x, trail])
-    x = x / (np.abs(x).max() + 1e-6) * rng.uniform(0.1, 0.9)
-    snr_db = rng.uniform(15, 45)
-    p_sig = np.mean(x ** 2) + 1e-9
-    noise = rng.standard_normal(len(x)).astype(np.float32)
-    if rng.random() < 0.5:  # brownish: integrated white noise with its slow drift removed
-        noise = np.cumsum(noise)
-        noise -= np.convolve(noise, np.ones(400) / 400, mode="same")
-        noise /= noise.std() + 1e-6
-    return Augmented(np.clip(x + noise * np.sqrt(p_sig / 10 ** (snr_db / 10)), -1, 1).astype(np.float32),
-                     round(speech_end, 3))
-
-
 def synth_one(job: SynthJob) -> dict:
     import soundfile as sf
 
     rng = random.Random(job.seed)
-    delivery = (voices_mod.draw_delivery if job.version >= 2 else voices_mod.draw_delivery_v1)(rng, job.voices)
+    delivery = voices_mod.draw_delivery(rng, job.voices)
     texts = [t for t in (job.text, job.follow) if t]
     spoken, noise = texts, {}
     if job.pron_noise > 0 and rng.random() < job.pron_noise:  # no draw at 0: older data sets stay identical
@@ -155,7 +134,7 @@ def synth_one(job: SynthJob) -> dict:
     if job.follow:
         pause = np.zeros(int(rng.uniform(*PAUSE_S) * SAMPLE_RATE), np.float32)
         audio = np.concatenate([audio, pause, speak(spoken[1], delivery)])
-    aug = (augment if job.version >= 2 else augment_v1)(audio, np.random.default_rng(job.seed))
+    aug = augment(audio, np.random.default_rng(job.seed))
     sf.write(job.wav_path, aug.audio, SAMPLE_RATE, subtype="PCM_16")
     joined = dict(eou_after=[len(job.text.split())]) if job.follow else {}
     return dict(index=job.index, duration=round(len(aug.audio) / SAMPLE_RATE, 3), speech_end=aug.speech_end,
@@ -187,19 +166,18 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def make_test_jobs(test_texts: list[str], wav_dir: Path,
-                   version: int = DATA_VERSION) -> tuple[list[SynthJob], list[str]]:
+def make_test_jobs(test_texts: list[str], wav_dir: Path) -> tuple[list[SynthJob], list[str]]:
     """Every held-out sentence once per voice group, and the group of each job. Seeds depend only on the position,
-    so any subset can be re-made elsewhere exactly (the bundled model's test does, in its data ``version``)."""
+    so any subset can be re-made elsewhere exactly (the bundled model's test does). Data versions 2 and 3 share
+    this test set."""
     jobs, groups = [], []
-    pools = ({g: voices_mod.voices_of_group(g) for g in voices_mod.GROUPS} if version >= 2 else voices_mod.V1_GROUPS)
+    pools = {g: voices_mod.voices_of_group(g) for g in voices_mod.GROUPS}
     for group, pool in pools.items():
         for i, text in enumerate(test_texts):
             k = len(jobs)
             # round-robin over the group's voices so each held-out voice speaks its share
             voices = pool if group == voices_mod.SEEN_GROUP else (pool[i % len(pool)],)
-            jobs.append(SynthJob(k, text, TEST_SEED_BASE + k, str((wav_dir / f"{k:06d}.wav").resolve()), voices,
-                                 version=version))
+            jobs.append(SynthJob(k, text, TEST_SEED_BASE + k, str((wav_dir / f"{k:06d}.wav").resolve()), voices))
             groups.append(group)
     return jobs, groups
 

@@ -90,22 +90,6 @@ def draw_delivery(rng: random.Random, voices: tuple[str, ...]) -> Delivery:
                     gap=rng.choice([0, 0, 0, 1, 2, 4]), amplitude=rng.randint(40, 180))
 
 
-# Data version 1 (the present bundled model's test set): its test voices per group and its delivery, kept so that
-# the committed evaluation of that model can be re-made exactly (``synth.make_test_jobs(..., version=1)``).
-V1_GROUPS: dict[str, tuple[str, ...]] = {
-    SEEN_GROUP: tuple(a + v for a in TRAIN_ACCENTS
-                      for v in ("", "+m1", "+m2", "+m3", "+m4", "+m5", "+m7", "+f1", "+f2", "+f4")),
-    "held-out-speaker": ("en-us+m6", "en+f3", "en-gb-x-rp+f5", "en-029+m6", "en-us-nyc+f3", "en-gb-scotland+f5"),
-    "held-out-accent": ("en-gb-x-gbcwmd", "en-gb-x-gbcwmd+m6", "en-gb-x-gbcwmd+f3", "en-gb-x-gbcwmd+m2"),
-}
-
-
-def draw_delivery_v1(rng: random.Random, voices: tuple[str, ...]) -> Delivery:
-    """Data version 1's narrower spread (130-200 wpm, pitch 30-70, espeak-ng's default amplitude)."""
-    return Delivery(voice=rng.choice(voices), speed=rng.randint(130, 200), pitch=rng.randint(30, 70),
-                    gap=rng.choice([0, 0, 0, 1, 2, 4]))
-
-
 def check_split() -> None:
     """The lists above are consistent: no held-out voice is a training voice."""
     for group, voices in HELD_OUT_VOICES.items():
