@@ -154,6 +154,16 @@ async def test_pipelines_share_one_engine_loaded_off_the_loop():
     assert [f.text for f in rb.of(TranscriptionFrame)] == ["can you call john for me"]
 
 
+def turns(rec) -> list[tuple[str, str]]:
+    """Each turn's final text and endpoint reason, asserting that every final is proposed as a whole turn: a
+    proposed start before it, a proposed stop after it, nothing but interims in between."""
+    turn = [f for f in rec.of(*PROPOSALS, *TRANSCRIPTS) if not isinstance(f, InterimTranscriptionFrame)]
+    finals = [f for f in turn if isinstance(f, TranscriptionFrame)]
+    assert [type(f) for f in turn] == [ProposedUserStartedSpeakingFrame, TranscriptionFrame,
+                                       ProposedUserStoppedSpeakingFrame] * len(finals)
+    return [(f.text, f.result.reason) for f in finals]
+
+
 async def test_turn_detection_proposes_turns_from_the_models_eou(demo_engine):
     # on by default for a model with <EOU>: each turn ends on the token the model emits, after a pause too short for
     # the 800 ms trailing-blank rule, and Pipecat's VAD stops must not cut it
@@ -165,12 +175,7 @@ async def test_turn_detection_proposes_turns_from_the_models_eou(demo_engine):
     assert stt.turn_detection is True
     [meta] = rec.of(STTMetadataFrame)
     assert isinstance(meta.user_turn_strategies, ExternalUserTurnStrategies)
-    turn = [f for f in rec.of(*PROPOSALS, *TRANSCRIPTS)
-            if not isinstance(f, InterimTranscriptionFrame)]
-    assert [type(f) for f in turn] == [ProposedUserStartedSpeakingFrame, TranscriptionFrame,
-                                       ProposedUserStoppedSpeakingFrame] * 2
-    assert [(f.text, f.result.reason) for f in turn if isinstance(f, TranscriptionFrame)] == [
-        (sentences[0], "eou"), (sentences[1], "eou")]
+    assert turns(rec) == [(sentences[0], "eou"), (sentences[1], "eou")]
     # proposals are broadcast: the turn strategies live upstream in the user aggregator
     assert [type(f) for f in rec.up if isinstance(f, PROPOSALS)] == [ProposedUserStartedSpeakingFrame,
                                                                     ProposedUserStoppedSpeakingFrame] * 2
@@ -184,12 +189,7 @@ async def test_turn_detection_forced_on_ends_turns_by_the_trailing_blank_rule(de
     rec = await run_pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer()), stt], stt,
                              audio_frames(utterances(*sentences, gap=1.5)))
 
-    turn = [f for f in rec.of(*PROPOSALS, *TRANSCRIPTS)
-            if not isinstance(f, InterimTranscriptionFrame)]
-    assert [type(f) for f in turn] == [ProposedUserStartedSpeakingFrame, TranscriptionFrame,
-                                       ProposedUserStoppedSpeakingFrame] * 2
-    assert [(f.text, f.result.reason) for f in turn if isinstance(f, TranscriptionFrame)] == [
-        (sentences[0], "blank"), (sentences[1], "blank")]
+    assert turns(rec) == [(sentences[0], "blank"), (sentences[1], "blank")]
 
 
 def test_turn_detection_defaults_to_the_models_eou_token(demo_engine, tiny_model):
