@@ -70,15 +70,14 @@ def test_held_out_voices_never_appear_in_the_training_manifest(demo_run):
 
 
 def test_the_model_is_trained_to_end_every_utterance_with_eou(demo_run):
+    from parakeet_services.train_demo.recipe import Recipe, training_text
+
     bucketed = _manifest(demo_run["out"] / "train_bucketed.json")
     train = _manifest(demo_run["data"] / "train_manifest.json")
-    def said(r: dict) -> str:  # a file holding two sentences ends the first with <EOU> too
-        words = r["text"].split()
-        cut = r.get("eou_after", [len(words)])[0]
-        return " ".join(words[:cut]) + "<EOU>" + ("".join(" " + w for w in words[cut:]) + "<EOU>" if
-                                                   cut < len(words) else "")
-
-    assert sorted(r["text"] for r in bucketed) == sorted(said(r) for r in train)
+    # a file holding two sentences ends the first with <EOU> too (training_text's own test)
+    said = [training_text(r["text"], Recipe(), r.get("eou_after", ())) for r in train]
+    assert all(t.endswith("<EOU>") for t in said)
+    assert sorted(r["text"] for r in bucketed) == sorted(said)
     pieces = (demo_run["out"] / "tokenizer" / "vocab.txt").read_text().split("\n")
     assert pieces[1] == "<EOU>"  # one piece of its own, right after <unk>
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 from parakeet_stream.audio import MODEL_SAMPLE_RATE
 
-from .synth import load_manifest
+from .synth import data_settings, load_manifest
 from .voices import SEEN_GROUP
 
 PACKET_SAMPLES = 320  # 20 ms at 16 kHz, as a WebRTC client sends
@@ -190,6 +190,6 @@ def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str
                   errors=[r for r in held_out if r["stream"] != r["text"]][:10], results=results)
     stats = Path(data_dir) / "data.json"
     if stats.exists():  # what re-makes this test set: synth.split_sentences + synth.make_test_jobs
-        made = json.loads(stats.read_text())
-        report["data"] = {**{k: made.get(k) for k in ("n_train", "n_test", "seed")}, "version": made.get("version", 1)}
+        made = data_settings(json.loads(stats.read_text()))
+        report["data"] = {k: made[k] for k in ("n_train", "n_test", "seed", "version")}
     return report

@@ -171,8 +171,8 @@ def make_test_jobs(test_texts: list[str], wav_dir: Path) -> tuple[list[SynthJob]
     so any subset can be re-made elsewhere exactly (the bundled model's test does). Data versions 2 and 3 share
     this test set."""
     jobs, groups = [], []
-    pools = {g: voices_mod.voices_of_group(g) for g in voices_mod.GROUPS}
-    for group, pool in pools.items():
+    for group in voices_mod.GROUPS:
+        pool = voices_mod.voices_of_group(group)
         for i, text in enumerate(test_texts):
             k = len(jobs)
             # round-robin over the group's voices so each held-out voice speaks its share
