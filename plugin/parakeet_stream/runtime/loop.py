@@ -37,6 +37,7 @@ POLL_SPACING = 4  # ... or this many times the last wake-up's feature and VAD wo
 LAG_BEHIND_S = 2.0  # a stream is behind when decodable audio has waited this long (``_check_lag``) ...
 LAG_CAUGHT_UP_S = 1.0  # ... and has caught up again once it waits less than this
 LAG_CHECK_S = 0.5  # how often the thread looks
+LAG_LOG_IDS = 8  # stream ids named in a line about several streams
 
 
 class BaseStreamState:
@@ -109,6 +110,8 @@ class InferenceLoop:
         self._thread: threading.Thread | None = None
         self.threads: ThreadGovernor | None = None  # the steps' CPU thread count (set by the Engine)
         self._lag_checked_at = 0.0
+        self._fell_behind: list[BaseStreamState] = []  # lag changes of this round, logged at its end
+        self._caught_up: list[tuple[BaseStreamState, float]] = []  # (stream, seconds it was behind)
 
     def run_forever(self) -> None:
         """Serve on the calling thread until ``stop()``: the thread that loaded the model (see ``Engine``)."""
@@ -249,7 +252,8 @@ class InferenceLoop:
                 jobs, self._jobs = list(self._jobs), collections.deque()
                 arrivals, self._arrivals = self._arrivals, []
             for state in list(self._states):  # closes first: they free slots for the arrivals
-                self._guard(state, self._apply_backlog, state)
+                if state.backlog or state.abandoned:
+                    self._guard(state, self._apply_backlog, state)
             for state in arrivals:
                 if not (state.closed or state.abandoned):  # closed before attaching: it never takes a slot
                     self._guard(state, self._attach_and_apply, state)
@@ -297,6 +301,7 @@ class InferenceLoop:
         now = time.monotonic()
         if self.tracks_arrivals and now - self._lag_checked_at >= LAG_CHECK_S:
             self._check_lag(now)
+        self._log_lag_changes()
         busy = tick is None and any(s.ready() or (s.backlog and not s.finalizing) for s in self._states)
         return busy, None if busy else self._plan_sleep(tick)
 
@@ -380,36 +385,59 @@ class InferenceLoop:
             elif isinstance(command, Close):
                 self._release(state)
 
-    def _record_result_latency(self, state: BaseStreamState, now: float) -> None:
-        """Count the latency of a result that depends on the stream's audio up to ``processed_time``: ``now``
+    def _record_result_latency(self, states: list[BaseStreamState], now: float) -> None:
+        """Count the latency of each stream's result, which depends on its audio up to ``processed_time``: ``now``
         minus the moment the audio holding that sample was pushed. It is also the stream's lag (``_note_lag``)."""
-        pushed_at = _first_undecoded_push(state)
-        if pushed_at is not None:
-            self.metrics.record_result_latency(now - pushed_at)
-            self._note_lag(state, max(0.0, now - pushed_at), now)
+        latencies = []
+        for state in states:
+            pushed_at = _first_undecoded_push(state)
+            if pushed_at is not None:
+                latencies.append(now - pushed_at)
+                if not state.closed:  # (a finished stream's last result: it can no longer be behind)
+                    self._note_lag(state, max(0.0, now - pushed_at), now)
+        self.metrics.record_result_latencies(latencies)
 
     def _note_lag(self, state: BaseStreamState, lag: float, now: float) -> None:
         """A stream is behind once a result comes ``LAG_BEHIND_S`` after the audio it depends on, and has caught up
-        once one comes within ``LAG_CAUGHT_UP_S`` (or nothing it could decode waits): one log line per change."""
+        once one comes within ``LAG_CAUGHT_UP_S`` (or nothing it could decode waits). Changes are logged at the end
+        of the round (``_log_lag_changes``): when the engine falls behind, every stream does at once."""
         state.lag_s = lag
         if lag > self.metrics.max_lag_seconds:  # (recomputed over all streams at each ``_check_lag``)
             self.metrics.max_lag_seconds = round(lag, 3)
-        stream_id = state.handle.id if state.handle else None
         if state.behind_since is None and lag >= LAG_BEHIND_S:
             state.behind_since = now
-            with self.metrics.lock:
-                self.metrics.lag_episodes += 1
-                self.metrics.lagging_streams += 1
-            logger.warning("stream falling behind", extra={
-                "stream_id": stream_id, "lag_s": round(lag, 2), "streams": len(self._states),
-                "last_step_ms": round(self.clock.last_step_s * 1000, 1),
-                "cpu_threads": self.threads.threads if self.threads else None})
+            self._fell_behind.append(state)
         elif state.behind_since is not None and lag < LAG_CAUGHT_UP_S:
-            logger.info("stream caught up", extra={"stream_id": stream_id, "lag_s": round(lag, 2),
-                                                  "behind_for_s": round(now - state.behind_since, 2)})
+            self._caught_up.append((state, now - state.behind_since))
             state.behind_since = None
-            with self.metrics.lock:
-                self.metrics.lagging_streams -= 1
+
+    def _log_lag_changes(self) -> None:
+        """One log line per kind of change in a round: the stream's own line when one stream changed, else one
+        line for all of them (at a thousand streams a line each would cost the thread more than their decode)."""
+        behind, caught = self._fell_behind, self._caught_up
+        if not behind and not caught:
+            return
+        self._fell_behind, self._caught_up = [], []
+        with self.metrics.lock:
+            self.metrics.lag_episodes += len(behind)
+            self.metrics.lagging_streams += len(behind) - len(caught)
+        context = {"streams": len(self._states), "last_step_ms": round(self.clock.last_step_s * 1000, 1),
+                   "cpu_threads": self.threads.threads if self.threads else None}
+        if len(behind) == 1:
+            logger.warning("stream falling behind", extra={
+                "stream_id": _stream_id(behind[0]), "lag_s": round(behind[0].lag_s, 2), **context})
+        elif behind:
+            logger.warning("streams falling behind", extra={
+                "count": len(behind), "lag_s": round(max(s.lag_s for s in behind), 2),
+                "stream_ids": ",".join(_stream_id(s) or "?" for s in behind[:LAG_LOG_IDS]), **context})
+        if len(caught) == 1:
+            state, behind_for = caught[0]
+            logger.info("stream caught up", extra={"stream_id": _stream_id(state), "lag_s": round(state.lag_s, 2),
+                                                  "behind_for_s": round(behind_for, 2)})
+        elif caught:
+            logger.info("streams caught up", extra={
+                "count": len(caught), "behind_for_s": round(max(b for _, b in caught), 2),
+                "stream_ids": ",".join(_stream_id(s) or "?" for s, _ in caught[:LAG_LOG_IDS])})
 
     def _check_lag(self, now: float) -> None:
         """Every ``LAG_CHECK_S``: the lag of streams whose results have stopped coming (the audio they could decode
@@ -434,9 +462,14 @@ class InferenceLoop:
         if state.closed:
             return
         state.closed = True
-        if state.behind_since is not None:
+        if state.behind_since is not None:  # it no longer counts as lagging (counted once its change was logged)
+            state.behind_since = None
             with self.metrics.lock:
-                self.metrics.lagging_streams -= 1
+                if state in self._fell_behind:  # fell behind this round: an episode, never counted as lagging
+                    self._fell_behind.remove(state)
+                    self.metrics.lag_episodes += 1
+                else:
+                    self.metrics.lagging_streams -= 1
         self._free(state)
         if state in self._states:
             self._states.remove(state)
@@ -469,6 +502,10 @@ class InferenceLoop:
 
     def _decode_boosted(self, samples: np.ndarray, keyterms) -> list[Token]:
         raise NotImplementedError("keyterms need a cache-aware streaming model")
+
+
+def _stream_id(state: BaseStreamState) -> str | None:
+    return state.handle.id if state.handle else None
 
 
 def _first_undecoded_push(state: BaseStreamState) -> float | None:

@@ -67,9 +67,15 @@ class EngineMetrics:
         return out
 
     def record_result_latency(self, seconds: float) -> None:
+        self.record_result_latencies([seconds])
+
+    def record_result_latencies(self, seconds: list[float]) -> None:
+        """Count several results' latencies under one acquisition of the lock (a batch's streams)."""
         with self.lock:
-            self.result_latency_ms[min(max(int(seconds * 1000), 0), RESULT_LATENCY_MAX_MS)] += 1
-            self.result_latency_seconds_sum += seconds
+            bins = self.result_latency_ms
+            for s in seconds:
+                bins[min(max(int(s * 1000), 0), RESULT_LATENCY_MAX_MS)] += 1
+            self.result_latency_seconds_sum += sum(seconds)
 
     @property
     def results(self) -> int:

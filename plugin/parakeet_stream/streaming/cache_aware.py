@@ -340,7 +340,7 @@ class ChunkScheduler(InferenceLoop):
         self.metrics.record_step(len(issued.states), seconds, sum(frames) * self.frame_s)
         for state, (tokens, carry), n in zip(issued.states, decoded, frames):
             self._guard(state, self._after_step, state, tokens, carry, n, issued.is_last)
-            self._record_result_latency(state, time.monotonic())
+        self._record_result_latency(issued.states, time.monotonic())
 
     def _decode(self, enc: torch.Tensor, enc_len: torch.Tensor, index: torch.Tensor,
                 carries: list) -> list[tuple[list[Token], object]]:
@@ -361,7 +361,10 @@ class ChunkScheduler(InferenceLoop):
     def _after_step(self, state: StreamState, tokens: list[Token], carry, n_frames: int, is_last: bool) -> None:
         state.decoder_state = carry
         state.n_enc += n_frames
-        tr, now = state.tracker, state.processed_time
+        tr = state.tracker
+        if not (tokens or tr.open or state.vad_queue or is_last or state.cut_at_next_word):
+            return  # silence between segments (most of a live stream's steps): no event, no endpoint to decide
+        now = state.processed_time
         events: list[Event] = []
         run: list[Token] = []
 

@@ -95,8 +95,8 @@ class BatchedGreedyDecoder:
         labels = labels[:batch, :width].tolist()
         frames = frames[:batch, :width].tolist()
         probs = probs[:batch, :width].float().tolist()
-        return [[Token(int(i), int(f), float(p)) for i, f, p in zip(labels[b][:n], frames[b][:n], probs[b][:n])]
-                for b, n in enumerate(lengths)]
+        # (tolist gives Python ints and floats already)
+        return [list(map(Token, labels[b][:n], frames[b][:n], probs[b][:n])) if n else [] for b, n in enumerate(lengths)]
 
 
 class DecoderSlots:

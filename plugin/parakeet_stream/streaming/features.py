@@ -29,34 +29,43 @@ class IncrementalFeaturizer:
         self.half = int(fb.n_fft) // 2
         self.n_mels = int(fb.nfilt)
         self.margin = math.ceil(self.half / self.hop)  # frames of look-back a frame's window reaches
-        # virtual left zero padding: what center=True with constant padding does at the signal start
-        self._buf = np.zeros(self.margin * self.hop, dtype=np.float32)
-        self._buf_offset = -self.margin * self.hop  # signal sample index of _buf[0]
-        self._appended: list[np.ndarray] = []  # packets not yet joined to _buf (one concatenate per featurize)
+        # the audio not yet behind every future frame's window, in a buffer that packets are copied into (one copy
+        # each; the stepped part is dropped by moving the read offset, and the rest moved down when it is full).
+        # It starts with the virtual left zero padding that center=True with constant padding puts before the signal.
+        self._buf = np.zeros(max(16000, 2 * self.margin * self.hop), dtype=np.float32)
+        self._start = 0  # index in _buf of signal sample _buf_offset
+        self._end = self.margin * self.hop  # index in _buf after the last sample received
+        self._buf_offset = -self.margin * self.hop  # signal sample index of _buf[_start]
         self.no_frames = np.zeros((self.n_mels, 0), dtype=np.float32)  # a call that completes no frame (shared)
         self.n_samples = 0
         self.n_emitted = 0
 
     def append(self, samples: np.ndarray) -> None:
         """Add 16 kHz float32 samples without computing anything yet (see ``featurize_batch``)."""
-        if samples.shape[0]:
-            self._appended.append(samples)
-            self.n_samples += samples.shape[0]
+        n = samples.shape[0]
+        if self._end + n > self._buf.shape[0]:
+            self._make_room(n)
+        self._buf[self._end:self._end + n] = samples
+        self._end += n
+        self.n_samples += n
 
-    def _joined(self) -> np.ndarray:
-        if self._appended:
-            self._buf = np.concatenate([self._buf, *self._appended])
-            self._appended.clear()
-        return self._buf
+    def _make_room(self, n: int) -> None:
+        """Move the kept audio to the buffer's start, in a larger buffer if it still does not fit."""
+        kept = self._buf[self._start:self._end]
+        size = self._buf.shape[0]
+        while kept.shape[0] + n > size:
+            size *= 2
+        buf = self._buf if size == self._buf.shape[0] else np.empty(size, dtype=np.float32)
+        buf[:kept.shape[0]] = kept  # (numpy copies through a temporary where the two overlap)
+        self._buf, self._start, self._end = buf, 0, kept.shape[0]
 
     def ready_segment(self) -> tuple[np.ndarray, int] | None:
         """The audio segment whose preprocessing yields every newly complete frame, and how many there are."""
         n_final = (self.n_samples - self.half) // self.hop + 1 if self.n_samples >= self.half else 0
         if n_final <= self.n_emitted:
             return None
-        self._joined()
-        start = (self.n_emitted - self.margin) * self.hop - self._buf_offset
-        end = (n_final - 1) * self.hop + self.half - self._buf_offset
+        start = (self.n_emitted - self.margin) * self.hop - self._buf_offset + self._start
+        end = (n_final - 1) * self.hop + self.half - self._buf_offset + self._start
         return self._buf[start:end], n_final - self.n_emitted
 
     def take(self, feats: np.ndarray, count: int) -> np.ndarray:
@@ -66,7 +75,7 @@ class IncrementalFeaturizer:
         keep_from = (self.n_emitted - self.margin) * self.hop  # where the next segment will start
         cut = keep_from - self._buf_offset
         if cut > 0:
-            self._buf = self._joined()[cut:]
+            self._start += cut
             self._buf_offset = keep_from
         return out
 
@@ -81,9 +90,9 @@ class IncrementalFeaturizer:
         total = self.n_samples // self.hop
         if total <= self.n_emitted:
             return self.no_frames
-        start = (self.n_emitted - self.margin) * self.hop - self._buf_offset
-        end = (total - 1) * self.hop + self.half - self._buf_offset
-        seg = self._joined()[start:end]
+        start = (self.n_emitted - self.margin) * self.hop - self._buf_offset + self._start
+        end = (total - 1) * self.hop + self.half - self._buf_offset + self._start
+        seg = self._buf[start:min(end, self._end)]
         real_len = seg.shape[0]
         seg = np.concatenate([seg, np.zeros(end - start - real_len, dtype=np.float32)])
         with torch.inference_mode():
@@ -103,13 +112,16 @@ def featurize_batch(preprocessor: torch.nn.Module, featurizers: list[Incremental
     out = [f.no_frames for f in featurizers]
     if not live:
         return out
-    width = max(seg.shape[0] for _, seg, _ in live)
-    x = torch.zeros(len(live), width)
-    for row, (_, seg, _) in enumerate(live):
-        x[row, : seg.shape[0]] = torch.from_numpy(seg)
-    lengths = torch.tensor([seg.shape[0] for _, seg, _ in live])
+    widths = [seg.shape[0] for _, seg, _ in live]
+    width = max(widths)
+    if min(widths) == width:  # streams fed in step (the usual case under load): no padding to write
+        x = np.stack([seg for _, seg, _ in live])
+    else:
+        x = np.zeros((len(live), width), dtype=np.float32)
+        for row, (_, seg, _) in zip(x, live):
+            row[: seg.shape[0]] = seg
     with torch.inference_mode():
-        feats, _ = preprocessor(input_signal=x, length=lengths)
+        feats, _ = preprocessor(input_signal=torch.from_numpy(x), length=torch.tensor(widths))
     feats = feats.float().numpy()  # one conversion; each stream's frames are views of it
     for row, (i, _, count) in enumerate(live):
         out[i] = featurizers[i].take(feats[row], count)
