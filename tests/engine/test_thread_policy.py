@@ -249,3 +249,56 @@ def test_a_stream_falling_behind_and_catching_up_is_logged_once_each(caplog):
         assert [e.text for e in events if isinstance(e, ps.Final)] == ["turn on the lights"]  # nothing lost
     finally:
         engine.close()
+
+
+def test_streams_falling_behind_together_share_one_line_each_way(caplog):
+    """An engine that stops making progress puts every stream behind at once: one line names them all (a line per
+    stream would flood the log at a thousand streams, and cost the thread more than their decode)."""
+    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=4, lanes=1))
+    try:
+        streams = [engine.open_stream() for _ in range(3)]
+        audio = list(packets(speech("turn on the lights"), 20))
+        gate, held = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            held.set()
+            gate.wait(10)
+
+        def push_all(chunk) -> None:
+            for s in streams:
+                s.push(chunk)
+
+        for p in audio[:10]:
+            push_all(p)
+        time.sleep(0.3)
+        busy = threading.Thread(target=engine._scheduler.call, args=(hold,))
+        with caplog.at_level(logging.INFO, logger="parakeet_stream"):
+            busy.start()
+            assert held.wait(10)
+            for p in audio[10:]:
+                push_all(p)
+            time.sleep(2.6)
+            gate.set()
+            busy.join()
+            deadline = time.monotonic() + 10
+            while engine.metrics().lag_episodes < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            lagging = engine.metrics()
+            for p in packets(silence(1.5), 20):
+                push_all(p)
+                time.sleep(0.02)
+            for s in streams:
+                s.finish()
+            events = [collect(s) for s in streams]
+        lines = [r for r in caplog.records if "falling behind" in r.getMessage() or "caught up" in r.getMessage()]
+        assert [(r.getMessage(), r.levelname) for r in lines] == [("streams falling behind", "WARNING"),
+                                                                  ("streams caught up", "INFO")]
+        behind, caught = lines
+        assert behind.count == 3 and behind.lag_s >= 2.0 and behind.streams == 3
+        assert sorted(behind.stream_ids.split(",")) == sorted(s.id for s in streams)
+        assert caught.count == 3 and sorted(caught.stream_ids.split(",")) == sorted(s.id for s in streams)
+        assert (lagging.lag_episodes, lagging.lagging_streams) == (3, 3)
+        assert engine.metrics().lagging_streams == 0
+        assert [[e.text for e in ev if isinstance(e, ps.Final)] for ev in events] == [["turn on the lights"]] * 3
+    finally:
+        engine.close()
