@@ -110,7 +110,7 @@ class InferenceLoop:
         self._thread: threading.Thread | None = None
         self.threads: ThreadGovernor | None = None  # the steps' CPU thread count (set by the Engine)
         self._lag_checked_at = 0.0
-        self._fell_behind: list[BaseStreamState] = []  # lag changes of this round, logged at its end
+        self._fell_behind: list[tuple[BaseStreamState, float]] = []  # (stream, its lag): this round's changes
         self._caught_up: list[tuple[BaseStreamState, float]] = []  # (stream, seconds it was behind)
 
     def run_forever(self) -> None:
@@ -406,7 +406,7 @@ class InferenceLoop:
             self.metrics.max_lag_seconds = round(lag, 3)
         if state.behind_since is None and lag >= LAG_BEHIND_S:
             state.behind_since = now
-            self._fell_behind.append(state)
+            self._fell_behind.append((state, lag))
         elif state.behind_since is not None and lag < LAG_CAUGHT_UP_S:
             self._caught_up.append((state, now - state.behind_since))
             state.behind_since = None
@@ -425,11 +425,11 @@ class InferenceLoop:
                    "cpu_threads": self.threads.threads if self.threads else None}
         if len(behind) == 1:
             logger.warning("stream falling behind", extra={
-                "stream_id": _stream_id(behind[0]), "lag_s": round(behind[0].lag_s, 2), **context})
+                "stream_id": _stream_id(behind[0][0]), "lag_s": round(behind[0][1], 2), **context})
         elif behind:
             logger.warning("streams falling behind", extra={
-                "count": len(behind), "lag_s": round(max(s.lag_s for s in behind), 2),
-                "stream_ids": ",".join(_stream_id(s) or "?" for s in behind[:LAG_LOG_IDS]), **context})
+                "count": len(behind), "lag_s": round(max(lag for _, lag in behind), 2),
+                "stream_ids": ",".join(_stream_id(s) or "?" for s, _ in behind[:LAG_LOG_IDS]), **context})
         if len(caught) == 1:
             state, behind_for = caught[0]
             logger.info("stream caught up", extra={"stream_id": _stream_id(state), "lag_s": round(state.lag_s, 2),
@@ -465,8 +465,9 @@ class InferenceLoop:
         if state.behind_since is not None:  # it no longer counts as lagging (counted once its change was logged)
             state.behind_since = None
             with self.metrics.lock:
-                if state in self._fell_behind:  # fell behind this round: an episode, never counted as lagging
-                    self._fell_behind.remove(state)
+                unlogged = [change for change in self._fell_behind if change[0] is state]
+                if unlogged:  # fell behind this round: an episode, never counted as lagging
+                    self._fell_behind.remove(unlogged[0])
                     self.metrics.lag_episodes += 1
                 else:
                     self.metrics.lagging_streams -= 1

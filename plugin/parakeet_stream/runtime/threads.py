@@ -55,7 +55,7 @@ GROWN_AFTER_S = 0.5  # on one thread taken for a light load: the least time befo
 #                      (streams arriving while one thread serves a light load must not wait for the second core)
 
 
-# Read once by the native libraries when torch loads; a value already in the environment is kept.
+# Read once by the native libraries (``prefer_cpu_runtime_env`` says when); a value already set is kept.
 CPU_RUNTIME_ENV = {
     # OpenMP pool threads spin ~0.2 ms after a parallel region (libgomp's default: ~3 ms), then sleep: as fast as
     # spinning within a step, asleep between steps and while a neighbour holds the core
@@ -68,6 +68,8 @@ CPU_RUNTIME_ENV = {
 }
 # a wait policy chosen by the user replaces the spin count (libgomp lets GOMP_SPINCOUNT override it)
 CHOSEN_INSTEAD = {"GOMP_SPINCOUNT": ("OMP_WAIT_POLICY",)}
+# read by libgomp when torch loads; MKL reads MKL_CBWR later, at its first call (so after an ``import torch`` too)
+READ_WHEN_TORCH_LOADS = ("GOMP_SPINCOUNT",)
 
 
 AUTO = "auto"  # ``num_threads`` value: the governor chooses the count as the engine runs
@@ -117,12 +119,15 @@ def lanes_argument(text: str) -> int:
 
 
 def prefer_cpu_runtime_env() -> list[str]:
-    """Set ``CPU_RUNTIME_ENV`` for this process where torch has not loaded yet and nobody chose a value; returns
-    the names set (none once torch is loaded: too late to matter)."""
-    if "torch" in sys.modules:
-        return []
+    """Set ``CPU_RUNTIME_ENV`` for this process where nobody chose a value; returns the names set. libgomp reads
+    ``GOMP_SPINCOUNT`` when torch loads (once torch is loaded it is too late, and left alone); MKL reads
+    ``MKL_CBWR`` at its first call, so it is set after an ``import torch`` too: an application that imports torch
+    first would otherwise step a stream alone with other kernels than in a batch (too late only once torch has
+    computed on the CPU)."""
+    loaded = "torch" in sys.modules
     chosen = [name for name in CPU_RUNTIME_ENV
-              if name not in os.environ and not any(other in os.environ for other in CHOSEN_INSTEAD.get(name, ()))]
+              if name not in os.environ and not any(other in os.environ for other in CHOSEN_INSTEAD.get(name, ()))
+              and not (loaded and name in READ_WHEN_TORCH_LOADS)]
     for name in chosen:
         os.environ[name] = CPU_RUNTIME_ENV[name] if name != "MKL_CBWR" else f"{mkl_branch()},STRICT"
     return chosen

@@ -96,7 +96,8 @@ class BatchedGreedyDecoder:
         frames = frames[:batch, :width].tolist()
         probs = probs[:batch, :width].float().tolist()
         # (tolist gives Python ints and floats already)
-        return [list(map(Token, labels[b][:n], frames[b][:n], probs[b][:n])) if n else [] for b, n in enumerate(lengths)]
+        return [list(map(Token, labels[b][:n], frames[b][:n], probs[b][:n])) if n else []
+                for b, n in enumerate(lengths)]
 
 
 class DecoderSlots:
