@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import itertools
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from ..audio import MODEL_SAMPLE_RATE
 from ..endpointing import EndpointingOptions, VoiceActivity
 from ..events import Event, StreamFailed, Word
 from .clock import ChunkClock
-from .commands import Audio, Barrier, Close, Command, Finalize, Queued, SetEndpointing, SetKeyterms
+from .commands import Audio, Barrier, Close, Command, Finalize, Queued, QueuedAudio, SetEndpointing, SetKeyterms
 from ..stream import Stream
 from ..streaming.keyterms import Keyterms, check_keyterms
 from .metrics import EngineMetrics
@@ -45,8 +46,8 @@ class BaseStreamState:
 
     def __init__(self, loop: InferenceLoop, opts: EndpointingOptions, vad: bool) -> None:
         self.opts = opts
-        self.inbox: collections.deque[Queued] = collections.deque()  # guarded by the loop's condition
-        self.backlog: collections.deque[Queued] = collections.deque()
+        self.inbox: collections.deque[Queued | QueuedAudio] = collections.deque()  # guarded by the loop's condition
+        self.backlog: collections.deque[Queued | QueuedAudio] = collections.deque()
         self.handle: Stream | None = None
         self.tracker = TranscriptTracker(loop.vocab, loop.frame_s)
         self.vad = VoiceActivity(opts, device=str(loop.device)) if vad else None
@@ -183,7 +184,15 @@ class InferenceLoop:
             if isinstance(command, Close):
                 self._uncount(state)
                 state.abandoned = True
-            state.inbox.append(Queued(command, time.monotonic()))
+            if isinstance(command, Audio):
+                last = state.inbox[-1] if state.inbox else None
+                if type(last) is QueuedAudio:  # joined to the packets still waiting (see QueuedAudio)
+                    last.parts.append(command.samples)
+                    last.pushed_at.append(time.monotonic())
+                else:
+                    state.inbox.append(QueuedAudio([command.samples], [time.monotonic()]))
+            else:
+                state.inbox.append(Queued(command, time.monotonic()))
             self._dirty[state] = None
             if isinstance(command, Audio):
                 state.submitted_samples += command.samples.shape[0]
@@ -368,13 +377,11 @@ class InferenceLoop:
             return
         while state.backlog and not state.finalizing and not state.closed:
             queued = state.backlog.popleft()
+            if type(queued) is QueuedAudio:
+                self._apply_audio(state, queued)
+                continue
             command = queued.command
-            if isinstance(command, Audio):
-                state.last_audio_at, state.packet_s = queued.at, command.samples.shape[0] / MODEL_SAMPLE_RATE
-                self._add_audio(state, command.samples)
-                if self.tracks_arrivals:
-                    state.arrivals.append((state.total_samples, queued.at))
-            elif isinstance(command, SetEndpointing):
+            if isinstance(command, SetEndpointing):
                 state.opts = command.options
                 if state.vad is not None:
                     state.vad.retune(command.options)
@@ -384,6 +391,16 @@ class InferenceLoop:
                 self._begin_finalize(state, command.barrier)
             elif isinstance(command, Close):
                 self._release(state)
+
+    def _apply_audio(self, state: BaseStreamState, audio: QueuedAudio) -> None:
+        state.last_audio_at = audio.pushed_at[-1]
+        state.packet_s = audio.parts[-1].shape[0] / MODEL_SAMPLE_RATE
+        start = state.total_samples
+        self._add_audio(state, audio.samples())
+        if self.tracks_arrivals:  # where each packet ends, and when it was pushed
+            ends = itertools.accumulate((p.shape[0] for p in audio.parts), initial=start)
+            next(ends)
+            state.arrivals.extend(zip(ends, audio.pushed_at))
 
     def _record_result_latency(self, states: list[BaseStreamState], now: float) -> None:
         """Count the latency of each stream's result, which depends on its audio up to ``processed_time``: ``now``
