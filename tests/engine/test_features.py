@@ -35,3 +35,44 @@ def test_frames_are_emitted_once_their_window_is_complete(tiny_model):
     assert feat.push(np.zeros(159, np.float32)).shape[1] == 0
     assert feat.push(np.zeros(1, np.float32)).shape[1] == 1
     assert feat.flush().shape[1] == 0  # 416 // 160 = 2 frames in all, both already out
+
+
+def test_audio_received_faster_than_featurized_grows_the_buffer_and_stays_exact(tiny_model):
+    """An engine behind its streams featurizes seconds of audio at once: the featurizer's buffer (1 s) grows,
+    and is moved down when full, without changing a frame."""
+    from parakeet_stream.streaming.features import featurize_batch
+
+    audio = np.concatenate([speech("call me at seven thirty tomorrow morning")] * 2)
+    pre = tiny_model.preprocessor
+    with torch.inference_mode():
+        offline, n = pre(input_signal=torch.from_numpy(audio)[None], length=torch.tensor([len(audio)]))
+    feat = IncrementalFeaturizer(pre)
+    parts, i = [], 0
+    for size in (5 * 16000 // 2, 320, 3 * 16000, 320, 16000 - 7):  # 2.5 s, a packet, 3 s, ...: then the rest
+        feat.append(audio[i:i + size])
+        i += size
+        parts.append(featurize_batch(pre, [feat])[0])
+    feat.append(audio[i:])
+    parts += [featurize_batch(pre, [feat])[0], feat.flush()]
+    streamed = np.concatenate(parts, axis=1)
+    assert streamed.shape[1] == int(n) == len(audio) // 160
+    assert np.max(np.abs(streamed - offline[0, :, : int(n)].numpy())) <= 1e-5
+
+
+def test_frame_buffer_gives_each_chunk_after_its_context():
+    """What the scheduler steps: each chunk after the last ``keep`` frames stepped (all of them while fewer were),
+    the first without context, across the buffer being moved down and grown."""
+    from parakeet_stream.streaming.features import FrameBuffer
+
+    frames = np.arange(3 * 400, dtype=np.float32).reshape(3, 400)  # frame t holds t, 400 + t, 800 + t
+    buf = FrameBuffer(n_mels=3, keep=9, capacity=20)
+    fed, stepped = 0, 0
+    for k, take in [(7, 7), (5, 3), (30, 16), (1, 16), (100, 16), (0, 16), (0, 16)]:
+        buf.append(frames[:, fed:fed + k])
+        fed += k
+        assert buf.pending == fed - stepped
+        x = buf.take(take, context=stepped > 0)
+        first = max(0, stepped - 9) if stepped else stepped
+        np.testing.assert_array_equal(x, frames[:, first:stepped + take])
+        stepped += take
+    assert buf.pending == fed - stepped == 143 - 90

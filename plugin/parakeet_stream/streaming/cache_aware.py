@@ -27,7 +27,7 @@ from ..audio import MODEL_SAMPLE_RATE
 from .decoding import BatchedGreedyDecoder
 from ..endpointing import EndpointingOptions, detect
 from ..events import Event, StreamEnded, StreamFailed
-from .features import IncrementalFeaturizer, featurize_batch
+from .features import FrameBuffer, IncrementalFeaturizer, featurize_batch
 from .geometry import chunk_geometry
 from ..runtime.commands import Barrier
 from ..runtime.loop import BaseStreamState, InferenceLoop, logger
@@ -40,7 +40,7 @@ from .transcript import Token
 
 @dataclass(frozen=True)
 class Chunk:
-    features: np.ndarray  # [F, T] float32
+    features: np.ndarray  # [F, T] float32: a view of the stream's frames, stacked into the batch at once
     drop: int
     is_last: bool
 
@@ -77,8 +77,8 @@ class StreamState(BaseStreamState):
         self.epoch_start = self.total_samples / MODEL_SAMPLE_RATE
         self.tracker.time_base = self.epoch_start
         self.featurizer = IncrementalFeaturizer(self._preprocessor)
-        self.pending = self.featurizer.no_frames  # feature frames not yet stepped, [F, k] float32
-        self.context = self.featurizer.no_frames  # the last pre_encode_cache_size frames stepped
+        # feature frames not yet stepped, after the last pre_encode_cache_size frames stepped (the next context)
+        self.frames = FrameBuffer(self._n_mels, self.pre_cache)
         self.steps = 0
         self.consumed = 0
         self.n_enc = 0
@@ -93,7 +93,7 @@ class StreamState(BaseStreamState):
         """Stream seconds the results so far depend on: the end of the STFT window of the last mel frame fed to
         the encoder. (Counting whole encoder frames would claim up to 64 ms more: with causal subsampling the
         last frame of a chunk has not heard the end of its 80 ms.)"""
-        if self.finalizing and self.pending.shape[1] == 0:
+        if self.finalizing and self.frames.pending == 0:
             return self.total_samples / MODEL_SAMPLE_RATE  # the flushed tail is decoded: everything received
         if self.consumed == 0:
             return self.epoch_start
@@ -105,12 +105,12 @@ class StreamState(BaseStreamState):
             return False
         if self.finalizing:
             return True
-        return self.pending.shape[1] >= (self.first_chunk if self.steps == 0 else self.chunk)
+        return self.frames.pending >= (self.first_chunk if self.steps == 0 else self.chunk)
 
     def samples_until_ready(self) -> int | None:
         """Audio still to come before the next chunk is complete: its missing frames' STFT windows, less the samples
         received but not yet featurized."""
-        missing = (self.first_chunk if self.steps == 0 else self.chunk) - self.pending.shape[1]
+        missing = (self.first_chunk if self.steps == 0 else self.chunk) - self.frames.pending
         if self.finalizing or missing <= 0:
             return 0
         f = self.featurizer
@@ -119,19 +119,17 @@ class StreamState(BaseStreamState):
 
     def next_chunk(self) -> Chunk | None:
         need = self.first_chunk if self.steps == 0 else self.chunk
-        take = min(need, self.pending.shape[1])
+        take = min(need, self.frames.pending)
         if take == 0:
             return None  # finalizing with nothing left to decode
-        new, self.pending = self.pending[:, :take], self.pending[:, take:]
-        is_last = self.finalizing is not None and self.pending.shape[1] == 0
-        x = np.concatenate([self.context, new], axis=1) if self.steps else new  # no context before the first step
+        x = self.frames.take(take, context=self.steps > 0)  # no context before the first step
+        is_last = self.finalizing is not None and self.frames.pending == 0
         if self.steps == 0:
             drop = 0
         elif self.consumed < self.pre_cache:
             drop = self.n_enc  # the R=0 second step
         else:
             drop = self.drop_extra
-        self.context = x[:, -self.pre_cache:]
         self.consumed += take
         self.steps += 1
         return Chunk(x, drop, is_last)
@@ -221,7 +219,7 @@ class ChunkScheduler(InferenceLoop):
     def _begin_finalize(self, state: StreamState, barrier: Barrier) -> None:
         if state.vad is not None:  # VAD changes of the audio before the barrier belong before it
             self._take_vad([state], detect([state.vad]))
-        state.pending = np.concatenate([state.pending, state.featurizer.flush()], axis=1)
+        state.frames.append(state.featurizer.flush())
         state.finalizing = barrier
 
     def _add_audio(self, state: StreamState, samples: np.ndarray) -> None:
@@ -239,8 +237,7 @@ class ChunkScheduler(InferenceLoop):
         the step it would delay every stream's result."""
         states = [s for s in (self._states if only is None else only) if not s.closed and not s.finalizing]
         for state, feats in zip(states, featurize_batch(self.model.preprocessor, [s.featurizer for s in states])):
-            if feats.shape[1]:
-                state.pending = np.concatenate([state.pending, feats], axis=1) if state.pending.shape[1] else feats
+            state.frames.append(feats)
         listening = [s for s in states if s.vad is not None and s.vad.windows_ready] if only is None else []
         if listening:
             self._take_vad(listening, detect([s.vad for s in listening]))

@@ -126,3 +126,49 @@ def featurize_batch(preprocessor: torch.nn.Module, featurizers: list[Incremental
     for row, (i, _, count) in enumerate(live):
         out[i] = featurizers[i].take(feats[row], count)
     return out
+
+
+class FrameBuffer:
+    """A stream's feature frames from the context of its next chunk on: the frames not yet stepped follow the
+    last ``keep`` stepped ones in one array, so a chunk with its context is a view (no join per stream and step;
+    the batch is stacked from the views). Stepped frames are dropped by moving the start, and the rest moved down
+    when the buffer is full."""
+
+    def __init__(self, n_mels: int, keep: int, capacity: int = 64) -> None:
+        self.keep = keep
+        self._buf = np.zeros((n_mels, max(capacity, 2 * keep)), dtype=np.float32)
+        self._start = 0  # first frame kept (context of the next chunk)
+        self._cursor = 0  # first frame not yet stepped
+        self._end = 0
+
+    @property
+    def pending(self) -> int:
+        """Frames not yet stepped."""
+        return self._end - self._cursor
+
+    def append(self, frames: np.ndarray) -> None:
+        k = frames.shape[1]
+        if not k:
+            return
+        if self._end + k > self._buf.shape[1]:
+            self._make_room(k)
+        self._buf[:, self._end:self._end + k] = frames
+        self._end += k
+
+    def take(self, count: int, context: bool) -> np.ndarray:
+        """The next ``count`` frames, after up to ``keep`` stepped ones when ``context`` (a view, valid until the
+        next ``append``)."""
+        lo = self._start if context else self._cursor
+        out = self._buf[:, lo:self._cursor + count]
+        self._cursor += count
+        self._start = max(self._start, self._cursor - self.keep)
+        return out
+
+    def _make_room(self, k: int) -> None:
+        kept = self._end - self._start
+        size = self._buf.shape[1]
+        while kept + k > size:
+            size *= 2
+        buf = self._buf if size == self._buf.shape[1] else np.empty((self._buf.shape[0], size), dtype=np.float32)
+        buf[:, :kept] = self._buf[:, self._start:self._end]  # (numpy copies through a temporary where they overlap)
+        self._buf, self._cursor, self._end, self._start = buf, self._cursor - self._start, kept, 0
