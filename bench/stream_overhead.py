@@ -12,8 +12,9 @@ each level in a fresh process, and reports the ratio of their medians.
 
 The thread's time is split by timing its calls: the model (preprocessor, encoder steps and the label-looping
 decoder), the slot copies (caches gathered and written back), Silero VAD with ``--vad`` (its network and its
-per-stream Python, together), and the rest, reported per stream-step. On the CPU "the rest" also holds freeing
-the batch's large tensors (glibc returns them with munmap: ~25 % of it at 1024 streams). A round's packets are
+per-stream Python, together), and the rest, reported per stream-step and split by phase (``PHASES``, a second
+table). On the CPU the issue phase also holds freeing the step's large output tensors (glibc returns them with
+munmap: ~13 us per stream-step at 1024 streams; CUDA's caching allocator keeps them). A round's packets are
 pushed from a job on the inference thread itself (not timed), so no other thread holds the GIL while it works.
 """
 from __future__ import annotations
@@ -48,19 +49,29 @@ class Timed:
         return getattr(self._fn, name)
 
 
+# Where the thread's time outside the model goes, per stream-step (each phase less the model and copies in it):
+# received audio applied, features (bookkeeping around the preprocessor), a batch's encoder step issued (chunks
+# assembled, caches gathered, the step's outputs freed), its decode read (tokens), its streams' results delivered
+# (transcripts, events, latency).
+PHASES = {"backlog": "_apply_backlog", "features": "_before_step", "issue": "_issue", "read": "_read",
+          "deliver": "_deliver"}
+
+
 def instrument(sched, clock: dict) -> None:
-    """Time the thread's work per wake-up (received audio applied, features, steps) and, inside it, the model
-    and the slot copies."""
+    """Time the thread's work per wake-up (received audio applied, features, steps), its phases, and inside them
+    the model (preprocessor, encoder, decoder) and the slot copies."""
     for name in ("_apply_backlog", "_before_step", "_step_all"):
         setattr(sched, name, Timed(getattr(sched, name), clock, "thread"))
+    for phase, name in PHASES.items():
+        setattr(sched, name, Timed(getattr(sched, name), clock, phase))
     pre = sched.model.preprocessor
-    pre.forward = Timed(pre.forward, clock, "model")
+    pre.forward = Timed(pre.forward, clock, "model_features")
     enc = sched.model.encoder
-    enc.cache_aware_stream_step = Timed(enc.cache_aware_stream_step, clock, "model")
+    enc.cache_aware_stream_step = Timed(enc.cache_aware_stream_step, clock, "model_issue")
     if sched.steady_step is not None:
-        sched.steady_step = Timed(sched.steady_step, clock, "model")
+        sched.steady_step = Timed(sched.steady_step, clock, "model_issue")
     if sched.decoder.computer is not None:
-        sched.decoder.computer = Timed(sched.decoder.computer, clock, "model")
+        sched.decoder.computer = Timed(sched.decoder.computer, clock, "model_read")
     for name in ("gather", "scatter", "gather_keys_values", "scatter_keys_values"):
         setattr(sched.slots, name, Timed(getattr(sched.slots, name), clock, "copies"))
     scheduler = engine_module("streaming.cache_aware", "scheduler")
@@ -85,7 +96,8 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
     engine = load_engine(model="espeak-demo-en", device=device, dtype="auto", max_streams=n, lanes=1)
     try:
         sched = engine._scheduler
-        clock = {"thread": 0.0, "model": 0.0, "copies": 0.0, "vad": 0.0}
+        clock = dict.fromkeys(("thread", "copies", "vad", "model_features", "model_issue", "model_read", *PHASES),
+                              0.0)
         opts = ps.EndpointingOptions(vad=vad)
         boosted = set(range(0, n, round(1 / boosted_share))) if boosted_share else set()
         streams = [engine.open_stream(endpointing=opts, keyterms=keyterms if i in boosted else None)
@@ -117,14 +129,19 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
             s.close()
     finally:
         engine.close()
-    other = clock["thread"] - clock["model"] - clock["copies"] - clock["vad"]
+    model = clock["model_features"] + clock["model_issue"] + clock["model_read"]
+    other = clock["thread"] - model - clock["copies"] - clock["vad"]
+    inside = {"features": clock["model_features"] + clock["vad"], "issue": clock["model_issue"] + clock["copies"],
+              "read": clock["model_read"]}  # (the copies are all in the issue; VAD is in the features' call)
+    phases = {f"{phase}_us_per_stream_step": round((clock[phase] - inside.get(phase, 0.0)) / steps * 1e6, 2)
+              for phase in PHASES}
     return {"streams": n, "device": engine.info.device, "stream_steps": steps,
             "mean_batch": round(steps / calls, 1), "thread_s": round(clock["thread"], 4),
-            "model_s": round(clock["model"], 4), "copies_s": round(clock["copies"], 4),
+            "model_s": round(model, 4), "copies_s": round(clock["copies"], 4),
             "vad_s": round(clock["vad"], 4), "other_s": round(other, 4),
             "other_us_per_stream_step": round(other / steps * 1e6, 2),
             "thread_us_per_stream_step": round(clock["thread"] / steps * 1e6, 2),
-            "other_ms_per_round": round(other / rounds * 1e3, 3)}
+            "other_ms_per_round": round(other / rounds * 1e3, 3), **phases}
 
 
 def main() -> int:
@@ -178,6 +195,14 @@ def main() -> int:
             cells.append(f"{row['ratio_other']:.2f}x")
         print(f"| {n} | " + " | ".join(cells) + " |")
         rows.append(row)
+    print()
+    print("| streams | side | " + " | ".join(f"{phase} µs" for phase in PHASES) + " |")
+    print("|---|---" + "|---" * len(PHASES) + "|")
+    for n in levels:
+        for side in sides:
+            cells = [med(side, n, f"{phase}_us_per_stream_step") for phase in PHASES]
+            print(f"| {n} | {side} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+            rows[levels.index(n)].update({f"{side}_{phase}_us_per_stream_step": c for phase, c in zip(PHASES, cells)})
     write_result(args.out, "stream_overhead", commits, runs, rows, args.device, vad=args.vad, threads=args.threads,
                  rounds=args.rounds, repeats=args.repeats)
     return 0

@@ -362,6 +362,12 @@ class ChunkScheduler(InferenceLoop):
         if not (tokens or tr.open or state.vad_queue or is_last or state.cut_at_next_word):
             return  # silence between segments (most of a live stream's steps): no event, no endpoint to decide
         now = state.processed_time
+        if not (state.vad_queue or is_last or state.cut_at_next_word or any(t.id in self.vocab.eou_ids
+                                                                            for t in tokens)):
+            # speech going on (most steps that have tokens): nothing splits this step's tokens
+            self._emit(state, tr.add(tokens, now))
+            self._endpoint_by_rule(state, bool(tokens), now)
+            return
         events: list[Event] = []
         run: list[Token] = []
 
@@ -399,25 +405,28 @@ class ChunkScheduler(InferenceLoop):
         if state.cut_at_next_word:
             if tokens:
                 return  # the word may still go on: wait for its end
-            reason = "max_duration"
-        else:
-            reason = self._rule_endpoint(state)
-            if reason == "max_duration" and tokens:
-                # this step's last token may be the first piece of a word whose rest comes next step ("th" |
-                # "irty"): cut before the next word-starting token instead, or at the next step without tokens
-                state.cut_at_next_word = True
-                return
-        if reason:
             state.cut_at_next_word = False
-            self._emit(state, tr.endpoint(reason, now))
+            self._emit(state, tr.endpoint("max_duration", now))
+            return
+        self._endpoint_by_rule(state, bool(tokens), now)
+
+    def _endpoint_by_rule(self, state: StreamState, had_tokens: bool, now: float) -> None:
+        reason = self._rule_endpoint(state, now)
+        if reason == "max_duration" and had_tokens:
+            # this step's last token may be the first piece of a word whose rest comes next step ("th" |
+            # "irty"): cut before the next word-starting token instead, or at the next step without tokens
+            state.cut_at_next_word = True
+        elif reason:
+            self._emit(state, state.tracker.endpoint(reason, now))
 
     @staticmethod
     def _apply_vad(state: StreamState, kind: str, at: float, now: float) -> list[Event]:
         return state.tracker.start(at) if kind == "start" else state.tracker.endpoint("vad", now)
 
-    def _rule_endpoint(self, state: StreamState) -> str | None:
-        """Endpoints decided by time: a segment too long, or too long without a new token."""
-        tr, opts, now = state.tracker, state.opts, state.processed_time
+    def _rule_endpoint(self, state: StreamState, now: float) -> str | None:
+        """Endpoints decided by time (``now``: the stream time decoded): a segment too long, or too long without a
+        new token."""
+        tr, opts = state.tracker, state.opts
         if not tr.open:
             return None
         if opts.max_segment_s is not None and now - tr.started_at >= opts.max_segment_s:
