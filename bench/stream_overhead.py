@@ -10,7 +10,7 @@ stream; each round is stepped as one batch. Prints a markdown table and writes J
 ``--baseline`` runs the engine of another commit (a temporary git worktree) interleaved with this checkout's,
 each level in a fresh process, and reports the ratio of their medians.
 
-The thread's time is split by timing its calls: the model (preprocessor, encoder steps and the label-looping
+The thread's time (each wake-up's work once its commands are taken) is split by timing its calls: the model (preprocessor, encoder steps and the label-looping
 decoder), the slot copies (caches gathered and written back), Silero VAD with ``--vad`` (its network and its
 per-stream Python, together), and the rest, reported per stream-step and split by phase (``PHASES``, a second
 table). On the CPU the issue phase also holds freeing the step's large output tensors (glibc returns them with
@@ -60,7 +60,7 @@ PHASES = {"backlog": "_apply_backlog", "features": "_before_step", "issue": "_is
 def instrument(sched, clock: dict) -> None:
     """Time the thread's work per wake-up (received audio applied, features, steps), its phases, and inside them
     the model (preprocessor, encoder, decoder) and the slot copies."""
-    for name in ("_apply_backlog", "_before_step", "_step_all"):
+    for name in ("_apply_backlog", "_round"):  # (a wake-up's work once its commands are taken)
         setattr(sched, name, Timed(getattr(sched, name), clock, "thread"))
     for phase, name in PHASES.items():
         setattr(sched, name, Timed(getattr(sched, name), clock, phase))
@@ -135,6 +135,8 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
               "read": clock["model_read"]}  # (the copies are all in the issue; VAD is in the features' call)
     phases = {f"{phase}_us_per_stream_step": round((clock[phase] - inside.get(phase, 0.0)) / steps * 1e6, 2)
               for phase in PHASES}
+    # the wake-ups' scans of every stream (readiness, the clock, the next wake-up), the lag check, batching
+    phases["rest_us_per_stream_step"] = round(other / steps * 1e6 - sum(phases.values()), 2)
     return {"streams": n, "device": engine.info.device, "stream_steps": steps,
             "mean_batch": round(steps / calls, 1), "thread_s": round(clock["thread"], 4),
             "model_s": round(model, 4), "copies_s": round(clock["copies"], 4),
@@ -196,13 +198,14 @@ def main() -> int:
         print(f"| {n} | " + " | ".join(cells) + " |")
         rows.append(row)
     print()
-    print("| streams | side | " + " | ".join(f"{phase} µs" for phase in PHASES) + " |")
-    print("|---|---" + "|---" * len(PHASES) + "|")
+    print("| streams | side | " + " | ".join(f"{phase} µs" for phase in (*PHASES, "rest")) + " |")
+    print("|---|---" + "|---" * (len(PHASES) + 1) + "|")
     for n in levels:
         for side in sides:
-            cells = [med(side, n, f"{phase}_us_per_stream_step") for phase in PHASES]
+            cells = [med(side, n, f"{phase}_us_per_stream_step") for phase in (*PHASES, "rest")]
             print(f"| {n} | {side} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
-            rows[levels.index(n)].update({f"{side}_{phase}_us_per_stream_step": c for phase, c in zip(PHASES, cells)})
+            rows[levels.index(n)].update({f"{side}_{phase}_us_per_stream_step": c
+                                          for phase, c in zip((*PHASES, "rest"), cells)})
     write_result(args.out, "stream_overhead", commits, runs, rows, args.device, vad=args.vad, threads=args.threads,
                  rounds=args.rounds, repeats=args.repeats)
     return 0

@@ -184,11 +184,11 @@ def test_a_fault_outside_any_stream_fails_the_live_streams_and_the_engine_serves
     sched = engine._scheduler
     real, calls = sched._before_step, []
 
-    def faulty(*args):
+    def faulty(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise MemoryError("injected")
-        return real(*args)
+        return real(*args, **kwargs)
     sched._before_step = faulty
     try:
         broken = [engine.open_stream(endpointing=NO_ENDPOINTS) for _ in range(2)]

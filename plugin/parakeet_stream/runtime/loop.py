@@ -133,9 +133,10 @@ class InferenceLoop:
     def _begin_finalize(self, state, barrier: Barrier) -> None:
         state.finalizing = barrier
 
-    def _before_step(self, only: list | None = None) -> None:
+    def _before_step(self, only: list | None = None, featurized: set | frozenset = frozenset()) -> None:
         """Work batched over every stream once per wake-up, after their commands were applied (features, VAD).
-        ``only``: just these streams now; the thread calls it again for all after the step."""
+        ``only``: just these streams now; the thread calls it again for all after the step, telling which were
+        ``featurized`` by then (nothing has come for them since: their VAD is all that is left)."""
 
     def _step_all(self, ready: list) -> None:
         raise NotImplementedError
@@ -292,7 +293,8 @@ class InferenceLoop:
         first = None if None in needs else [s for s, n in zip(self._states, needs) if n == 0]
         self._before_step(first)
         features_s = time.perf_counter() - t0
-        ready = [s for s in self._states if s.ready()]
+        # a stream whose chunk was not complete in samples cannot be ready: only ``first`` is looked at
+        ready = [s for s in (self._states if first is None else first) if s.ready()]
         tick = self.clock.next_step(ready, self._states)
         if ready and tick is None:
             if self.threads is not None:
@@ -304,7 +306,7 @@ class InferenceLoop:
                 self.threads.after_step(len(ready), self.clock.last_step_s)
         if first is not None:
             t0 = time.perf_counter()
-            self._before_step()
+            self._before_step(featurized=set(first))
             features_s += time.perf_counter() - t0
         self._features_s = features_s
         now = time.monotonic()

@@ -228,15 +228,16 @@ class ChunkScheduler(InferenceLoop):
         if state.vad is not None:
             state.vad.feed(samples)  # detected for all streams at once in _before_step
 
-    def _before_step(self, only: list | None = None) -> None:
-        """New feature frames of every stream (or of ``only``) from one preprocessor call (per-packet calls cost
-        ~0.35 ms each), and, in the call for every stream, their VAD windows in one Silero call per round
-        (per-stream calls cost ~0.2 ms per 32 ms window). The VAD waits for that call, after the step: the model
-        does not need it (VAD changes apply when the decoding reaches their time; a start is confirmed only
-        ``min_speech_ms`` and an end ``min_silence_ms`` after it, so tokens often come first anyway), and before
-        the step it would delay every stream's result."""
+    def _before_step(self, only: list | None = None, featurized: set | frozenset = frozenset()) -> None:
+        """New feature frames of every stream (or of ``only``; none of ``featurized``) from one preprocessor call
+        (per-packet calls cost ~0.35 ms each), and, in the call for every stream, their VAD windows in one Silero
+        call per round (per-stream calls cost ~0.2 ms per 32 ms window). The VAD waits for that call, after the
+        step: the model does not need it (VAD changes apply when the decoding reaches their time; a start is
+        confirmed only ``min_speech_ms`` and an end ``min_silence_ms`` after it, so tokens often come first
+        anyway), and before the step it would delay every stream's result."""
         states = [s for s in (self._states if only is None else only) if not s.closed and not s.finalizing]
-        for state, feats in zip(states, featurize_batch(self.model.preprocessor, [s.featurizer for s in states])):
+        fresh = [s for s in states if s not in featurized] if featurized else states
+        for state, feats in zip(fresh, featurize_batch(self.model.preprocessor, [s.featurizer for s in fresh])):
             state.frames.append(feats)
         listening = [s for s in states if s.vad is not None and s.vad.windows_ready] if only is None else []
         if listening:

@@ -49,7 +49,7 @@ class SegmentedScheduler(InferenceLoop):
         state.total_samples += samples.shape[0]
         state.vad.feed(samples)  # detected for all streams at once in _before_step
 
-    def _before_step(self, only: list | None = None) -> None:
+    def _before_step(self, only: list | None = None, featurized: set | frozenset = frozenset()) -> None:
         """Every stream's VAD windows in one Silero call per round, then their cuts (``only`` is never given
         here: these streams' readiness is unknown, ``samples_until_ready`` None)."""
         states = [s for s in self._states if not s.closed and not s.finalizing]
