@@ -266,6 +266,10 @@ class Engine:
         for lane in self._lanes:
             lane.stop()
 
+    @property
+    def closed(self) -> bool:
+        return any(lane._stopping for lane in self._lanes)
+
     def __repr__(self) -> str:
         return f"Engine({self.info.name!r}, chunk_ms={self.info.chunk_ms}, device={self.info.device})"
 
@@ -355,11 +359,12 @@ def shared_engine(config: EngineConfig | None = None) -> Engine:
     """The process-wide engine for ``config``, loaded on first use (blocking) and reused after: every adapter
     of the process (LiveKit jobs, WebSocket sessions, Pipecat pipelines) shares one copy of the weights.
 
-    Configs that differ only in ``max_streams`` share one engine, whose limit rises to the largest asked for."""
+    Configs that differ only in ``max_streams`` share one engine, whose limit rises to the largest asked for. An
+    engine some user closed is replaced by a new one (its other users' streams ended with it)."""
     config = config or EngineConfig()
     with _shared_lock:
         engine = _shared.get(config.shared_key())
-        if engine is None:
+        if engine is None or engine.closed:
             engine = Engine.load(config)
             _shared[config.shared_key()] = engine
         engine.ensure_capacity(config.max_streams)

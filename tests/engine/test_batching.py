@@ -292,6 +292,22 @@ def test_shared_engine_raises_capacity_for_a_later_caller():
     assert ps.shared_engine(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=1)).capacity == base + 3
 
 
+def test_a_closed_shared_engine_is_replaced_for_its_next_user():
+    """One user closing the shared engine must not leave every later user of the process a dead one ("engine is
+    closed" on their first stream)."""
+    config = ps.EngineConfig(model="espeak-demo-en", device="cpu", lanes=1, max_streams=2)  # a key of its own
+    first = ps.shared_engine(config)
+    first.close()
+    assert first.closed
+    again = ps.shared_engine(config)
+    try:
+        assert again is not first and not again.closed
+        assert again.transcribe(speech("turn on the lights")).text == "turn on the lights"
+        assert ps.shared_engine(config) is again
+    finally:
+        again.close()
+
+
 def test_steps_follow_a_chunk_clock_stretched_under_load_waiting_only_for_streams_due_by_the_tick():
     import types
 

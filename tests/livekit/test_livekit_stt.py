@@ -295,8 +295,9 @@ async def test_endpointing_update_retunes_the_open_stream(engine, speech):
 
 async def test_a_first_stream_without_prewarm_keeps_the_audio_that_came_while_the_model_loaded(speech):
     """No ``prewarm()``: the first stream loads the model itself while the speaker talks in real time; the audio
-    that arrives during the load is queued and decoded, not lost (a capacity nobody else uses: a fresh engine)."""
-    stt = parakeet.STT(model=MODEL, chunk_ms=CHUNK_MS, max_streams=3)
+    that arrives during the load is queued and decoded, not lost (one lane, which no other test asks for: a fresh
+    engine, not the shared one the other tests use)."""
+    stt = parakeet.STT(model=MODEL, chunk_ms=CHUNK_MS, max_streams=3, lanes=1)
     assert stt.engine is None
     audio = np.concatenate([speech(ALARM), silence(1.5)])
     stream = stt.stream()
