@@ -10,9 +10,9 @@ stream; each round is stepped as one batch. Prints a markdown table and writes J
 ``--baseline`` runs the engine of another commit (a temporary git worktree) interleaved with this checkout's,
 each level in a fresh process, and reports the ratio of their medians.
 
-The thread's time (each wake-up's work once its commands are taken) is split by timing its calls: the model (preprocessor, encoder steps and the label-looping
-decoder), the slot copies (caches gathered and written back), Silero VAD with ``--vad`` (its network and its
-per-stream Python, together), and the rest, reported per stream-step and split by phase (``PHASES``, a second
+The thread's time (each wake-up's work once its commands are taken) is split by timing its calls: the model
+(preprocessor, encoder steps and the label-looping decoder), the slot copies (caches gathered and written back),
+Silero VAD with ``--vad`` (its network and its per-stream Python, together), and the rest, reported per stream-step and split by phase (``PHASES``, a second
 table). On the CPU the issue phase also holds freeing the step's large output tensors (glibc returns them with
 munmap: ~13 us per stream-step at 1024 streams; CUDA's caching allocator keeps them). A round's packets are
 pushed from a job on the inference thread itself (not timed), so no other thread holds the GIL while it works.
