@@ -268,7 +268,7 @@ class Engine:
 
     @property
     def closed(self) -> bool:
-        return any(lane._stopping for lane in self._lanes)
+        return any(lane.closed for lane in self._lanes)
 
     def __repr__(self) -> str:
         return f"Engine({self.info.name!r}, chunk_ms={self.info.chunk_ms}, device={self.info.device})"

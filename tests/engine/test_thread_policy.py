@@ -209,38 +209,50 @@ def test_pointwise_convs_as_products_make_the_encoders_bits_independent_of_the_t
         torch.set_num_threads(before)
 
 
+def speak_through_a_stall(engine, streams, caplog):
+    """Each stream says "turn on the lights" in packets while the inference thread makes no progress for 2.6 s (a
+    neighbour took the cores), then goes on in real time; log records kept in ``caplog``. Returns the metrics once
+    every stream has fallen behind, and each stream's events."""
+    audio = list(packets(speech("turn on the lights"), 20))
+    gate, held = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held.set()
+        gate.wait(10)
+
+    def push_all(chunk) -> None:
+        for s in streams:
+            s.push(chunk)
+
+    for p in audio[:10]:
+        push_all(p)
+    time.sleep(0.3)  # the thread takes those packets first
+    busy = threading.Thread(target=engine._scheduler.call, args=(hold,))
+    with caplog.at_level(logging.INFO, logger="parakeet_stream"):
+        busy.start()
+        assert held.wait(10)
+        for p in audio[10:]:
+            push_all(p)
+        time.sleep(2.6)
+        gate.set()
+        busy.join()
+        deadline = time.monotonic() + 10
+        while engine.metrics().lag_episodes < len(streams) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        lagging = engine.metrics()
+        for p in packets(silence(1.5), 20):  # the speakers go on in real time: results come at once again
+            push_all(p)
+            time.sleep(0.02)
+        for s in streams:
+            s.finish()
+        return lagging, [collect(s) for s in streams]
+
+
 def test_a_stream_falling_behind_and_catching_up_is_logged_once_each(caplog):
     engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=2))
     try:
         stream = engine.open_stream()
-        audio = list(packets(speech("turn on the lights"), 20))
-        gate, held = threading.Event(), threading.Event()
-
-        def hold() -> None:  # the inference thread makes no progress (a neighbour took the cores)
-            held.set()
-            gate.wait(10)
-
-        for p in audio[:10]:
-            stream.push(p)
-        time.sleep(0.3)  # the thread takes those packets first
-        busy = threading.Thread(target=engine._scheduler.call, args=(hold,))
-        with caplog.at_level(logging.INFO, logger="parakeet_stream"):
-            busy.start()
-            assert held.wait(10)
-            for p in audio[10:]:
-                stream.push(p)
-            time.sleep(2.6)
-            gate.set()
-            busy.join()
-            deadline = time.monotonic() + 10
-            while engine.metrics().lag_episodes < 1 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            lagging = engine.metrics()
-            for p in packets(silence(1.5), 20):  # the speaker goes on in real time: results come at once again
-                stream.push(p)
-                time.sleep(0.02)
-            stream.finish()
-            events = collect(stream)
+        lagging, (events,) = speak_through_a_stall(engine, [stream], caplog)
         messages = [(r.getMessage(), r.levelname) for r in caplog.records
                     if r.getMessage() in ("stream falling behind", "stream caught up")]
         assert messages == [("stream falling behind", "WARNING"), ("stream caught up", "INFO")]
@@ -259,39 +271,7 @@ def test_streams_falling_behind_together_share_one_line_each_way(caplog):
     engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=4, lanes=1))
     try:
         streams = [engine.open_stream() for _ in range(3)]
-        audio = list(packets(speech("turn on the lights"), 20))
-        gate, held = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            held.set()
-            gate.wait(10)
-
-        def push_all(chunk) -> None:
-            for s in streams:
-                s.push(chunk)
-
-        for p in audio[:10]:
-            push_all(p)
-        time.sleep(0.3)
-        busy = threading.Thread(target=engine._scheduler.call, args=(hold,))
-        with caplog.at_level(logging.INFO, logger="parakeet_stream"):
-            busy.start()
-            assert held.wait(10)
-            for p in audio[10:]:
-                push_all(p)
-            time.sleep(2.6)
-            gate.set()
-            busy.join()
-            deadline = time.monotonic() + 10
-            while engine.metrics().lag_episodes < 3 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            lagging = engine.metrics()
-            for p in packets(silence(1.5), 20):
-                push_all(p)
-                time.sleep(0.02)
-            for s in streams:
-                s.finish()
-            events = [collect(s) for s in streams]
+        lagging, events = speak_through_a_stall(engine, streams, caplog)
         lines = [r for r in caplog.records if "falling behind" in r.getMessage() or "caught up" in r.getMessage()]
         assert [(r.getMessage(), r.levelname) for r in lines] == [("streams falling behind", "WARNING"),
                                                                   ("streams caught up", "INFO")]

@@ -185,6 +185,7 @@ class InferenceLoop:
             if isinstance(command, Close):
                 self._uncount(state)
                 state.abandoned = True
+            self._dirty[state] = None
             if isinstance(command, Audio):
                 last = state.inbox[-1] if state.inbox else None
                 if type(last) is QueuedAudio:  # joined to the packets still waiting (see QueuedAudio)
@@ -192,15 +193,12 @@ class InferenceLoop:
                     last.pushed_at.append(time.monotonic())
                 else:
                     state.inbox.append(QueuedAudio([command.samples], [time.monotonic()]))
-            else:
-                state.inbox.append(Queued(command, time.monotonic()))
-            self._dirty[state] = None
-            if isinstance(command, Audio):
                 state.submitted_samples += command.samples.shape[0]
                 if not self._audio_wakes(state):
                     return  # the thread sees it at its planned wake-up, with everything else that came by then
                 self._wake_audio = True
             else:
+                state.inbox.append(Queued(command, time.monotonic()))
                 self._wake = True
             self._cond.notify()
 
@@ -227,6 +225,10 @@ class InferenceLoop:
             self._jobs.append((fn, fut))
             self._cond.notify()
         return fut.result()
+
+    @property
+    def closed(self) -> bool:
+        return self._stopping
 
     def stop(self) -> None:
         with self._cond:

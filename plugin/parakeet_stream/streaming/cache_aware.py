@@ -360,15 +360,16 @@ class ChunkScheduler(InferenceLoop):
         state.decoder_state = carry
         state.n_enc += n_frames
         tr = state.tracker
-        if not (tokens or tr.open or state.vad_queue or is_last or state.cut_at_next_word):
-            return  # silence between segments (most of a live stream's steps): no event, no endpoint to decide
-        now = state.processed_time
         if not (state.vad_queue or is_last or state.cut_at_next_word or any(t.id in self.vocab.eou_ids
                                                                             for t in tokens)):
-            # speech going on (most steps that have tokens): nothing splits this step's tokens
-            self._emit(state, tr.add(tokens, now))
-            self._endpoint_by_rule(state, bool(tokens), now)
+            # nothing splits this step's tokens (most steps): speech going on, or silence between segments (no
+            # event, no endpoint to decide)
+            if tokens or tr.open:
+                now = state.processed_time
+                self._emit(state, tr.add(tokens, now))
+                self._endpoint_by_rule(state, bool(tokens), now)
             return
+        now = state.processed_time
         events: list[Event] = []
         run: list[Token] = []
 

@@ -50,14 +50,8 @@ class IncrementalFeaturizer:
         self.n_samples += n
 
     def _make_room(self, n: int) -> None:
-        """Move the kept audio to the buffer's start, in a larger buffer if it still does not fit."""
-        kept = self._buf[self._start:self._end]
-        size = self._buf.shape[0]
-        while kept.shape[0] + n > size:
-            size *= 2
-        buf = self._buf if size == self._buf.shape[0] else np.empty(size, dtype=np.float32)
-        buf[:kept.shape[0]] = kept  # (numpy copies through a temporary where the two overlap)
-        self._buf, self._start, self._end = buf, 0, kept.shape[0]
+        self._buf = moved_down(self._buf, self._start, self._end, n)
+        self._start, self._end = 0, self._end - self._start
 
     def ready_segment(self) -> tuple[np.ndarray, int] | None:
         """The audio segment whose preprocessing yields every newly complete frame, and how many there are."""
@@ -165,10 +159,16 @@ class FrameBuffer:
         return out
 
     def _make_room(self, k: int) -> None:
-        kept = self._end - self._start
-        size = self._buf.shape[1]
-        while kept + k > size:
-            size *= 2
-        buf = self._buf if size == self._buf.shape[1] else np.empty((self._buf.shape[0], size), dtype=np.float32)
-        buf[:, :kept] = self._buf[:, self._start:self._end]  # (numpy copies through a temporary where they overlap)
-        self._buf, self._cursor, self._end, self._start = buf, self._cursor - self._start, kept, 0
+        self._buf = moved_down(self._buf, self._start, self._end, k)
+        self._cursor, self._end, self._start = self._cursor - self._start, self._end - self._start, 0
+
+
+def moved_down(buf: np.ndarray, start: int, end: int, n: int) -> np.ndarray:
+    """``buf[..., start:end]`` moved to the start of the last axis, with room for ``n`` more after it: in ``buf``
+    itself where that fits, else in a new buffer of twice the size (or more)."""
+    kept, size = end - start, buf.shape[-1]
+    while kept + n > size:
+        size *= 2
+    out = buf if size == buf.shape[-1] else np.empty((*buf.shape[:-1], size), dtype=buf.dtype)
+    out[..., :kept] = buf[..., start:end]  # (numpy copies through a temporary where the two overlap)
+    return out
