@@ -61,6 +61,16 @@ class QueuedAudio:
 
     parts: list[np.ndarray]
     pushed_at: list[float]  # time.monotonic() of each part's push
+    ends: list[int]  # where each part ends, in samples from the start of the first
+
+    @classmethod
+    def of(cls, samples: np.ndarray, pushed_at: float) -> QueuedAudio:
+        return cls([samples], [pushed_at], [samples.shape[0]])
+
+    def join(self, samples: np.ndarray, pushed_at: float) -> None:
+        self.parts.append(samples)
+        self.pushed_at.append(pushed_at)
+        self.ends.append(self.ends[-1] + samples.shape[0])
 
     def samples(self) -> np.ndarray:
         return self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)

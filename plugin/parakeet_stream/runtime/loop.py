@@ -8,13 +8,13 @@ Subclasses: ``streaming.cache_aware.ChunkScheduler`` (cache-aware streaming) and
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import concurrent.futures
-import itertools
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ class BaseStreamState:
         self.finalizing: Barrier | None = None  # once its barrier was reached
         self.last_audio_at = 0.0  # time.monotonic() when the last audio applied was pushed
         self.packet_s = 0.0  # how long that packet was (seconds at 16 kHz): the stream's cadence
-        self.arrivals: collections.deque[tuple[int, float]] = collections.deque()  # (total_samples, submitted at)
+        self.arrivals: collections.deque[Arrival] = collections.deque()  # the packets applied, not yet all decoded
         self.closed = False
         self.lag_s = 0.0  # how long its decodable audio has waited, at the thread's last look (``_check_lag``)
         self.behind_since: float | None = None  # when it fell behind (None: keeping up)
@@ -189,10 +189,9 @@ class InferenceLoop:
             if isinstance(command, Audio):
                 last = state.inbox[-1] if state.inbox else None
                 if type(last) is QueuedAudio:  # joined to the packets still waiting (see QueuedAudio)
-                    last.parts.append(command.samples)
-                    last.pushed_at.append(time.monotonic())
+                    last.join(command.samples, time.monotonic())
                 else:
-                    state.inbox.append(QueuedAudio([command.samples], [time.monotonic()]))
+                    state.inbox.append(QueuedAudio.of(command.samples, time.monotonic()))
                 state.submitted_samples += command.samples.shape[0]
                 if not self._audio_wakes(state):
                     return  # the thread sees it at its planned wake-up, with everything else that came by then
@@ -399,12 +398,9 @@ class InferenceLoop:
     def _apply_audio(self, state: BaseStreamState, audio: QueuedAudio) -> None:
         state.last_audio_at = audio.pushed_at[-1]
         state.packet_s = audio.parts[-1].shape[0] / MODEL_SAMPLE_RATE
-        start = state.total_samples
+        if self.tracks_arrivals:  # where its packets end, and when each was pushed
+            state.arrivals.append(Arrival(state.total_samples, audio.ends, audio.pushed_at))
         self._add_audio(state, audio.samples())
-        if self.tracks_arrivals:  # where each packet ends, and when it was pushed
-            ends = itertools.accumulate((p.shape[0] for p in audio.parts), initial=start)
-            next(ends)
-            state.arrivals.extend(zip(ends, audio.pushed_at))
 
     def _record_result_latency(self, states: list[BaseStreamState], now: float) -> None:
         """Count the latency of each stream's result, which depends on its audio up to ``processed_time``: ``now``
@@ -530,12 +526,25 @@ def _stream_id(state: BaseStreamState) -> str | None:
     return state.handle.id if state.handle else None
 
 
+class Arrival(NamedTuple):
+    """Packets applied together (``QueuedAudio``): where they start on the stream's sample clock, where each ends
+    (from that start) and when each was pushed."""
+
+    start: int
+    ends: list[int]
+    pushed_at: list[float]
+
+
 def _first_undecoded_push(state: BaseStreamState) -> float | None:
-    """When the audio holding the stream's first sample not yet decoded (``processed_time``) was pushed; None when
-    nothing waits. Pushes wholly decoded are dropped: results only move forward in stream time."""
+    """When the packet that the stream's results so far depend on last (the first to end at or after
+    ``processed_time``) was pushed; None when nothing waits. Packets before it are dropped (a group at a time):
+    results only move forward in stream time."""
     need = round(state.processed_time * MODEL_SAMPLE_RATE)
-    while len(state.arrivals) > 1 and state.arrivals[0][0] < need:
-        state.arrivals.popleft()
-    if state.arrivals and state.arrivals[0][0] >= need:
-        return state.arrivals[0][1]
-    return None
+    arrivals = state.arrivals
+    while len(arrivals) > 1 and arrivals[0].start + arrivals[0].ends[-1] < need:
+        arrivals.popleft()
+    if not arrivals:
+        return None
+    first = arrivals[0]
+    i = bisect.bisect_left(first.ends, need - first.start)
+    return first.pushed_at[i] if i < len(first.ends) else None

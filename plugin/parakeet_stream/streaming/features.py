@@ -109,7 +109,7 @@ def featurize_batch(preprocessor: torch.nn.Module, featurizers: list[Incremental
     widths = [seg.shape[0] for _, seg, _ in live]
     width = max(widths)
     if min(widths) == width:  # streams fed in step (the usual case under load): no padding to write
-        x = np.stack([seg for _, seg, _ in live])
+        x = np.concatenate([seg for _, seg, _ in live]).reshape(len(live), width)  # (np.stack: ~0.4 us more each)
     else:
         x = np.zeros((len(live), width), dtype=np.float32)
         for row, (_, seg, _) in zip(x, live):
