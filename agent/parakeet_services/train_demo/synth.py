@@ -129,7 +129,8 @@ def synth_one(job: SynthJob) -> dict:
     delivery = voices_mod.draw_delivery(rng, job.voices)
     texts = [t for t in (job.text, job.follow) if t]
     spoken, noise = texts, {}
-    if job.pron_noise > 0 and rng.random() < job.pron_noise and not voices_mod.is_flite(delivery.voice):  # no draw at 0: older data sets stay identical
+    # (no draw at 0: older data sets stay identical; pronunciation noise is spoken in espeak-ng's phonemes only)
+    if job.pron_noise > 0 and rng.random() < job.pron_noise and not voices_mod.is_flite(delivery.voice):
         perturbed = [pronunciation.perturb(pronunciation.phonemes_of(t, delivery.voice), rng) for t in texts]
         spoken = [pronunciation.as_espeak_input(phonemes) for phonemes, _ in perturbed]
         noise = dict(phonemes_changed=sum(changed for _, changed in perturbed))
