@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-command GPU benchmark for an H100/H200 host whose Python has CUDA torch but not NeMo.
 #   bench/gpu.sh [extra `parakeet-stream bench` args]
-# Prepares the host with bench/gpu-env.sh (NeMo from the wheels in bench/wheels/, espeak-ng from tmp/train-gpu/espeak/
-# when the host has none: make both with scripts/fetch-train-gpu-deps.sh and carry them; no network needed), then runs `xl` (0.6 B nemotron layout, random weights) bf16 @ 160 ms: engine ramp, per-stream
+# Prepares the host with bench/gpu-env.sh (NeMo from the wheels in bench/wheels/, espeak-ng and flite from
+# tmp/train-gpu/espeak.tar.gz when the host has none: make both with scripts/fetch-train-gpu-deps.sh and carry
+# them; no network needed), then runs `xl` (0.6 B nemotron layout, random weights) bf16 @ 160 ms: engine ramp, per-stream
 # baseline, VAD+offline baseline, NeMo pipeline. Time-boxed to finish in under 8 minutes.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond the product (scripts/install.sh): as root or with sudo on Debian/Ubuntu.
-#   - system packages: espeak-ng (test speech), redis-server (dalston tests), sox, chromium (captions page tests,
+#   - system packages: espeak-ng (test speech), flite (train-demo's second synthesizer), redis-server (dalston tests), sox, chromium (captions page tests,
 #     driven by Playwright with executable_path: Playwright's own browser download is never used)
 #   - the LiveKit server v1.13.5 for end-to-end tests, built with `go install` when Go is present
 #   - the Docker Compose v2 CLI plugin, to check docker-compose.yml (`docker compose config`; no engine needed)
@@ -14,6 +14,7 @@ SUDO=""
 
 missing=()
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v flite >/dev/null || missing+=(flite)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v sox >/dev/null || missing+=(sox)
 command -v chromium >/dev/null || missing+=(chromium)

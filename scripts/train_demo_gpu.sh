@@ -2,7 +2,7 @@
 # Train, evaluate and card the espeak-demo-en model on a GPU host in minutes:
 #   bash scripts/train_demo_gpu.sh [extra `parakeet-stream train-demo` args, e.g. --max-steps 6000]
 # The host's Python needs CUDA torch; NeMo is installed from bench/wheels/ when missing (no network needed), and
-# espeak-ng, when the host lacks it, is taken from tmp/train-gpu/espeak/ (both made by
+# espeak-ng and flite, when the host lacks them, from tmp/train-gpu/espeak.tar.gz (both made by
 # scripts/fetch-train-gpu-deps.sh). A host with neither espeak-ng nor that folder can train from data synthesized
 # elsewhere: pass --data DIR (a directory written by `parakeet-stream train-demo --stages synth`).
 # Output: $RUN_DIR (default tmp/train-demo-run, git-ignored) holds data, checkpoints, model.nemo, MODEL_CARD.md and
@@ -16,8 +16,8 @@ cd "$ROOT"
 RUN_DIR=${RUN_DIR:-tmp/train-demo-run}  # not under tmp/train-gpu: carrying that folder replaces it
 COPY_TO=${COPY_TO:-}
 source bench/gpu-env.sh
-if ! command -v espeak-ng >/dev/null && [[ " $* " != *" --data "* ]]; then
-    echo "no espeak-ng (install it, run scripts/fetch-train-gpu-deps.sh and carry tmp/train-gpu, or pass --data DIR)" >&2
+if ! { command -v espeak-ng && command -v flite; } >/dev/null && [[ " $* " != *" --data "* ]]; then
+    echo "no espeak-ng or flite (install them, run scripts/fetch-train-gpu-deps.sh and carry tmp/train-gpu, or pass --data DIR)" >&2
     exit 2
 fi
 NPROC=$(nproc)

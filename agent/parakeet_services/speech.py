@@ -1,4 +1,5 @@
-"""Speech from espeak-ng: what the demo model was trained on, and what tests, benchmarks and examples speak to it."""
+"""Speech from espeak-ng and flite: what the demo model was trained on, and what tests, benchmarks and examples speak
+to it."""
 from __future__ import annotations
 
 import shutil
@@ -36,6 +37,36 @@ def espeak(text: str, voice: str = "en-us", rate: int | None = None, *, args: Se
     audio = np.frombuffer(raw[44:], dtype=np.int16).astype(np.float32) / 32768.0
     audio = soxr.resample(audio, source_rate, sample_rate).astype(np.float32)
     return trim_trailing_silence(audio) if trim else audio
+
+
+class FliteMissingError(RuntimeError):
+    pass
+
+
+def flite_binary() -> str:
+    path = shutil.which("flite")
+    if path is None:
+        raise FliteMissingError("flite is not on PATH: install it (apt-get install flite), or synthesize the data on "
+                                "another host and pass --data DIR")
+    return path
+
+
+def flite(text: str, voice: str = "kal16", *, stretch: float = 1.0, f0: float | None = None,
+          sample_rate: int = MODEL_SAMPLE_RATE) -> np.ndarray:
+    """``text`` spoken by flite as float32 mono at ``sample_rate``: ``voice`` one of ``flite -lv`` (``kal`` speaks at
+    8 kHz, the others at 16 kHz), ``stretch`` its durations (above 1: slower), ``f0`` its mean pitch in Hz (None:
+    the voice's own; ``rms`` ignores it)."""
+    import tempfile
+
+    import soundfile as sf
+    import soxr
+
+    args = ["--setf", f"duration_stretch={stretch:.3f}", *(["--setf", f"int_f0_target_mean={f0:.1f}"] if f0 else [])]
+    with tempfile.NamedTemporaryFile(suffix=".wav") as wav:
+        subprocess.run([flite_binary(), "-voice", voice, *args, "-t", text, "-o", wav.name], capture_output=True,
+                       check=True)
+        audio, source_rate = sf.read(wav.name, dtype="float32")
+    return soxr.resample(audio, source_rate, sample_rate).astype(np.float32)
 
 
 def trim_trailing_silence(audio: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """One tiny end-to-end ``train-demo`` run shared by the tests of this package (about 30 s of CPU).
 
-It synthesizes 8 training and 2 x 3 test utterances, trains 2 steps, then runs the same command again with
+It synthesizes 8 training and 2 x 5 test utterances, trains 2 steps, then runs the same command again with
 ``--max-steps 3`` from the pre-synthesized data and no espeak-ng on PATH: that run must resume at step 2.
 """
 from __future__ import annotations

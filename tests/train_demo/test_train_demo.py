@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from parakeet_services.train_demo import sentences, voices
@@ -53,14 +54,34 @@ def test_every_held_out_variant_is_tested_and_none_of_its_family_is_missing_from
         voices.TRAIN_ACCENTS)
 
 
+def test_flite_voices_are_split_into_training_and_held_out_ones():
+    assert voices.is_training_voice("flite:rms") and not voices.is_training_voice("flite:awb")
+    assert voices.HELD_OUT_VOICES["held-out-flite"] == ("flite:awb",)
+    delivery = voices.Delivery("flite:slt", speed=250, pitch=80, gap=0)
+    assert delivery.flite_settings() == dict(voice="slt", stretch=0.7, f0=170.0 * 2 ** 0.5)
+
+
+def test_flite_speech_is_16_khz_whatever_the_voice_and_stretches_with_the_delivery():
+    from parakeet_services.speech import flite
+
+    kal = flite("turn on the radio", "kal")  # flite's kal speaks at 8 kHz
+    kal16 = flite("turn on the radio", "kal16")
+    slow = flite("turn on the radio", "kal16", stretch=1.5)
+    assert kal.dtype == kal16.dtype == np.float32
+    assert abs(kal.shape[0] - kal16.shape[0]) < 0.02 * kal16.shape[0]  # the same diphones, resampled
+    assert 1.3 < slow.shape[0] / kal16.shape[0] < 1.6
+
+
 def test_held_out_voices_never_appear_in_the_training_manifest(demo_run):
     train = _manifest(demo_run["data"] / "train_manifest.json")
     test = _manifest(demo_run["data"] / "test_manifest.json")
     held_out = {v for group in voices.HELD_OUT_VOICES.values() for v in group}
-    assert len(train) == 8 and len(test) == 6
+    assert len(train) == 8 and len(test) == 10
     assert all(voices.is_training_voice(r["voice"]) for r in train)
     assert {r["voice"] for r in train}.isdisjoint(held_out)
-    assert {r["voice"] for r in test if r["group"] != voices.SEEN_GROUP} <= held_out
+    seen = (voices.SEEN_GROUP, voices.SEEN_FLITE_GROUP)
+    assert {r["voice"] for r in test if r["group"] not in seen} <= held_out
+    assert {r["voice"] for r in test if r["group"] == voices.SEEN_FLITE_GROUP} == {"flite:kal", "flite:kal16"}
     # every held-out sentence is spoken once per group, and none of them is a training sentence
     assert sorted(r["group"] for r in test) == sorted(voices.GROUPS * 2)
     assert {r["text"] for r in test}.isdisjoint(r["text"] for r in train)
@@ -109,15 +130,15 @@ def test_evaluation_reports_streamed_and_offline_wer_per_voice_group(demo_run):
         assert summary["utterances"] == 2
         assert isinstance(summary["wer_stream"], float) and isinstance(summary["wer_offline"], float)
         assert 0 <= summary["identical"] <= 2
-    assert report["held_out"]["utterances"] == 4
+    assert report["held_out"]["utterances"] == 6  # (the seen-voices groups are not held out)
     assert report["chunk_ms"] == 160
     assert report["num_params"] == demo_run["state"]["num_params"]
     assert set(report["per_voice"]) <= {v for g in voices.HELD_OUT_VOICES.values() for v in g}
     # the model has an <EOU> piece, so each utterance was streamed once more with EOU endpointing
     eou = report["eou"]
     assert list(eou) == [*voices.GROUPS, "all"]
-    assert eou["all"]["utterances"] == 6
-    assert eou["all"]["ended_by_eou"] + eou["all"]["never_ended"] == 6
+    assert eou["all"]["utterances"] == 10
+    assert eou["all"]["ended_by_eou"] + eou["all"]["never_ended"] == 10
     assert all(set(r["eou"]) == {"finals", "latency", "cut"} for r in report["results"])
 
 
@@ -129,7 +150,7 @@ def test_model_card_names_machine_data_and_wer_per_group(demo_run):
     assert "CPU cores" in card
     for group in voices.GROUPS:
         assert f"| {group} | 2 |" in card
-    assert "| **all held-out voices** | 4 |" in card
+    assert "| **all held-out voices** | 6 |" in card
     assert "en-gb-x-gbcwmd" in card and "does NOT meet" in card
     assert ("  2. `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --stages synth,train "
             "--max-steps 3 --batch-size 4 --device cpu`") in card

@@ -8,7 +8,8 @@ from pathlib import Path
 from .pronunciation import NoiseLevel
 from .recipe import Recipe
 from .synth import AUGMENTATION, PAUSE_S, data_settings
-from .voices import DELIVERY_RANGES, HELD_OUT_VOICES, SEEN_GROUP, TRAIN_ACCENTS, TRAIN_VARIANTS
+from .voices import (DELIVERY_RANGES, FLITE_SHARE, HELD_OUT_VOICES, SEEN_FLITE_GROUP, SEEN_GROUP, TRAIN_ACCENTS,
+                     TRAIN_FLITE_VOICES, TRAIN_VARIANTS)
 
 # The bar (issue 19): held-out sentences by held-out voices, streamed at 160 ms, every held-out group on its own;
 # streamed == offline; a final p50 this soon after the last word with EOU endpointing; a file this small.
@@ -130,20 +131,25 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
         *[f"  {i}. `{session_command(s.get('options', {}), session_data(s, data))}`"
           for i, s in enumerate(sessions, 1)],
         "",
-        "## Data (synthetic, espeak-ng)",
+        "## Data (synthetic, espeak-ng" + (" and flite)" if data["train"].get("flite") else ")"),
         f"- train: {data['train']['utterances']} utterances, {data['train']['hours']} h, {data['words']} distinct "
         f"words; accents {', '.join(TRAIN_ACCENTS)} x variants "
         f"{', '.join(v or '(default)' for v in TRAIN_VARIANTS)}; {DELIVERY_RANGES}; {AUGMENTATION}"
         + ("; every transcript ends with `<EOU>`" if recipe.get("eou") else "")
         + (f"; {data['train']['joined']} files hold two sentences with a {PAUSE_S[0]}-{PAUSE_S[1]} s pause "
            f"between, each ended by `<EOU>`" if data["train"].get("joined") else ""),
+        *([f"- {data['train']['flite']} training utterances (a share of {FLITE_SHARE}) spoken by flite instead: "
+           f"{', '.join(TRAIN_FLITE_VOICES)}, durations stretched 0.7-1.5x, pitch moved up to 2/3 of an octave, "
+           f"no pronunciation noise"] if data["train"].get("flite") else []),
         *pron_noise_lines(sessions, data),
         f"- test: {data['test']['sentences']} held-out sentences (none in training), each spoken once per voice "
         f"group ({data['test']['utterances']} utterances)",
     ]
-    for group, voices in HELD_OUT_VOICES.items():
+    for group, voices in data["test"].get("groups", HELD_OUT_VOICES).items():
         lines.append(f"  - {group}: {', '.join(voices)} (never heard in training)")
     lines.append(f"  - {SEEN_GROUP}: training voices (only the sentences are new)")
+    if data["train"].get("flite"):
+        lines.append(f"  - {SEEN_FLITE_GROUP}: flite's training voices (only the sentences are new)")
     lines.append(f"- synthesis: {data.get('synth_seconds', '?')} s with {data.get('procs', '?')} processes")
     lines += ["", "## Training"]
     for i, s in enumerate(sessions, 1):

@@ -12,6 +12,14 @@ from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
+class SpecAugment:
+    freq_masks: int = 2
+    freq_width: int = 20  # mel channels, of 80
+    time_masks: int = 5
+    time_width: float = 0.05  # fraction of the utterance
+
+
+@dataclass(frozen=True)
 class Recipe:
     d_model: int = 144
     n_layers: int = 4
@@ -37,6 +45,9 @@ class Recipe:
     # Every training transcript ends with the <EOU> piece, as nvidia/parakeet_realtime_eou_120m-v1's do: the
     # model learns to say where an utterance ends, and the engine's EOU endpointing cuts finals on it.
     eou: bool = True
+    # SpecAugment while training (NeMo's SpectrogramAugmentation): masked bands of mel channels and stretches of
+    # frames, so the model cannot lean on one voice's formants or one speaker's timing; None: off.
+    spec_augment: SpecAugment | None = field(default_factory=lambda: SpecAugment())
     extra: dict = field(default_factory=dict)
 
     @property
@@ -91,6 +102,9 @@ def build_config(recipe: Recipe, tok_dir: str, train_manifest: str, *, batch_siz
                             num_workers=num_workers, pin_memory=num_workers > 0, max_duration=recipe.max_duration_s,
                             min_duration=0.1, trim_silence=False, use_start_end_token=False, is_tarred=False)
         cfg.aux_ctc.ctc_loss_weight = recipe.ctc_weight
+        if recipe.spec_augment is not None:
+            cfg.spec_augment = dict(_target_="nemo.collections.asr.modules.SpectrogramAugmentation",
+                                    **asdict(recipe.spec_augment))
         cfg.joint.fused_batch_size = bs
         cfg.optim = dict(name="adamw", lr=recipe.lr, betas=list(recipe.betas), weight_decay=recipe.weight_decay,
                          # NeMo sets the schedule's length to trainer.max_steps: train.py passes schedule_steps

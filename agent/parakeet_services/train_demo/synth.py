@@ -1,4 +1,4 @@
-"""espeak-ng speech for training and testing: 16 kHz mono WAVs plus NeMo manifests.
+"""espeak-ng and flite speech for training and testing: 16 kHz mono WAVs plus NeMo manifests.
 
 Layout of a data directory (portable: manifests hold paths relative to it, so data synthesized on one host can
 be carried to another that has no espeak-ng)::
@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 from parakeet_stream.audio import MODEL_SAMPLE_RATE as SAMPLE_RATE
 
-from ..speech import espeak, espeak_binary
+from ..speech import espeak, espeak_binary, flite, flite_binary, trim_trailing_silence
 from . import pronunciation
 from . import sentences as sentences_mod
 from . import voices as voices_mod
@@ -35,8 +35,9 @@ from . import voices as voices_mod
 TEST_SEED_BASE = 10_000_000  # per-utterance seeds of test and train never collide
 # What ``augment`` and ``voices`` make; data.json records it, and data made by another version is re-made.
 # 1: training accents x 10 variants, 130-200 wpm, 15-45 dB white/brown noise; 2: every variant, reverb, wider
-# noise and delivery, one utterance per file; 3: the present code (some training files hold two utterances).
-DATA_VERSION = 3
+# noise and delivery, one utterance per file; 3: some training files hold two utterances; 5: the present code (a
+# share of the training utterances spoken by flite, two more test groups). (4 was a trial: made-up accents.)
+DATA_VERSION = 5
 # Training files that hold two sentences with a pause between (data version 3): the model must hear words after
 # its own <EOU>, or it learns that nothing follows one and drops the start of the next utterance.
 JOINED = 0.3
@@ -55,6 +56,8 @@ class SynthJob:
 
 
 def speak(text: str, delivery: voices_mod.Delivery) -> np.ndarray:
+    if voices_mod.is_flite(delivery.voice):  # (flite ends with silence of its own: the augmentation adds it)
+        return trim_trailing_silence(flite(text, **delivery.flite_settings()))
     return espeak(text, delivery.voice, delivery.speed, args=delivery.espeak_args())
 
 
@@ -126,7 +129,8 @@ def synth_one(job: SynthJob) -> dict:
     delivery = voices_mod.draw_delivery(rng, job.voices)
     texts = [t for t in (job.text, job.follow) if t]
     spoken, noise = texts, {}
-    if job.pron_noise > 0 and rng.random() < job.pron_noise:  # no draw at 0: older data sets stay identical
+    # (no draw at 0: older data sets stay identical; pronunciation noise is spoken in espeak-ng's phonemes only)
+    if job.pron_noise > 0 and rng.random() < job.pron_noise and not voices_mod.is_flite(delivery.voice):
         perturbed = [pronunciation.perturb(pronunciation.phonemes_of(t, delivery.voice), rng) for t in texts]
         spoken = [pronunciation.as_espeak_input(phonemes) for phonemes, _ in perturbed]
         noise = dict(phonemes_changed=sum(changed for _, changed in perturbed))
@@ -206,15 +210,17 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
             log(f"data: reusing {data} ({stats['train']['utterances']} train, {stats['test']['utterances']} test)")
             return stats
     espeak_binary()
+    flite_binary()
     t0 = time.time()
     train_texts, test_texts = sentences_mod.split_sentences(n_train, n_test, seed=seed)
     stats: dict = dict(wanted)
     for split in ("train", "test"):
         (data / split).mkdir(parents=True, exist_ok=True)
     test_jobs, groups = make_test_jobs(test_texts, data / "test")
-    join = random.Random(seed + 1)
+    join, engine = random.Random(seed + 1), random.Random(seed + 2)
     train_jobs = [SynthJob(i, t, seed * 1_000_003 + i, str((data / "train" / f"{i:06d}.wav").resolve()),
-                           voices_mod.TRAINING_VOICES, pron_noise,
+                           voices_mod.TRAIN_FLITE_VOICES if engine.random() < voices_mod.FLITE_SHARE
+                           else voices_mod.TRAINING_VOICES, pron_noise,
                            follow=join.choice(train_texts) if join.random() < JOINED else "")
                   for i, t in enumerate(train_texts)]
     for split, jobs in (("test", test_jobs), ("train", train_jobs)):
@@ -232,6 +238,7 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
     stats["test"]["groups"] = {g: list(voices_mod.voices_of_group(g)) for g in voices_mod.HELD_OUT_VOICES}
     stats["words"] = len({w for t in train_texts for w in t.split()})
     stats["train"]["joined"] = sum("eou_after" in r for r in rows)
+    stats["train"]["flite"] = sum(voices_mod.is_flite(r["voice"]) for r in rows)
     if pron_noise:
         stats["train"]["pron_noise"] = dict(asdict(pronunciation.NoiseLevel()), utterances=sum(
             "phonemes_changed" in r for r in rows))
