@@ -10,15 +10,16 @@ import numpy as np
 from parakeet_stream.audio import MODEL_SAMPLE_RATE
 
 
-class EspeakMissingError(RuntimeError):
+class SynthesizerMissingError(RuntimeError):
     pass
 
 
-def espeak_binary() -> str:
-    path = shutil.which("espeak-ng")
+def synthesizer_binary(name: str) -> str:
+    """Where ``name`` (``espeak-ng`` or ``flite``) is, or a SynthesizerMissingError saying how to get it."""
+    path = shutil.which(name)
     if path is None:
-        raise EspeakMissingError("espeak-ng is not on PATH: install it (apt-get install espeak-ng), or synthesize "
-                                 "the data on another host and pass --data DIR")
+        raise SynthesizerMissingError(f"{name} is not on PATH: install it (apt-get install {name}), or synthesize "
+                                      "the data on another host and pass --data DIR")
     return path
 
 
@@ -31,24 +32,13 @@ def espeak(text: str, voice: str = "en-us", rate: int | None = None, *, args: Se
     repeat sentences (tests) keep their own cache."""
     import soxr
 
-    command = [espeak_binary(), "--stdout", "-v", voice, *(["-s", str(rate)] if rate else []), *args, text]
+    rate_args = ["-s", str(rate)] if rate else []
+    command = [synthesizer_binary("espeak-ng"), "--stdout", "-v", voice, *rate_args, *args, text]
     raw = subprocess.run(command, capture_output=True, check=True).stdout
     source_rate = int.from_bytes(raw[24:28], "little")  # the header's data size is bogus when writing to stdout
     audio = np.frombuffer(raw[44:], dtype=np.int16).astype(np.float32) / 32768.0
     audio = soxr.resample(audio, source_rate, sample_rate).astype(np.float32)
     return trim_trailing_silence(audio) if trim else audio
-
-
-class FliteMissingError(RuntimeError):
-    pass
-
-
-def flite_binary() -> str:
-    path = shutil.which("flite")
-    if path is None:
-        raise FliteMissingError("flite is not on PATH: install it (apt-get install flite), or synthesize the data on "
-                                "another host and pass --data DIR")
-    return path
 
 
 def flite(text: str, voice: str = "kal16", *, stretch: float = 1.0, f0: float | None = None,
@@ -63,8 +53,8 @@ def flite(text: str, voice: str = "kal16", *, stretch: float = 1.0, f0: float | 
 
     args = ["--setf", f"duration_stretch={stretch:.3f}", *(["--setf", f"int_f0_target_mean={f0:.1f}"] if f0 else [])]
     with tempfile.NamedTemporaryFile(suffix=".wav") as wav:
-        subprocess.run([flite_binary(), "-voice", voice, *args, "-t", text, "-o", wav.name], capture_output=True,
-                       check=True)
+        subprocess.run([synthesizer_binary("flite"), "-voice", voice, *args, "-t", text, "-o", wav.name],
+                       capture_output=True, check=True)
         audio, source_rate = sf.read(wav.name, dtype="float32")
     return soxr.resample(audio, source_rate, sample_rate).astype(np.float32)
 

@@ -68,7 +68,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .speech import EspeakMissingError
+    from .speech import SynthesizerMissingError
     from .train_demo import card, evaluate, synth, train
 
     out = Path(args.out)
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 synth.synthesize(data, args.n_train, args.n_test, procs=args.procs, seed=args.seed,
                                  pron_noise=args.pron_noise, log=log)
-            except EspeakMissingError as e:
+            except SynthesizerMissingError as e:
                 log(f"error: {e}")
                 return 2
     if not synth.has_data(data):

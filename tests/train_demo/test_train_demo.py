@@ -300,3 +300,12 @@ def test_word_error_rate_counts_substitutions_deletions_and_insertions():
     assert word_error_rate(["a b c"], ["a x c d"]) == 2 / 3
     assert word_error_rate(["a b", "c"], ["a b", ""]) == 1 / 3
     assert word_error_rate(["one two"], ["one two"]) == 0.0
+
+
+def test_train_demo_without_a_synthesizer_says_which_and_how_to_get_it(tmp_path, monkeypatch, capsys):
+    from parakeet_services.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither espeak-ng nor flite
+    assert main(["train-demo", "--out", str(tmp_path / "run"), "--stages", "synth", "--n-train", "2"]) == 2
+    assert ("error: espeak-ng is not on PATH: install it (apt-get install espeak-ng), or synthesize the data on "
+            "another host and pass --data DIR") in capsys.readouterr().err

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 from parakeet_stream.audio import MODEL_SAMPLE_RATE as SAMPLE_RATE
 
-from ..speech import espeak, espeak_binary, flite, flite_binary, trim_trailing_silence
+from ..speech import espeak, flite, synthesizer_binary, trim_trailing_silence
 from . import pronunciation
 from . import sentences as sentences_mod
 from . import voices as voices_mod
@@ -209,8 +209,8 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
         if data_settings(stats) == wanted:
             log(f"data: reusing {data} ({stats['train']['utterances']} train, {stats['test']['utterances']} test)")
             return stats
-    espeak_binary()
-    flite_binary()
+    synthesizer_binary("espeak-ng")
+    synthesizer_binary("flite")
     t0 = time.time()
     train_texts, test_texts = sentences_mod.split_sentences(n_train, n_test, seed=seed)
     stats: dict = dict(wanted)
