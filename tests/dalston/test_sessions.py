@@ -20,8 +20,8 @@ SENTENCES = [
     "set a timer for twenty minutes", "call me at five thirty tomorrow", "my phone number is one two three four",
     "turn on the lights in the kitchen", "the code is seven eight nine", "meet me at the station at nine",
     "send a message to john and say i will be late", "the meeting is on monday at ten",
-    "please send the report today", "turn off the radio in the office", "set an alarm for seven tomorrow morning",
-    "i need three tickets next week", "call anna at eleven", "it costs fifty dollars and ten cents",
+    "please check the report today", "turn off the radio in the office", "set an alarm for seven tomorrow morning",
+    "i need three tickets next week", "call mary at eleven", "it costs fifty dollars and ten cents",
     "room twelve on floor three", "the temperature is twenty degrees today",
 ]
 END = json.dumps({"type": "end"})
