@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from parakeet_services.train_demo import voices
 from parakeet_stream.models import KNOWN_MODELS
 
 MODEL = KNOWN_MODELS["espeak-demo-en"].local_path
@@ -66,7 +67,7 @@ def test_card_states_the_committed_wer_and_target():
     held = committed["held_out"]
     assert f"| **all held-out voices** | {held['utterances']} | {held['words']} | {held['wer_stream']} |" in card
     n = len(committed["results"])  # every test utterance: 100 sentences x the groups of its data version
-    assert held["identical"] == held["utterances"] == n - 100 * sum(g.startswith("seen-") for g in GROUPS)
+    assert held["identical"] == held["utterances"] == n - 100 * sum(g in voices.SEEN_GROUPS for g in GROUPS)
     eou = committed["eou"]["all"]
     assert (eou["utterances"], eou["cut_mid_sentence"]) == (n, 0)
     assert eou["ended_by_eou"] + eou["never_ended"] == n and eou["latency_ms_p50"] <= 300

@@ -21,7 +21,7 @@ from typing import Callable
 from parakeet_stream.audio import MODEL_SAMPLE_RATE
 
 from .synth import data_settings, load_manifest
-from .voices import SEEN_FLITE_GROUP, SEEN_GROUP
+from .voices import SEEN_GROUPS
 
 PACKET_SAMPLES = 320  # 20 ms at 16 kHz, as a WebRTC client sends
 EOU_TAIL_S = 1.0  # background noise after each utterance when measuring EOU endpointing
@@ -176,7 +176,7 @@ def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str
         engine.close()
     # the groups of the data set as it was made (an older data version named its groups differently)
     groups = {g: _summary([r for r in results if r["group"] == g]) for g in dict.fromkeys(r["group"] for r in results)}
-    held_out = [r for r in results if r["group"] not in (SEEN_GROUP, SEEN_FLITE_GROUP)]
+    held_out = [r for r in results if r["group"] not in SEEN_GROUPS]
     report = dict(model=str(model_path), chunk_ms=info.chunk_ms, device=info.device, dtype=info.dtype,
                   num_params=info.num_params, seconds=round(time.time() - t0, 1), groups=groups,
                   held_out=_summary(held_out) if held_out else None, all=_summary(results),
