@@ -87,6 +87,10 @@ def test_held_out_voices_never_appear_in_the_training_manifest(demo_run):
     assert all(not Path(r["audio_filepath"]).is_absolute() for r in train + test)
     # where the words end: after the leading silence (50-400 ms), before the trailing one
     assert all(0.05 < r["speech_end"] <= r["duration"] - 0.05 for r in train + test)
+    # data.json counts the Opus-coded training files; no test file is coded
+    made = json.loads((demo_run["data"] / "data.json").read_text())
+    assert made["train"]["opus"] == sum("opus_bitrate" in r for r in train)
+    assert not any("opus_bitrate" in r for r in test)
 
 
 def test_the_model_is_trained_to_end_every_utterance_with_eou(demo_run):
@@ -151,6 +155,10 @@ def test_model_card_names_machine_data_and_wer_per_group(demo_run):
         assert f"| {group} | 2 |" in card
     assert "| **all held-out voices** | 6 |" in card
     assert "en-gb-x-gbcwmd" in card and "does NOT meet" in card
+    opus = json.loads((demo_run["data"] / "data.json").read_text())["train"]["opus"]
+    assert opus == 3  # of the 8 training files: the draws of seed 1234 (a share of 0.25)
+    assert ("- 3 training files (a share of 0.25) heard through Opus as a WebRTC call carries them: resampled to "
+            "48 kHz, coded in 20 ms frames at 12/16/24/32 kbit/s (libopus, VoIP mode), decoded") in card
     assert ("  2. `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --stages synth,train "
             "--max-steps 3 --batch-size 4 --device cpu`") in card
 
@@ -256,6 +264,55 @@ def test_augmentation_pads_speech_and_leaves_some_utterances_in_digital_silence(
         assert float(np.abs(aug.audio).max()) <= 10 ** (-0.5 / 20) + 0.1
         silent_tails += not np.any(aug.audio[-400:])
     assert 8 <= silent_tails <= 35  # one in ten; a reverberant tail can still ring into the last 25 ms
+
+def test_opus_round_trip_codes_speech_as_webrtc_carries_it_aligned_and_of_the_same_length():
+    """A share of the training files (data version 6) is heard through Opus, as a LiveKit call carries it: the
+    coded audio keeps its length and timing (``speech_end`` stays true) but is not the PCM that went in."""
+    import numpy as np
+
+    from parakeet_services.train_demo import synth
+    from parakeet_services.speech import espeak
+
+    x = np.concatenate([np.zeros(4000, np.float32), espeak("send a message to anna", "en-us", 160)])
+    for bitrate in synth.OPUS_BITRATES:
+        y = synth.opus_round_trip(x, bitrate)
+        assert (y.dtype, len(y)) == (np.float32, len(x))
+        lags = np.arange(-40, 41)
+        corr = [float(np.dot(x[40:-40], y[40 + k: len(y) - 40 + k])) for k in lags]
+        # aligned within a sample (62.5 us): libopus's look-ahead is taken off (SILK's own filters add ~3 samples
+        # at 48 kHz in VoIP mode; without the correction the peak would be 6.5 ms, 104 samples, late)
+        assert abs(lags[int(np.argmax(corr))]) <= 1
+        err = float(np.sum((y - x) ** 2) / np.sum(x ** 2))
+        assert 1e-4 < err < 0.5, bitrate  # lossy, but the same speech
+    quiet = synth.opus_round_trip(np.zeros(8000, np.float32), 12_000)
+    assert 0 < float(np.abs(quiet).max()) < 1e-3  # silence comes back as the codec's faint noise, below -60 dBFS
+
+
+def test_a_training_file_is_opus_coded_only_when_drawn_and_says_at_which_bitrate(tmp_path):
+    """Test files (``opus=0``) draw nothing more, so the test set stays data version 5's file for file."""
+    import soundfile as sf
+
+    from parakeet_services.train_demo import synth
+
+    plain = synth.synth_one(synth.SynthJob(0, "set a timer", 7, str(tmp_path / "a.wav"), ("en-us",)))
+    coded = synth.synth_one(synth.SynthJob(0, "set a timer", 7, str(tmp_path / "b.wav"), ("en-us",), opus=1.0))
+    assert "opus_bitrate" not in plain and coded["opus_bitrate"] in synth.OPUS_BITRATES
+    assert {k: v for k, v in coded.items() if k != "opus_bitrate"} == plain
+    a, b = sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0]
+    assert len(a) == len(b) and not (a == b).all()
+
+
+def test_without_pyav_no_training_file_is_opus_coded_and_the_log_says_so(tmp_path, monkeypatch):
+    """A GPU host given only the training wheels lacks PyAV: it still synthesizes, and says what it left out."""
+    from parakeet_services.train_demo import synth
+
+    monkeypatch.setattr(synth, "opus_available", lambda: False)
+    lines: list[str] = []
+    made = synth.synthesize(tmp_path / "data", n_train=6, n_test=1, procs=1, log=lines.append)
+    assert made["train"]["opus"] == 0
+    assert ("data: PyAV (pip install av) is missing: no training file is Opus-coded (data.json records how many "
+            "are)") in lines
+
 
 def test_a_new_model_starts_from_a_trained_one_matching_token_pieces(tmp_path):
     """``--init-from``: the encoder is copied as it is; vocabulary rows follow their piece to its new id, and a

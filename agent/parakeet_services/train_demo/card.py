@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .pronunciation import NoiseLevel
 from .recipe import Recipe
-from .synth import AUGMENTATION, PAUSE_S, data_settings
+from .synth import AUGMENTATION, OPUS_BITRATES, OPUS_SHARE, PAUSE_S, data_settings
 from .voices import (DELIVERY_RANGES, FLITE_SHARE, HELD_OUT_VOICES, SEEN_FLITE_GROUP, SEEN_GROUP, TRAIN_ACCENTS,
                      TRAIN_FLITE_VOICES, TRAIN_VARIANTS)
 
@@ -112,12 +112,13 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
         f"# Model card: {name}",
         "",
         f"A {state.get('num_params', 0) / 1e6:.2f} M-parameter cache-aware streaming FastConformer (hybrid "
-        f"RNNT/CTC, NeMo `EncDecHybridRNNTCTCBPEModel`) trained on espeak-ng speech by "
-        f"`parakeet-stream train-demo`"
+        f"RNNT/CTC, NeMo `EncDecHybridRNNTCTCBPEModel`) trained on espeak-ng"
+        + (" and flite" if data["train"].get("flite") else "") + " speech by "
+        "`parakeet-stream train-demo`"
         + (f", starting from the weights of `{Path(init).name}`" if (init := _init_from(sessions)) else
            " from scratch")
         + ". It hears a closed English vocabulary (numbers, times, dates, weekdays, months, commands, first names) "
-        "spoken by espeak-ng voices; it is a demo, not a general recognizer."
+        "spoken by synthetic voices; it is a demo, not a general recognizer."
         + (" It ends each utterance with an `<EOU>` token, so the engine's EOU endpointing runs on it."
            if recipe.get("eou") else ""),
         "",
@@ -141,6 +142,10 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
         *([f"- {data['train']['flite']} training utterances (a share of {FLITE_SHARE}) spoken by flite instead: "
            f"{', '.join(TRAIN_FLITE_VOICES)}, durations stretched 0.7-1.5x, pitch moved up to 2/3 of an octave, "
            f"no pronunciation noise"] if data["train"].get("flite") else []),
+        *([f"- {data['train']['opus']} training files (a share of {OPUS_SHARE}) heard through Opus as a WebRTC call "
+           f"carries them: resampled to 48 kHz, coded in 20 ms frames at "
+           f"{'/'.join(str(b // 1000) for b in OPUS_BITRATES)} kbit/s (libopus, VoIP mode), decoded"]
+          if data["train"].get("opus") else []),
         *pron_noise_lines(sessions, data),
         f"- test: {data['test']['sentences']} held-out sentences (none in training), each spoken once per voice "
         f"group ({data['test']['utterances']} utterances)",

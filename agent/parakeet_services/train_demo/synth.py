@@ -11,6 +11,8 @@ Augmentation (``augment``): 50-400 ms silence at each end, half the utterances i
 peak gain from -30 to -0.5 dBFS, white, pink or brown noise at 8-45 dB SNR (one in ten left in digital
 silence, as synthesized or gated audio is), and one in ten band-limited as a telephone line is. Each row
 records ``speech_end``, where the spoken words end, so that end-of-utterance latency can be measured from it.
+A quarter of the training files are then coded with Opus and decoded again (``opus_round_trip``), as a WebRTC
+call (LiveKit) carries a microphone: a model that has only heard clean PCM mishears words through the codec.
 """
 from __future__ import annotations
 
@@ -36,8 +38,9 @@ TEST_SEED_BASE = 10_000_000  # per-utterance seeds of test and train never colli
 # What ``augment`` and ``voices`` make; data.json records it, and data made by another version is re-made.
 # 1: training accents x 10 variants, 130-200 wpm, 15-45 dB white/brown noise; 2: every variant, reverb, wider
 # noise and delivery, one utterance per file; 3: some training files hold two utterances; 5: the present code (a
-# share of the training utterances spoken by flite, two more test groups). (4 was a trial: made-up accents.)
-DATA_VERSION = 5
+# share of the training utterances spoken by flite, two more test groups); 6: the present code (a share of the
+# training files Opus-coded; the test set is version 5's). (4 was a trial: made-up accents.)
+DATA_VERSION = 6
 # Training files that hold two sentences with a pause between (data version 3): the model must hear words after
 # its own <EOU>, or it learns that nothing follows one and drops the start of the next utterance.
 JOINED = 0.3
@@ -53,6 +56,7 @@ class SynthJob:
     voices: tuple[str, ...]
     pron_noise: float = 0.0  # chance that this utterance is spoken with pronunciation noise (pronunciation.py)
     follow: str = ""  # a second sentence, spoken by the same voice after a pause (``JOINED``)
+    opus: float = 0.0  # chance that the file is Opus-coded (``OPUS_SHARE``; training files only)
 
 
 def speak(text: str, delivery: voices_mod.Delivery) -> np.ndarray:
@@ -122,6 +126,50 @@ def augment(x: np.ndarray, rng: np.random.Generator) -> Augmented:
                      round(speech_end, 3))
 
 
+# Training files coded with Opus at one of the bitrates WebRTC voice calls run at (libopus, VoIP mode, 20 ms frames)
+OPUS_SHARE = 0.25
+OPUS_BITRATES = (12_000, 16_000, 24_000, 32_000)
+OPUS_RATE = 48_000  # WebRTC's Opus runs at 48 kHz
+OPUS_FRAME = 960  # 20 ms at 48 kHz
+OPUS_DELAY = 312  # samples at 48 kHz that libopus's encoder delays its output by (its look-ahead)
+
+
+def opus_available() -> bool:
+    """Whether PyAV (which bundles libopus; livekit-agents installs it) can code Opus here."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def opus_round_trip(x: np.ndarray, bitrate: int) -> np.ndarray:
+    """16 kHz ``x`` as a WebRTC peer hears it: resampled to 48 kHz, Opus-coded in 20 ms frames at ``bitrate``
+    bits a second, decoded, resampled back; aligned with ``x`` and of its length."""
+    import av
+    import soxr
+
+    hi = soxr.resample(x, SAMPLE_RATE, OPUS_RATE)
+    pcm = (np.clip(hi, -1.0, 1.0) * 32767).astype(np.int16)
+    pcm = np.concatenate([pcm, np.zeros((-len(pcm)) % OPUS_FRAME + OPUS_FRAME, np.int16)])  # whole frames + delay
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format, encoder.bit_rate = OPUS_RATE, "mono", "s16", bitrate
+    encoder.options = {"application": "voip"}
+    decoder = av.CodecContext.create("libopus", "r")
+    decoder.sample_rate, decoder.layout = OPUS_RATE, "mono"
+    decoded = []
+    frames = [pcm[i: i + OPUS_FRAME] for i in range(0, len(pcm), OPUS_FRAME)]
+    for i, block in enumerate([*frames, None]):
+        frame = None
+        if block is not None:
+            frame = av.AudioFrame.from_ndarray(block[None], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = OPUS_RATE, i * OPUS_FRAME
+        for packet in encoder.encode(frame):
+            decoded += [d.to_ndarray().reshape(-1) for d in decoder.decode(packet)]
+    out = np.concatenate(decoded)[OPUS_DELAY: OPUS_DELAY + len(hi)].astype(np.float32) / 32768
+    return soxr.resample(out, OPUS_RATE, SAMPLE_RATE)[: len(x)].astype(np.float32)
+
+
 def synth_one(job: SynthJob) -> dict:
     import soundfile as sf
 
@@ -139,10 +187,14 @@ def synth_one(job: SynthJob) -> dict:
         pause = np.zeros(int(rng.uniform(*PAUSE_S) * SAMPLE_RATE), np.float32)
         audio = np.concatenate([audio, pause, speak(spoken[1], delivery)])
     aug = augment(audio, np.random.default_rng(job.seed))
-    sf.write(job.wav_path, aug.audio, SAMPLE_RATE, subtype="PCM_16")
+    heard, codec = aug.audio, {}
+    if job.opus > 0 and rng.random() < job.opus:  # (no draw at 0: the test set stays data version 5's)
+        bitrate = rng.choice(OPUS_BITRATES)
+        heard, codec = opus_round_trip(heard, bitrate), dict(opus_bitrate=bitrate)
+    sf.write(job.wav_path, heard, SAMPLE_RATE, subtype="PCM_16")
     joined = dict(eou_after=[len(job.text.split())]) if job.follow else {}
-    return dict(index=job.index, duration=round(len(aug.audio) / SAMPLE_RATE, 3), speech_end=aug.speech_end,
-                text=" ".join(texts), **joined, **asdict(delivery), **noise)
+    return dict(index=job.index, duration=round(len(heard) / SAMPLE_RATE, 3), speech_end=aug.speech_end,
+                text=" ".join(texts), **joined, **asdict(delivery), **noise, **codec)
 
 
 def _run_jobs(jobs: list[SynthJob], procs: int, label: str, log: Callable[[str], None]) -> list[dict]:
@@ -211,6 +263,9 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
             return stats
     synthesizer_binary("espeak-ng")
     synthesizer_binary("flite")
+    opus_share = OPUS_SHARE if opus_available() else 0.0
+    if not opus_share:
+        log("data: PyAV (pip install av) is missing: no training file is Opus-coded (data.json records how many are)")
     t0 = time.time()
     train_texts, test_texts = sentences_mod.split_sentences(n_train, n_test, seed=seed)
     stats: dict = dict(wanted)
@@ -221,7 +276,7 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
     train_jobs = [SynthJob(i, t, seed * 1_000_003 + i, str((data / "train" / f"{i:06d}.wav").resolve()),
                            voices_mod.TRAIN_FLITE_VOICES if engine.random() < voices_mod.FLITE_SHARE
                            else voices_mod.TRAINING_VOICES, pron_noise,
-                           follow=join.choice(train_texts) if join.random() < JOINED else "")
+                           follow=join.choice(train_texts) if join.random() < JOINED else "", opus=opus_share)
                   for i, t in enumerate(train_texts)]
     for split, jobs in (("test", test_jobs), ("train", train_jobs)):
         t = time.time()
@@ -239,6 +294,7 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
     stats["words"] = len({w for t in train_texts for w in t.split()})
     stats["train"]["joined"] = sum("eou_after" in r for r in rows)
     stats["train"]["flite"] = sum(voices_mod.is_flite(r["voice"]) for r in rows)
+    stats["train"]["opus"] = sum("opus_bitrate" in r for r in rows)
     if pron_noise:
         stats["train"]["pron_noise"] = dict(asdict(pronunciation.NoiseLevel()), utterances=sum(
             "phonemes_changed" in r for r in rows))
