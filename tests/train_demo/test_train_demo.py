@@ -352,6 +352,16 @@ def test_a_new_model_starts_from_a_trained_one_matching_token_pieces(tmp_path):
     assert lines[0].startswith(f"train: initialised from {source_path} ({shared} of 128 pieces shared; new: <EOU>")
 
 
+def test_the_training_curve_evaluates_every_held_out_group_in_equal_shares():
+    from parakeet_services.train_demo.train import in_training_eval_rows
+
+    rows = [dict(group=g, i=i) for g in voices.GROUPS for i in range(100)]
+    picked = in_training_eval_rows(rows, 60)
+    assert [(r["group"], r["i"]) for r in picked] == [(g, i) for g in voices.GROUPS if g not in voices.SEEN_GROUPS
+                                                      for i in range(20)]
+    assert len(in_training_eval_rows(rows, 7)) == 7  # 3 + 3 + 1
+
+
 def test_word_error_rate_counts_substitutions_deletions_and_insertions():
     assert word_error_rate(["a b c"], ["a x c d"]) == 2 / 3
     assert word_error_rate(["a b", "c"], ["a b", ""]) == 1 / 3

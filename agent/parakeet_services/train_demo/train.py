@@ -29,6 +29,7 @@ from . import sentences as sentences_mod
 from .recipe import EOU, Recipe, build_config, train_tokenizer, training_text
 from .rnnt_loss import use_batched_rnnt_loss
 from .synth import data_settings, load_manifest
+from .voices import SEEN_GROUPS
 
 TOKENIZER_MIN_LINES = 2000  # BPE 128 needs more text than a smoke run's handful of transcripts
 
@@ -183,6 +184,17 @@ def evaluate_offline(model, rows: list[dict], batch: int = 32) -> float:
     if was_training:
         model.train()
     return 100.0 * word_error_rate([r["text"] for r in rows], [hyps[i] for i in range(len(rows))])
+
+
+def in_training_eval_rows(test_rows: list[dict], n: int) -> list[dict]:
+    """``n`` held-out-voice test utterances for the curve, an equal share from each held-out group (the first of
+    each), so that a regression on any of them (the other accent, the other synthesizer) shows while training."""
+    by_group: dict[str, list[dict]] = {}
+    for r in test_rows:
+        if r.get("group") not in SEEN_GROUPS:
+            by_group.setdefault(r.get("group"), []).append(r)
+    share = -(-n // max(1, len(by_group)))
+    return [r for rows in by_group.values() for r in rows[:share]][:n]
 
 
 def _progress_callback(opts: TrainOptions, start_step: int, eval_rows: list[dict], log: Callable[[str], None],
@@ -384,7 +396,7 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
     cfg = build_config(recipe, tok_dir, str(manifest.resolve()), batch_size=bs, num_workers=opts.num_workers)
     if decay:
         _decay_schedule(cfg, recipe, opts)
-    eval_rows = [r for r in test_rows if r.get("group") != "seen-voices"][:opts.eval_utterances]
+    eval_rows = in_training_eval_rows(test_rows, opts.eval_utterances)
 
     import lightning.pytorch as pl
     from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel
