@@ -5,6 +5,8 @@
 # espeak-ng and flite, when the host lacks them, from tmp/train-gpu/espeak.tar.gz (both made by
 # scripts/fetch-train-gpu-deps.sh). A host with neither espeak-ng nor that folder can train from data synthesized
 # elsewhere: pass --data DIR (a directory written by `parakeet-stream train-demo --stages synth`).
+# The carried wheels leave out PyAV (36 MB: over the carry limit), so data synthesized here has no Opus-coded
+# training files (the log says so; data.json counts them): synthesize with PyAV elsewhere for those.
 # Output: $RUN_DIR (default tmp/train-demo-run, git-ignored) holds data, checkpoints, model.nemo, MODEL_CARD.md and
 # eval.json; re-running resumes from its checkpoint. COPY_TO=DIR also copies the small results (model, card,
 # eval, curve, state: ~10 MB) there, e.g. COPY_TO=$OUT on a lent device machine, where only $OUT comes back.
