@@ -43,16 +43,24 @@ class EventChannel:
         self._cond = threading.Condition()
         self._closed = False
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._blocked = 0  # readers blocked in ``get``
 
     def put(self, event: Event | None) -> None:
         """``None`` marks the end of the channel (after a terminal event or close)."""
+        self.put_all((event,))
+
+    def put_all(self, events: Sequence[Event | None]) -> None:
+        """Events of one step, taken by readers together (one lock and one wake-up for them all)."""
         with self._cond:
             if self._closed:
                 return
-            self._items.append(event)
-            if event is None:
-                self._closed = True
-            self._cond.notify_all()
+            for event in events:
+                self._items.append(event)
+                if event is None:
+                    self._closed = True
+                    break
+            if self._blocked:
+                self._cond.notify_all()
             waiters, self._waiters = self._waiters, []
         for loop, fut in waiters:
             loop.call_soon_threadsafe(_wake, fut)
@@ -60,8 +68,15 @@ class EventChannel:
     def get(self, timeout: float | None) -> Event | None | bool:
         """The next event, ``None`` at end of channel, ``False`` on timeout."""
         with self._cond:
-            if not self._items and not self._cond.wait_for(lambda: self._items, timeout):
-                return False
+            if not self._items:
+                if timeout is not None and timeout <= 0:
+                    return False
+                self._blocked += 1  # (the writer notifies only while a reader blocks: most steps none does)
+                try:
+                    if not self._cond.wait_for(lambda: self._items, timeout):
+                        return False
+                finally:
+                    self._blocked -= 1
             item = self._items.popleft()
             if item is None:
                 self._items.appendleft(None)  # stay ended for every later reader
@@ -207,9 +222,14 @@ class Stream:
 
     # -- output (called by the scheduler thread) ------------------------------------------------------------
     def _emit(self, event: Event) -> None:
-        self._events.put(event)
-        if isinstance(event, _TERMINAL):
-            self._events.put(None)
+        self._emit_all([event])
+
+    def _emit_all(self, events: list[Event]) -> None:
+        for i, event in enumerate(events):
+            if isinstance(event, _TERMINAL):  # the channel ends with it
+                events = [*events[:i + 1], None]
+                break
+        self._events.put_all(events)
 
     # -- consumers -----------------------------------------------------------------------------------------
     def next_event(self, timeout: float | None = None) -> Event | None:

@@ -38,8 +38,8 @@ def test_frames_are_emitted_once_their_window_is_complete(tiny_model):
 
 
 def test_audio_received_faster_than_featurized_grows_the_buffer_and_stays_exact(tiny_model):
-    """An engine behind its streams featurizes seconds of audio at once: the featurizer's buffer (1 s) grows,
-    and is moved down when full, without changing a frame."""
+    """An engine behind its streams featurizes seconds of audio at once: the featurizer's buffer (a quarter
+    second) grows, and is moved down when full, without changing a frame."""
     from parakeet_stream.streaming.features import featurize_batch
 
     audio = np.concatenate([speech("call me at seven thirty tomorrow morning")] * 2)

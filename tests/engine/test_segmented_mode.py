@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -92,13 +93,18 @@ def test_flush_decodes_the_open_utterance(offline_engine):
     assert events[-1] == ps.StreamEnded(audio_seconds=round(len(audio) / 16000, 3), segments=1)
 
 
-def test_max_segment_duration_cuts_a_long_utterance_every_limit_of_stream_time(offline_engine):
+@pytest.mark.parametrize("pace", ["at once", "a cut per wake-up"])
+def test_max_segment_duration_cuts_a_long_utterance_every_limit_of_stream_time(offline_engine, pace):
+    """Pushed at once, one wake-up of the inference thread may see all of it; pushed a second at a time, each cut
+    opens the next segment while the last one waits for its decode, and its start is told after that one's end."""
     audio = np.concatenate([speech("call me at seven thirty tomorrow morning set a timer for ten minutes"),
                             silence(1.0)])
     opts = ps.EndpointingOptions(max_segment_s=1.0)
     s = offline_engine.open_stream(endpointing=opts)
-    for p in packets(audio):  # pushed at once: one wake-up of the inference thread may see all of it
+    for i, p in enumerate(packets(audio)):
         s.push(p)
+        if pace != "at once" and i % 50 == 49:
+            time.sleep(0.3)  # (the tiny model decodes a second in milliseconds)
     s.finish()
     events = collect(s)
     finals = [e for e in events if isinstance(e, ps.Final)]

@@ -53,24 +53,32 @@ class Queued:
     at: float  # time.monotonic() when submitted
 
 
-@dataclass
 class QueuedAudio:
     """A stream's audio packets queued back to back, joined while they wait for the inference thread: it applies
     them as one command (per packet it would pay ~1 us of command handling, at 50 packets a second per stream and
-    a thousand streams). Each packet keeps its push time: result latency counts from it."""
+    a thousand streams). Packets are copied into one buffer as they are joined, on the caller's thread, so the
+    inference thread takes a view instead of joining them. Each packet keeps its push time: result latency counts
+    from it."""
 
-    parts: list[np.ndarray]
-    pushed_at: list[float]  # time.monotonic() of each part's push
-    ends: list[int]  # where each part ends, in samples from the start of the first
+    __slots__ = ("_buf", "_n", "last_size", "pushed_at", "ends")
 
-    @classmethod
-    def of(cls, samples: np.ndarray, pushed_at: float) -> QueuedAudio:
-        return cls([samples], [pushed_at], [samples.shape[0]])
+    def __init__(self, samples: np.ndarray, pushed_at: float) -> None:
+        self._buf = samples  # a lone packet is kept as it came; the buffer is made when a second one joins
+        self._n = self.last_size = samples.shape[0]
+        self.pushed_at = [pushed_at]  # time.monotonic() of each packet's push
+        self.ends = [self._n]  # where each packet ends, in samples from the start of the first
 
     def join(self, samples: np.ndarray, pushed_at: float) -> None:
-        self.parts.append(samples)
+        n = samples.shape[0]
+        if len(self.ends) == 1 or self._n + n > self._buf.shape[0]:  # (the lone packet is the caller's array)
+            grown = np.empty(max(2 * (self._n + n), 8 * self.last_size), dtype=np.float32)
+            grown[:self._n] = self._buf[:self._n]
+            self._buf = grown
+        self._buf[self._n:self._n + n] = samples
+        self._n += n
+        self.last_size = n
         self.pushed_at.append(pushed_at)
-        self.ends.append(self.ends[-1] + samples.shape[0])
+        self.ends.append(self._n)
 
     def samples(self) -> np.ndarray:
-        return self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+        return self._buf[:self._n]

@@ -19,6 +19,7 @@ import functools
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from ..audio import MODEL_SAMPLE_RATE
 from .decoding import BatchedGreedyDecoder
 from ..endpointing import EndpointingOptions, detect
 from ..events import Event, StreamEnded, StreamFailed
-from .features import FrameBuffer, IncrementalFeaturizer, featurize_batch
+from .features import FrameBuffer, IncrementalFeaturizer, Staging, featurize_batch
 from .geometry import chunk_geometry
 from ..runtime.commands import Barrier
 from ..runtime.loop import BaseStreamState, InferenceLoop, logger
@@ -38,8 +39,7 @@ from ..acceleration.traced_step import steady_step_for
 from .transcript import Token
 
 
-@dataclass(frozen=True)
-class Chunk:
+class Chunk(NamedTuple):
     features: np.ndarray  # [F, T] float32: a view of the stream's frames, stacked into the batch at once
     drop: int
     is_last: bool
@@ -60,6 +60,10 @@ class Issued:
 class StreamState(BaseStreamState):
     """A cache-aware stream: pending features, its cache slot, and its decoder state."""
 
+    __slots__ = ("first_chunk", "chunk", "pre_cache", "drop_extra", "slot", "vad_queue", "_preprocessor", "_n_mels",
+                 "epoch_start", "epoch_start_samples", "featurizer", "frames", "steps", "consumed", "n_enc",
+                 "decoder_state", "cut_at_next_word", "chunk_complete_at")
+
     def __init__(self, sched: ChunkScheduler, opts: EndpointingOptions) -> None:
         super().__init__(sched, opts, vad=opts.vad)
         geometry = sched.chunk_geometry
@@ -75,6 +79,7 @@ class StreamState(BaseStreamState):
     def new_epoch(self) -> None:
         """Fresh model state at the current point of the stream clock (stream start, or after a flush)."""
         self.epoch_start = self.total_samples / MODEL_SAMPLE_RATE
+        self.epoch_start_samples = self.total_samples
         self.tracker.time_base = self.epoch_start
         self.featurizer = IncrementalFeaturizer(self._preprocessor)
         # feature frames not yet stepped, after the last pre_encode_cache_size frames stepped (the next context)
@@ -87,6 +92,15 @@ class StreamState(BaseStreamState):
         self.decoder_state = None
         self.finalizing = None
         self.cut_at_next_word = False  # a max-duration cut waiting for the word in progress to end
+        self._note_next_chunk()
+
+    def _note_next_chunk(self) -> None:
+        """Where on the stream's sample clock its next chunk is complete: the end of the STFT window of the chunk's
+        last frame. It moves only when a chunk is taken (or an epoch starts), so the wake-ups' scans of every
+        stream read one number instead of the featurizer's and the frames' counters."""
+        last = self.consumed + (self.first_chunk if self.steps == 0 else self.chunk) - 1
+        f = self.featurizer
+        self.chunk_complete_at = self.epoch_start_samples + last * f.hop + f.half
 
     @property
     def processed_time(self) -> float:
@@ -108,14 +122,12 @@ class StreamState(BaseStreamState):
         return self.frames.pending >= (self.first_chunk if self.steps == 0 else self.chunk)
 
     def samples_until_ready(self) -> int | None:
-        """Audio still to come before the next chunk is complete: its missing frames' STFT windows, less the samples
-        received but not yet featurized."""
-        missing = (self.first_chunk if self.steps == 0 else self.chunk) - self.frames.pending
-        if self.finalizing or missing <= 0:
+        """Audio still to come before the next chunk is complete (the window of its last frame heard), whether or
+        not what was received is featurized yet."""
+        if self.finalizing:
             return 0
-        f = self.featurizer
-        last = f.n_emitted + missing - 1  # the frame that completes the chunk: final once its window is heard
-        return max(last * f.hop + f.half - f.n_samples, 0)
+        missing = self.chunk_complete_at - self.total_samples
+        return missing if missing > 0 else 0
 
     def next_chunk(self) -> Chunk | None:
         need = self.first_chunk if self.steps == 0 else self.chunk
@@ -132,6 +144,7 @@ class StreamState(BaseStreamState):
             drop = self.drop_extra
         self.consumed += take
         self.steps += 1
+        self._note_next_chunk()
         return Chunk(x, drop, is_last)
 
 
@@ -149,6 +162,10 @@ class ChunkScheduler(InferenceLoop):
         # duration of each call, so a stream opened on another thread mid-step would read the step's value.
         self.chunk_geometry = chunk_geometry(model.encoder)
         self.decoder = BatchedGreedyDecoder(model)
+        self._staging = Staging()  # where each batch's audio and chunks are assembled (one at a time)
+        # streams that received audio since their features (and since their VAD) were last computed, in order
+        self._unfeaturized: dict[StreamState, None] = {}
+        self._unheard: dict[StreamState, None] = {}
         self._eager_lock = eager_step_lock(model.encoder)
         # the steady step runs traced on the CPU and from CUDA graphs on CUDA (traced_step.py, graphed_step.py)
         self.steady_step = steady_step_for(model.encoder, self.chunk_geometry) if traced_step else None
@@ -225,23 +242,37 @@ class ChunkScheduler(InferenceLoop):
     def _add_audio(self, state: StreamState, samples: np.ndarray) -> None:
         state.featurizer.append(samples)  # features for all streams at once in _before_step
         state.total_samples += samples.shape[0]
+        self._unfeaturized[state] = None
         if state.vad is not None:
             state.vad.feed(samples)  # detected for all streams at once in _before_step
+            self._unheard[state] = None
 
-    def _before_step(self, only: list | None = None, featurized: set | frozenset = frozenset()) -> None:
-        """New feature frames of every stream (or of ``only``; none of ``featurized``) from one preprocessor call
-        (per-packet calls cost ~0.35 ms each), and, in the call for every stream, their VAD windows in one Silero
-        call per round (per-stream calls cost ~0.2 ms per 32 ms window). The VAD waits for that call, after the
-        step: the model does not need it (VAD changes apply when the decoding reaches their time; a start is
-        confirmed only ``min_speech_ms`` and an end ``min_silence_ms`` after it, so tokens often come first
-        anyway), and before the step it would delay every stream's result."""
-        states = [s for s in (self._states if only is None else only) if not s.closed and not s.finalizing]
-        fresh = [s for s in states if s not in featurized] if featurized else states
-        for state, feats in zip(fresh, featurize_batch(self.model.preprocessor, [s.featurizer for s in fresh])):
+    def _before_step(self, only: list | None = None) -> None:
+        """New feature frames of every stream that received audio since (or of those among ``only``) from one
+        preprocessor call (per-packet calls cost ~0.35 ms each), and, in the call for every stream, their VAD
+        windows in one Silero call per round (per-stream calls cost ~0.2 ms per 32 ms window). The VAD waits for
+        that call, after the step: the model does not need it (VAD changes apply when the decoding reaches their
+        time; a start is confirmed only ``min_speech_ms`` and an end ``min_silence_ms`` after it, so tokens often
+        come first anyway), and before the step it would delay every stream's result. Only the streams that
+        received audio are looked at (``_unfeaturized``, ``_unheard``), not every stream: a finalizing stream's
+        audio is featurized by its flush, a closed one's never."""
+        pending = self._unfeaturized
+        if only is None:
+            fresh = [s for s in pending if not s.closed and not s.finalizing]
+            pending.clear()
+        else:
+            fresh = [s for s in only if s in pending and not s.closed and not s.finalizing]
+            for s in fresh:
+                del pending[s]
+        featurized = featurize_batch(self.model.preprocessor, [s.featurizer for s in fresh], self._staging)
+        for state, feats in zip(fresh, featurized):
             state.frames.append(feats)
-        listening = [s for s in states if s.vad is not None and s.vad.windows_ready] if only is None else []
-        if listening:
-            self._take_vad(listening, detect([s.vad for s in listening]))
+        if only is None and self._unheard:
+            # (a stream without a whole window yet is heard once more audio comes: it is added again then)
+            listening = [s for s in self._unheard if not s.closed and not s.finalizing and s.vad.windows_ready]
+            self._unheard.clear()
+            if listening:
+                self._take_vad(listening, detect([s.vad for s in listening]))
 
     def _take_vad(self, states: list[StreamState], changes: list[list[tuple[str, int]]]) -> None:
         for state, found in zip(states, changes):
@@ -299,7 +330,7 @@ class ChunkScheduler(InferenceLoop):
         t0 = time.perf_counter()
         items = sorted(items, key=lambda item: item[0].slot)  # in slot order, a run of slots is read as a view
         states = [s for s, _ in items]
-        x, lengths = _batch_of([c.features for _, c in items])
+        x, lengths = _batch_of([c.features for _, c in items], self._staging)
         lengths = lengths.to(self.device)
         slots = [s.slot for s in states]
         index = torch.tensor(slots, dtype=torch.int64, device=self.device)
@@ -336,8 +367,12 @@ class ChunkScheduler(InferenceLoop):
                  seconds: float) -> None:
         """Each stream's share of a decoded batch: transcript, endpoints, events, result latency."""
         self.metrics.record_step(len(issued.states), seconds, sum(frames) * self.frame_s)
+        after_step, is_last = self._after_step, issued.is_last
         for state, (tokens, carry), n in zip(issued.states, decoded, frames):
-            self._guard(state, self._after_step, state, tokens, carry, n, issued.is_last)
+            try:  # (``_guard`` inlined: a call less per stream-step)
+                after_step(state, tokens, carry, n, is_last)
+            except Exception as e:
+                self._fail(state, e)
         self._record_result_latency(issued.states, time.monotonic())
 
     def _decode(self, enc: torch.Tensor, enc_len: torch.Tensor, index: torch.Tensor,
@@ -360,8 +395,9 @@ class ChunkScheduler(InferenceLoop):
         state.decoder_state = carry
         state.n_enc += n_frames
         tr = state.tracker
-        if not (state.vad_queue or is_last or state.cut_at_next_word or any(t.id in self.vocab.eou_ids
-                                                                            for t in tokens)):
+        eou_ids = self.vocab.eou_ids
+        if not (state.vad_queue or is_last or state.cut_at_next_word
+                or (eou_ids and tokens and not eou_ids.isdisjoint([t.id for t in tokens]))):
             # nothing splits this step's tokens (most steps): speech going on, or silence between segments (no
             # event, no endpoint to decide)
             if tokens or tr.open:
@@ -479,15 +515,15 @@ def eager_step_lock(encoder) -> threading.Lock:
         return lock
 
 
-def _batch_of(chunks: list[np.ndarray]) -> tuple[np.ndarray, torch.Tensor]:
-    """Chunks [F, T_i] as one zero-padded batch [B, F, T] and their lengths (steady chunks are all of one width:
-    stacked without padding)."""
+def _batch_of(chunks: list[np.ndarray], staging: Staging) -> tuple[np.ndarray, torch.Tensor]:
+    """Chunks [F, T_i] as one zero-padded batch [B, F, T] in ``staging`` and their lengths (steady chunks are all of
+    one width: stacked without padding)."""
     widths = [c.shape[1] for c in chunks]
     width = max(widths)
+    x = staging.array((len(chunks), chunks[0].shape[0], width), zeroed=min(widths) < width)
     if min(widths) == width:  # ([F, T] views joined on F, then split: np.stack costs ~0.5 us more per stream)
-        x = np.concatenate(chunks).reshape(len(chunks), chunks[0].shape[0], width)
+        np.concatenate(chunks, out=x.reshape(-1, width))
     else:
-        x = np.zeros((len(chunks), chunks[0].shape[0], width), dtype=np.float32)
         for row, c in zip(x, chunks):
             row[:, : c.shape[1]] = c
     return x, torch.tensor(widths, dtype=torch.int64)

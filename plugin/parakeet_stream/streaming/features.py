@@ -32,7 +32,7 @@ class IncrementalFeaturizer:
         # the audio not yet behind every future frame's window, in a buffer that packets are copied into (one copy
         # each; the stepped part is dropped by moving the read offset, and the rest moved down when it is full).
         # It starts with the virtual left zero padding that center=True with constant padding puts before the signal.
-        self._buf = np.zeros(max(16000, 2 * self.margin * self.hop), dtype=np.float32)
+        self._buf = np.zeros(max(4096, 2 * self.margin * self.hop), dtype=np.float32)
         self._start = 0  # index in _buf of signal sample _buf_offset
         self._end = self.margin * self.hop  # index in _buf after the last sample received
         self._buf_offset = -self.margin * self.hop  # signal sample index of _buf[_start]
@@ -95,8 +95,28 @@ class IncrementalFeaturizer:
         self.n_emitted = total
         return out
 
-def featurize_batch(preprocessor: torch.nn.Module, featurizers: list[IncrementalFeaturizer]) -> list[np.ndarray]:
-    """The newly complete frames of many streams from one preprocessor call.
+class Staging:
+    """One reused host buffer that a batch is assembled in before the model reads it. A fresh array of that size
+    (megabytes at a thousand streams) would be mapped anew and page-faulted in every round, and unmapped after."""
+
+    def __init__(self) -> None:
+        self._flat = np.empty(0, dtype=np.float32)
+
+    def array(self, shape: tuple[int, ...], zeroed: bool = False) -> np.ndarray:
+        """A float32 array of ``shape`` over the buffer (valid until the next call)."""
+        size = math.prod(shape)
+        if size > self._flat.shape[0]:
+            self._flat = np.empty(max(size, 2 * self._flat.shape[0]), dtype=np.float32)
+        out = self._flat[:size].reshape(shape)
+        if zeroed:
+            out.fill(0.0)
+        return out
+
+
+def featurize_batch(preprocessor: torch.nn.Module, featurizers: list[IncrementalFeaturizer],
+                    staging: Staging | None = None) -> list[np.ndarray]:
+    """The newly complete frames of many streams from one preprocessor call (its input assembled in ``staging``
+    when given).
 
     Exact for every stream: each segment ends where its last complete frame's window ends, so right-padding
     the batch only adds samples no taken frame sees (pre-emphasis is causal; features are frame-local).
@@ -108,10 +128,10 @@ def featurize_batch(preprocessor: torch.nn.Module, featurizers: list[Incremental
         return out
     widths = [seg.shape[0] for _, seg, _ in live]
     width = max(widths)
+    x = (staging or Staging()).array((len(live), width), zeroed=min(widths) < width)
     if min(widths) == width:  # streams fed in step (the usual case under load): no padding to write
-        x = np.concatenate([seg for _, seg, _ in live]).reshape(len(live), width)  # (np.stack: ~0.4 us more each)
+        np.concatenate([seg for _, seg, _ in live], out=x.reshape(-1))  # (row by row: ~0.4 us more each)
     else:
-        x = np.zeros((len(live), width), dtype=np.float32)
         for row, (_, seg, _) in zip(x, live):
             row[: seg.shape[0]] = seg
     with torch.inference_mode():

@@ -49,7 +49,7 @@ class SegmentedScheduler(InferenceLoop):
         state.total_samples += samples.shape[0]
         state.vad.feed(samples)  # detected for all streams at once in _before_step
 
-    def _before_step(self, only: list | None = None, featurized: set | frozenset = frozenset()) -> None:
+    def _before_step(self, only: list | None = None) -> None:
         """Every stream's VAD windows in one Silero call per round, then their cuts (``only`` is never given
         here: these streams' readiness is unknown, ``samples_until_ready`` None)."""
         states = [s for s in self._states if not s.closed and not s.finalizing]
@@ -114,6 +114,10 @@ class SegmentedScheduler(InferenceLoop):
                 self._guard(state, self._finish_barrier, state)
             elif not state.closed:
                 self._trim(state)
+                if state.speech_from is not None:
+                    # the utterance that a cut opened while the last one waited for its decode: its start is
+                    # told now, after that one's end (``_cut_if_too_long`` could not: its segment was still open)
+                    self._emit(state, state.tracker.start(state.speech_from / MODEL_SAMPLE_RATE))
 
     def _deliver(self, state: UtteranceState, utterance: tuple[int, int, str], tokens) -> None:
         start, end, reason = utterance

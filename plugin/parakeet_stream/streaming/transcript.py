@@ -138,7 +138,7 @@ class TranscriptTracker:
         """Spoken tokens of one step (no <EOU>) → SpeechStarted if no segment is open, then a Partial."""
         if not tokens:
             return []
-        events = self.start(self.time_of_frame(tokens[0].frame))
+        events = [] if self.open else self.start(self.time_of_frame(tokens[0].frame))
         self._seg.extend(tokens)
         self.last_token_frame = tokens[-1].frame
         text, words = self._seg.snapshot()
