@@ -20,7 +20,7 @@ def test_incremental_features_equal_offline_preprocessor(tiny_model, packet_ms):
     feat = IncrementalFeaturizer(pre)
     step = 16 * packet_ms
     parts = [feat.push(audio[i:i + step]) for i in range(0, len(audio), step)] + [feat.flush()]
-    streamed = torch.from_numpy(np.concatenate(parts, axis=1))
+    streamed = torch.from_numpy(np.concatenate(parts).T)  # (frame-major [T, n_mels])
 
     assert int(n) == len(audio) // 160
     assert streamed.shape == offline.shape
@@ -30,11 +30,11 @@ def test_incremental_features_equal_offline_preprocessor(tiny_model, packet_ms):
 def test_frames_are_emitted_once_their_window_is_complete(tiny_model):
     feat = IncrementalFeaturizer(tiny_model.preprocessor)
     # frame a needs samples up to a*160 + 256: 255 samples give nothing, 256 give frame 0, 416 give frame 1
-    assert feat.push(np.zeros(255, np.float32)).shape[1] == 0
-    assert feat.push(np.zeros(1, np.float32)).shape[1] == 1
-    assert feat.push(np.zeros(159, np.float32)).shape[1] == 0
-    assert feat.push(np.zeros(1, np.float32)).shape[1] == 1
-    assert feat.flush().shape[1] == 0  # 416 // 160 = 2 frames in all, both already out
+    assert feat.push(np.zeros(255, np.float32)).shape[0] == 0
+    assert feat.push(np.zeros(1, np.float32)).shape[0] == 1
+    assert feat.push(np.zeros(159, np.float32)).shape[0] == 0
+    assert feat.push(np.zeros(1, np.float32)).shape[0] == 1
+    assert feat.flush().shape[0] == 0  # 416 // 160 = 2 frames in all, both already out
 
 
 def test_audio_received_faster_than_featurized_grows_the_buffer_and_stays_exact(tiny_model):
@@ -54,25 +54,26 @@ def test_audio_received_faster_than_featurized_grows_the_buffer_and_stays_exact(
         parts.append(featurize_batch(pre, [feat])[0])
     feat.append(audio[i:])
     parts += [featurize_batch(pre, [feat])[0], feat.flush()]
-    streamed = np.concatenate(parts, axis=1)
+    streamed = np.concatenate(parts).T
     assert streamed.shape[1] == int(n) == len(audio) // 160
     assert np.max(np.abs(streamed - offline[0, :, : int(n)].numpy())) <= 1e-5
 
 
 def test_frame_buffer_gives_each_chunk_after_its_context():
     """What the scheduler steps: each chunk after the last ``keep`` frames stepped (all of them while fewer were),
-    the first without context, across the buffer being moved down and grown."""
+    the first without context, across the buffer being moved down and grown; frame-major and contiguous."""
     from parakeet_stream.streaming.features import FrameBuffer
 
-    frames = np.arange(3 * 400, dtype=np.float32).reshape(3, 400)  # frame t holds t, 400 + t, 800 + t
+    frames = np.arange(400 * 3, dtype=np.float32).reshape(400, 3)  # frame t holds 3t, 3t + 1, 3t + 2
     buf = FrameBuffer(n_mels=3, keep=9, capacity=20)
     fed, stepped = 0, 0
     for k, take in [(7, 7), (5, 3), (30, 16), (1, 16), (100, 16), (0, 16), (0, 16)]:
-        buf.append(frames[:, fed:fed + k])
+        buf.append(frames[fed:fed + k])
         fed += k
         assert buf.pending == fed - stepped
         x = buf.take(take, context=stepped > 0)
         first = max(0, stepped - 9) if stepped else stepped
-        np.testing.assert_array_equal(x, frames[:, first:stepped + take])
+        np.testing.assert_array_equal(x, frames[first:stepped + take])
+        assert x.flags.c_contiguous
         stepped += take
     assert buf.pending == fed - stepped == 143 - 90

@@ -40,7 +40,7 @@ from .transcript import Token
 
 
 class Chunk(NamedTuple):
-    features: np.ndarray  # [F, T] float32: a view of the stream's frames, stacked into the batch at once
+    features: np.ndarray  # [T, F] float32: a view of the stream's frames, stacked into the batch at once
     drop: int
     is_last: bool
 
@@ -335,7 +335,8 @@ class ChunkScheduler(InferenceLoop):
         slots = [s.slot for s in states]
         index = torch.tensor(slots, dtype=torch.int64, device=self.device)
         c_ch, c_t, c_len = self.slots.gather(index, self.slots.span_of(slots))
-        x = torch.from_numpy(x).to(device=self.device, dtype=self.dtype)
+        # [B, T, F] to the encoder's [B, F, T] as a view: its first op transposes it back, to a contiguous tensor
+        x = torch.from_numpy(x).to(device=self.device, dtype=self.dtype).transpose(1, 2)
         steady = (not is_last and drop == self.chunk_geometry.drop_extra
                   and x.shape[2] == self.chunk_geometry.steady_width)
         with torch.inference_mode():
@@ -516,16 +517,16 @@ def eager_step_lock(encoder) -> threading.Lock:
 
 
 def _batch_of(chunks: list[np.ndarray], staging: Staging) -> tuple[np.ndarray, torch.Tensor]:
-    """Chunks [F, T_i] as one zero-padded batch [B, F, T] in ``staging`` and their lengths (steady chunks are all of
+    """Chunks [T_i, F] as one zero-padded batch [B, T, F] in ``staging`` and their lengths (steady chunks are all of
     one width: stacked without padding)."""
-    widths = [c.shape[1] for c in chunks]
-    width = max(widths)
-    x = staging.array((len(chunks), chunks[0].shape[0], width), zeroed=min(widths) < width)
-    if min(widths) == width:  # ([F, T] views joined on F, then split: np.stack costs ~0.5 us more per stream)
-        np.concatenate(chunks, out=x.reshape(-1, width))
+    widths = [c.shape[0] for c in chunks]
+    width, n_mels = max(widths), chunks[0].shape[1]
+    x = staging.array((len(chunks), width, n_mels), zeroed=min(widths) < width)
+    if min(widths) == width:  # (views joined on T, then split: np.stack costs ~0.5 us more per stream)
+        np.concatenate(chunks, out=x.reshape(-1, n_mels))
     else:
         for row, c in zip(x, chunks):
-            row[:, : c.shape[1]] = c
+            row[: c.shape[0]] = c
     return x, torch.tensor(widths, dtype=torch.int64)
 
 
