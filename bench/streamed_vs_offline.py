@@ -5,7 +5,10 @@ per dtype. On the CPU in fp32 both are expected identical; on CUDA the step's ro
 counts how many texts differ and what that costs in WER. Prints a markdown table and writes JSON.
 
     .venv/bin/python bench/streamed_vs_offline.py [--device cuda] [--dtypes bf16,fp32] [--sentences 25]
-        [--data DIR] [--out PATH]
+        [--features-devices auto,cpu] [--data DIR] [--out PATH]
+
+``--features-devices``: where the log-mel features are computed (``EngineConfig.features_device``), each tried with
+every dtype: ``auto`` on the model's device, ``cpu`` on the CPU.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--dtypes", default="fp32", help="comma list of fp32, bf16, fp16")
+    p.add_argument("--features-devices", default="auto", help="comma list of auto, cpu")
     p.add_argument("--sentences", type=int, default=25, help="held-out sentences, each spoken once per voice group")
     p.add_argument("--data", default=None, help="test set folder (made when missing; default: a temporary one)")
     p.add_argument("--out", default=None, help="JSON path (default: bench/results/streamed-vs-offline-DEVICE.json)")
@@ -39,18 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     synthesize(data, n_train=0, n_test=args.sentences, procs=os.cpu_count() or 2)
     model = str(KNOWN_MODELS["espeak-demo-en"].local_path)
     rows = []
-    for dtype in args.dtypes.split(","):
-        report = evaluate(model, data, device=device, dtype=dtype, chunk_ms=160)
+    for dtype, features in [(d, f) for d in args.dtypes.split(",") for f in args.features_devices.split(",")]:
+        report = evaluate(model, data, device=device, dtype=dtype, chunk_ms=160, features_device=features)
         everything = report["all"]
-        rows.append(dict(dtype=report["dtype"], device=report["device"], utterances=everything["utterances"],
+        rows.append(dict(dtype=report["dtype"], device=report["device"], features_device=report["features_device"],
+                         utterances=everything["utterances"],
                          identical=everything["identical"], wer_stream=everything["wer_stream"],
                          wer_offline=everything["wer_offline"], seconds=report["seconds"],
                          mismatches=[{k: r[k] for k in ("text", "stream", "offline")} for r in report["mismatches"]]))
-    print("| device | dtype | utterances | streamed == offline | WER streamed % | WER offline % |")
-    print("|---|---|---|---|---|---|")
+    print("| device | dtype | features on | utterances | streamed == offline | WER streamed % | WER offline % |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['device']} | {r['dtype']} | {r['utterances']} | {r['identical']} | {r['wer_stream']} | "
-              f"{r['wer_offline']} |")
+        print(f"| {r['device']} | {r['dtype']} | {r['features_device']} | {r['utterances']} | {r['identical']} | "
+              f"{r['wer_stream']} | {r['wer_offline']} |")
     out = Path(args.out or f"bench/results/streamed-vs-offline-{device.split(':')[0]}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(machine=_machine(device), when=time.strftime("%Y-%m-%d %H:%M:%S"),

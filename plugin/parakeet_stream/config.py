@@ -8,6 +8,9 @@ from .models import DEFAULT_MODEL
 from .runtime.threads import check_num_threads
 
 
+FEATURES_DEVICES = ("auto", "cpu")  # where features are computed: the model's device, or the CPU
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """One model on one device, and how its streams are stepped.
@@ -24,7 +27,9 @@ class EngineConfig:
     "Lanes"). None: one lane per core on the CPU unless ``num_threads`` is given, else one lane (CUDA,
     offline-only models, ``nemo_step``); more than one is for the CPU only.
     ``nemo_step``: step with NeMo's own eager ``cache_aware_stream_step`` (what per-stream services run: the
-    benchmark's baseline)."""
+    benchmark's baseline). ``features_device``: where log-mel features are computed, in fp32, for streaming and
+    offline alike (so streamed text stays the offline text): ``"auto"`` on the model's device (on a GPU, a thousand
+    streams' features are one small kernel launch instead of a CPU core's work), ``"cpu"`` on the CPU."""
 
     model: str = DEFAULT_MODEL
     device: str = "auto"
@@ -36,6 +41,7 @@ class EngineConfig:
     batch_window_ms: float | None = None
     nemo_step: bool = False
     lanes: int | None = None
+    features_device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.max_streams < 1:
@@ -44,6 +50,9 @@ class EngineConfig:
         if self.lanes is not None and (not isinstance(self.lanes, int) or isinstance(self.lanes, bool)
                                        or self.lanes < 1):
             raise ValueError(f"lanes must be a count of at least 1 or None, got {self.lanes!r}")
+        if self.features_device not in FEATURES_DEVICES:
+            raise ValueError(f"features_device must be one of {', '.join(FEATURES_DEVICES)}, got "
+                             f"{self.features_device!r}")
         if self.max_batch is not None and self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1 or None, got {self.max_batch}")
 

@@ -93,7 +93,8 @@ class Engine:
         ready.result()
         logger.info("engine ready", extra={"model": config.model, "chunk_ms": self.info.chunk_ms,
                                            "device": self.info.device, "dtype": self.info.dtype,
-                                           "max_streams": config.max_streams, "lanes": len(self._lanes)})
+                                           "max_streams": config.max_streams, "lanes": len(self._lanes),
+                                           "features_device": self.features_device})
 
     def _start_lane(self, index: int):
         """Another inference thread stepping its own streams over the same model, on one OpenMP thread."""
@@ -141,6 +142,7 @@ class Engine:
         cfg = self.config
         chunk_ms, max_batch, batch_window_ms = cfg.chunk_ms, cfg.max_batch, cfg.batch_window_ms
         max_streams = cfg.max_streams
+        self.features_device = place_features(model, cfg.features_device)
 
         streaming = is_cache_aware(model)
         frame_s = frame_seconds(model)
@@ -313,19 +315,42 @@ def check_unmodified(encoder) -> None:
 
 
 def prepare_model(model, dtype=None):
-    """Eval mode, RNNT greedy batched decoding, and the weights in ``dtype`` (the preprocessor stays fp32 on
-    the CPU so features match the offline preprocessor wherever the encoder runs)."""
+    """Eval mode, RNNT greedy batched decoding, and the weights in ``dtype``, all but the preprocessor's: its
+    window and mel filterbank keep their fp32 values (converted to bf16 and back they would be off by up to 2e-3,
+    and every feature with them). The engine puts the preprocessor where features are computed
+    (``place_features``); until then it is on the CPU."""
     import torch
 
     model.eval()
     _use_greedy_rnnt_with_confidence(model)
     if dtype is not None and dtype != torch.float32:
+        pre = model.preprocessor
+        exact = {name: t.detach().to("cpu", copy=True) for name, t in _tensors_of(pre)}
         model.to(dtype)
-    # features are computed per stream on the CPU (tiny, latency-bound work) in fp32, exactly as offline
+        pre.to(dtype=torch.float32)
+        with torch.no_grad():
+            for name, t in _tensors_of(pre):
+                t.copy_(exact[name])
     model.preprocessor.to(device="cpu", dtype=torch.float32)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def _tensors_of(module) -> list:
+    """A module's floating-point parameters and buffers, by name."""
+    return [(name, t) for name, t in (*module.named_parameters(), *module.named_buffers()) if t.is_floating_point()]
+
+
+def place_features(model, features_device: str) -> str:
+    """Put the preprocessor where ``EngineConfig.features_device`` says features are computed, in fp32; returns
+    that device. Streaming (``features.featurize_batch``) and offline decoding (``offline.decode_whole``) both run
+    it there."""
+    import torch
+
+    device = str(next(model.encoder.parameters()).device) if features_device == "auto" else features_device
+    model.preprocessor.to(device=device, dtype=torch.float32)
+    return device
 
 
 def _use_greedy_rnnt_with_confidence(model) -> None:

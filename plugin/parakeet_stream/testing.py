@@ -171,12 +171,14 @@ def calibrate_token_rate(model, audio, tokens_per_frame: float = 0.3, iterations
     benchmarks pay a realistic decoder cost. Returns the rate reached."""
     import torch
 
+    from .streaming.features import log_mel
+
     bias = model.joint.joint_net[-1].bias
     x = torch.from_numpy(audio)[None]
 
     def rate() -> float:
         with torch.inference_mode():
-            feats, flen = model.preprocessor(input_signal=x, length=torch.tensor([x.shape[1]]))
+            feats, flen = log_mel(model.preprocessor, x, torch.tensor([x.shape[1]]))
             enc, enc_len = model.encoder(audio_signal=feats.to(bias.device, bias.dtype),
                                          length=flen.to(bias.device))
             hyps = model.decoding.rnnt_decoder_predictions_tensor(encoder_output=enc, encoded_lengths=enc_len,

@@ -77,3 +77,27 @@ def test_frame_buffer_gives_each_chunk_after_its_context():
         assert x.flags.c_contiguous
         stepped += take
     assert buf.pending == fed - stepped == 143 - 90
+
+
+def test_a_bf16_model_keeps_its_preprocessor_exactly_fp32():
+    """``prepare_model`` converts the weights, not the window and mel filterbank: through bf16 and back they would
+    move by up to 2e-3, and every feature with them (streamed and offline alike, so no exactness test sees it)."""
+    from parakeet_stream.engine import prepare_model
+    from parakeet_stream.testing import build_random_model
+
+    model = build_random_model("tiny", seed=3)
+    before = {name: t.clone() for name, t in model.preprocessor.named_buffers() if t.is_floating_point()}
+    prepare_model(model, torch.bfloat16)
+    after = dict(model.preprocessor.named_buffers())
+    assert before and set(before) <= set(after)
+    for name, t in before.items():
+        assert after[name].dtype == torch.float32
+        assert torch.equal(after[name], t), name
+    assert next(model.encoder.parameters()).dtype == torch.bfloat16
+
+
+def test_features_are_computed_where_the_config_says():
+    import parakeet_stream as ps
+
+    with pytest.raises(ValueError, match="features_device must be one of auto, cpu, got 'gpu'"):
+        ps.EngineConfig(features_device="gpu")

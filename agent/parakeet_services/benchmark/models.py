@@ -35,7 +35,7 @@ def _capture(fn: Callable[[], Any]) -> tuple[bool, Any]:
 
 def load_model(cfg: BenchConfig):
     """The NeMo model for ``cfg.model``: random weights at a real layout, or a checkpoint; on the device in
-    the requested dtype (``prepare_model`` keeps the preprocessor on the CPU, where features are computed)."""
+    the requested dtype (the engine puts the preprocessor where ``features_device`` says)."""
     from parakeet_stream.models import select_chunk
 
     model = _build_model(cfg)
@@ -66,7 +66,6 @@ def _build_model(cfg: BenchConfig):
     model = prepare_model(model, resolve_dtype(cfg.dtype, device))
     if device != "cpu":
         model.to(device)
-        model.preprocessor.to("cpu")  # where prepare_model keeps it: features are computed on the CPU
     return model
 
 

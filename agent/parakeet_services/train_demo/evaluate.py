@@ -144,7 +144,7 @@ def _summary(rows: list[dict]) -> dict:
 
 def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str = "fp32", chunk_ms: int = 160,
              max_streams: int = 32, limit: int | None = None, timeout: float = 120.0,
-             log: Callable[[str], None] | None = None) -> dict:
+             log: Callable[[str], None] | None = None, features_device: str = "auto") -> dict:
     """Decode the test manifest of ``data_dir`` with the checkpoint at ``model_path``; returns the report
     (``groups``: one summary per voice group; ``held_out``: all held-out-voice groups together)."""
     import soundfile as sf
@@ -157,7 +157,8 @@ def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str
         rows = rows[:limit]
     t0 = time.time()
     engine = ps.Engine.load(ps.EngineConfig(model=str(Path(model_path).resolve()), device=device, dtype=dtype,
-                                            chunk_ms=chunk_ms, max_streams=max_streams))
+                                            chunk_ms=chunk_ms, max_streams=max_streams,
+                                            features_device=features_device))
     has_eou = engine.info.has_eou and all("speech_end" in r for r in rows)
     try:
         results = []
@@ -178,6 +179,7 @@ def evaluate(model_path: str, data_dir: str, *, device: str = "auto", dtype: str
     groups = {g: _summary([r for r in results if r["group"] == g]) for g in dict.fromkeys(r["group"] for r in results)}
     held_out = [r for r in results if r["group"] not in SEEN_GROUPS]
     report = dict(model=str(model_path), chunk_ms=info.chunk_ms, device=info.device, dtype=info.dtype,
+                  features_device=engine.features_device,
                   num_params=info.num_params, seconds=round(time.time() - t0, 1), groups=groups,
                   held_out=_summary(held_out) if held_out else None, all=_summary(results),
                   per_voice={v: _summary([r for r in results if r["voice"] == v])

@@ -28,7 +28,7 @@ from ..audio import MODEL_SAMPLE_RATE
 from .decoding import BatchedGreedyDecoder
 from ..endpointing import EndpointingOptions, detect
 from ..events import Event, StreamEnded, StreamFailed
-from .features import FrameBuffer, IncrementalFeaturizer, Staging, featurize_batch
+from .features import FrameBuffer, IncrementalFeaturizer, Staging, featurize_batch, log_mel
 from .geometry import chunk_geometry
 from ..runtime.commands import Barrier
 from ..runtime.loop import BaseStreamState, InferenceLoop, logger
@@ -221,7 +221,7 @@ class ChunkScheduler(InferenceLoop):
     def _decode_boosted(self, samples: np.ndarray, keyterms: Keyterms) -> list[Token]:
         x = torch.from_numpy(samples)[None]
         with torch.inference_mode():
-            feats, flen = self.model.preprocessor(input_signal=x, length=torch.tensor([x.shape[1]]))
+            feats, flen = log_mel(self.model.preprocessor, x, torch.tensor([x.shape[1]]))
             enc, enc_len = self.model.encoder(audio_signal=feats.to(self.device, self.dtype),
                                               length=flen.to(self.device))
         tree = boosting_tree(self.speller, keyterms, self.decoder.computer._blank_index)

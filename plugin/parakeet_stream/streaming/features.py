@@ -94,10 +94,24 @@ class IncrementalFeaturizer:
         real_len = seg.shape[0]
         seg = np.concatenate([seg, np.zeros(end - start - real_len, dtype=np.float32)])
         with torch.inference_mode():
-            feats, _ = self._pre(input_signal=torch.from_numpy(seg)[None], length=torch.tensor([real_len]))
-        out = feats[0, :, self.margin:self.margin + total - self.n_emitted].T.float().contiguous().numpy()
+            feats, _ = log_mel(self._pre, torch.from_numpy(seg)[None], torch.tensor([real_len]))
+        out = feats[0, :, self.margin:self.margin + total - self.n_emitted].T.float().contiguous().cpu().numpy()
         self.n_emitted = total
         return out
+
+def log_mel(preprocessor: torch.nn.Module, signals: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor,
+                                                                                              torch.Tensor]:
+    """The model's own preprocessor on a batch of 16 kHz signals, run on the device it is on (the engine puts it
+    on the model's device or on the CPU: ``EngineConfig.features_device``): streamed and offline features are
+    computed in one place, so they stay equal. The features stay on that device."""
+    device = features_device(preprocessor)
+    return preprocessor(input_signal=signals.to(device), length=lengths.to(device))
+
+
+def features_device(preprocessor: torch.nn.Module) -> torch.device:
+    buffer = next(preprocessor.buffers(), None)  # (its window and filterbank)
+    return buffer.device if buffer is not None else torch.device("cpu")
+
 
 class Staging:
     """One reused host buffer that a batch is assembled in before the model reads it. A fresh array of that size
@@ -139,8 +153,9 @@ def featurize_batch(preprocessor: torch.nn.Module, featurizers: list[Incremental
         for row, (_, seg, _) in zip(x, live):
             row[: seg.shape[0]] = seg
     with torch.inference_mode():
-        feats, _ = preprocessor(input_signal=torch.from_numpy(x), length=torch.tensor(widths))
-    feats = feats.float().transpose(1, 2).contiguous().numpy()  # frame-major, once; each stream's frames: views
+        feats, _ = log_mel(preprocessor, torch.from_numpy(x), torch.tensor(widths))
+    # frame-major, once (on the preprocessor's device); each stream's frames are views of it
+    feats = feats.float().transpose(1, 2).contiguous().cpu().numpy()
     for row, (i, _, count) in enumerate(live):
         out[i] = featurizers[i].take(feats[row], count)
     return out

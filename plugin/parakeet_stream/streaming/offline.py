@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .features import log_mel
 from .transcript import Token
 
 
@@ -18,7 +19,7 @@ def decode_whole(model, audios: list[np.ndarray]) -> list[list[Token]]:
     for i, a in enumerate(audios):
         x[i, : len(a)] = torch.from_numpy(a)
     with torch.inference_mode():
-        feats, flen = model.preprocessor(input_signal=x, length=lengths)
+        feats, flen = log_mel(model.preprocessor, x, lengths)
         enc, enc_len = model.encoder(audio_signal=feats.to(param.device, param.dtype), length=flen.to(param.device))
         hyps = model.decoding.rnnt_decoder_predictions_tensor(
             encoder_output=enc, encoded_lengths=enc_len, return_hypotheses=True)
