@@ -414,12 +414,22 @@ class InferenceLoop:
         """Count the latency of each stream's result, which depends on its audio up to ``processed_time``: ``now``
         minus the moment the audio holding that sample was pushed. It is also the stream's lag (``_note_lag``)."""
         latencies = []
+        worst = 0.0
         for state in states:
             pushed_at = _first_undecoded_push(state)
-            if pushed_at is not None:
-                latencies.append(now - pushed_at)
-                if not state.closed:  # (a finished stream's last result: it can no longer be behind)
-                    self._note_lag(state, max(0.0, now - pushed_at), now)
+            if pushed_at is None:
+                continue
+            lag = now - pushed_at
+            latencies.append(lag)
+            if state.closed:  # (a finished stream's last result: it can no longer be behind)
+                continue
+            if state.behind_since is None and lag < LAG_BEHIND_S:  # keeping up (most streams, most steps)
+                state.lag_s = lag if lag > 0.0 else 0.0
+                worst = lag if lag > worst else worst
+            else:
+                self._note_lag(state, max(0.0, lag), now)
+        if worst > self.metrics.max_lag_seconds:  # (what _note_lag does, once per batch)
+            self.metrics.max_lag_seconds = round(worst, 3)
         self.metrics.record_result_latencies(latencies)
 
     def _note_lag(self, state: BaseStreamState, lag: float, now: float) -> None:

@@ -36,7 +36,7 @@ class Vocabulary:
         # words recur: a dict lookup instead of a SentencePiece decode (~10 us) for each word of each partial
         self._text_of = functools.lru_cache(maxsize=1 << 16)(self._decode)
 
-    def text(self, ids: list[int]) -> str:
+    def text(self, ids: list[int] | tuple[int, ...]) -> str:
         return self._text_of(tuple(ids)) if ids else ""
 
     def _decode(self, ids: tuple[int, ...]) -> str:
@@ -73,10 +73,15 @@ class SegmentTranscript:
         self._open = []
 
     def _word(self, tokens: list[Token]) -> Word | None:
-        text = self.vocab.text([t.id for t in tokens])
+        if len(tokens) == 1:  # (most open words: the same values as below, without the joins)
+            tok = tokens[0]
+            text = self.vocab.text((tok.id,))
+            conf = math.exp(math.log(max(tok.prob, 1e-12)))
+        else:
+            text = self.vocab.text([t.id for t in tokens])
+            conf = math.exp(sum(math.log(max(t.prob, 1e-12)) for t in tokens) / len(tokens))
         if not text:
             return None
-        conf = math.exp(sum(math.log(max(t.prob, 1e-12)) for t in tokens) / len(tokens))
         return Word(text, round(self.time_base + tokens[0].frame * self.frame_s, 3),
                     round(self.time_base + (tokens[-1].frame + 1) * self.frame_s, 3), round(conf, 4))
 
