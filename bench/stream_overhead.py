@@ -12,10 +12,12 @@ each level in a fresh process, and reports the ratio of their medians.
 
 The thread's time (each wake-up's work once its commands are taken) is split by timing its calls: the model
 (preprocessor, encoder steps and the label-looping decoder), the slot copies (caches gathered and written back),
-Silero VAD with ``--vad`` (its network and its per-stream Python, together), and the rest, reported per stream-step and split by phase (``PHASES``, a second
-table). On the CPU the issue phase also holds freeing the step's large output tensors (glibc returns them with
-munmap: ~13 us per stream-step at 1024 streams; CUDA's caching allocator keeps them). A round's packets are
-pushed from a job on the inference thread itself (not timed), so no other thread holds the GIL while it works.
+Silero VAD with ``--vad`` (its network and its per-stream Python, together), and the rest, reported per
+stream-step and split by phase (``PHASES``, a second table); the JSON also gives the preprocessor's own time
+(``model_features_s``: on the model's device by default, ``EngineConfig.features_device``). On the CPU the issue
+phase also holds freeing the step's large output tensors (glibc returns them with munmap; CUDA's caching
+allocator keeps them). A round's packets are pushed from a job on the inference thread itself (not timed), so no
+other thread holds the GIL while it works.
 """
 from __future__ import annotations
 
@@ -139,7 +141,8 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
     phases["rest_us_per_stream_step"] = round(other / steps * 1e6 - sum(phases.values()), 2)
     return {"streams": n, "device": engine.info.device, "stream_steps": steps,
             "mean_batch": round(steps / calls, 1), "thread_s": round(clock["thread"], 4),
-            "model_s": round(model, 4), "copies_s": round(clock["copies"], 4),
+            "model_s": round(model, 4), "model_features_s": round(clock["model_features"], 4),
+            "copies_s": round(clock["copies"], 4),
             "vad_s": round(clock["vad"], 4), "other_s": round(other, 4),
             "other_us_per_stream_step": round(other / steps * 1e6, 2),
             "thread_us_per_stream_step": round(clock["thread"] / steps * 1e6, 2),
