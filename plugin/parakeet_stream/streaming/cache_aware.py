@@ -119,7 +119,9 @@ class StreamState(BaseStreamState):
             return False
         if self.finalizing:
             return True
-        return self.frames.pending >= (self.first_chunk if self.steps == 0 else self.chunk)
+        # (the first test is implied by the second, and cheaper: most streams of a scan fail it)
+        return (self.total_samples >= self.chunk_complete_at
+                and self.frames.pending >= (self.first_chunk if self.steps == 0 else self.chunk))
 
     def samples_until_ready(self) -> int | None:
         """Audio still to come before the next chunk is complete (the window of its last frame heard), whether or
