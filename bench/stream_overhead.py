@@ -109,7 +109,9 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
         stepped = 0
         for r in range(rounds + warm):
             if r == warm:
-                instrument(sched, clock)
+                # on the inference thread, between two wake-ups: installed from here, the clocks would also catch
+                # the end of the round in flight (its features and VAD) without the thread's clock around it
+                sched.call(lambda: instrument(sched, clock))
                 stepped, calls = engine.metrics().streams_stepped, engine.metrics().steps
             block = audio[(r * per_round) % (audio.shape[0] - per_round):][:per_round]
             target = engine.metrics().streams_stepped + n
