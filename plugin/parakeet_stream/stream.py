@@ -221,9 +221,6 @@ class Stream:
         return self._finished
 
     # -- output (called by the scheduler thread) ------------------------------------------------------------
-    def _emit(self, event: Event) -> None:
-        self._emit_all([event])
-
     def _emit_all(self, events: list[Event]) -> None:
         for i, event in enumerate(events):
             if isinstance(event, _TERMINAL):  # the channel ends with it

@@ -423,12 +423,13 @@ class InferenceLoop:
             latencies.append(lag)
             if state.closed:  # (a finished stream's last result: it can no longer be behind)
                 continue
-            if state.behind_since is None and lag < LAG_BEHIND_S:  # keeping up (most streams, most steps)
-                state.lag_s = lag if lag > 0.0 else 0.0
-                worst = lag if lag > worst else worst
+            lag = lag if lag > 0.0 else 0.0
+            worst = lag if lag > worst else worst
+            if state.behind_since is None and lag < LAG_BEHIND_S:  # keeping up: _note_lag would only set it
+                state.lag_s = lag
             else:
-                self._note_lag(state, max(0.0, lag), now)
-        if worst > self.metrics.max_lag_seconds:  # (what _note_lag does, once per batch)
+                self._note_lag(state, lag, now)
+        if worst > self.metrics.max_lag_seconds:  # (recomputed over all streams at each ``_check_lag``)
             self.metrics.max_lag_seconds = round(worst, 3)
         self.metrics.record_result_latencies(latencies)
 
@@ -436,9 +437,7 @@ class InferenceLoop:
         """A stream is behind once a result comes ``LAG_BEHIND_S`` after the audio it depends on, and has caught up
         once one comes within ``LAG_CAUGHT_UP_S`` (or nothing it could decode waits). Changes are logged at the end
         of the round (``_log_lag_changes``): when the engine falls behind, every stream does at once."""
-        state.lag_s = lag
-        if lag > self.metrics.max_lag_seconds:  # (recomputed over all streams at each ``_check_lag``)
-            self.metrics.max_lag_seconds = round(lag, 3)
+        state.lag_s = lag  # (its callers update the engine's max_lag_seconds, once for all the streams they note)
         if state.behind_since is None and lag >= LAG_BEHIND_S:
             state.behind_since = now
             self._fell_behind.append((state, lag))

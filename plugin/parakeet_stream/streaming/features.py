@@ -104,13 +104,9 @@ def log_mel(preprocessor: torch.nn.Module, signals: torch.Tensor, lengths: torch
     """The model's own preprocessor on a batch of 16 kHz signals, run on the device it is on (the engine puts it
     on the model's device or on the CPU: ``EngineConfig.features_device``): streamed and offline features are
     computed in one place, so they stay equal. The features stay on that device."""
-    device = features_device(preprocessor)
+    buffer = next(preprocessor.buffers(), None)  # (its window and filterbank: where the engine put it)
+    device = buffer.device if buffer is not None else torch.device("cpu")
     return preprocessor(input_signal=signals.to(device), length=lengths.to(device))
-
-
-def features_device(preprocessor: torch.nn.Module) -> torch.device:
-    buffer = next(preprocessor.buffers(), None)  # (its window and filterbank)
-    return buffer.device if buffer is not None else torch.device("cpu")
 
 
 class Staging:
