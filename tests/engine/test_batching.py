@@ -217,12 +217,12 @@ def test_between_decisions_the_thread_polls_every_20_ms_or_four_times_the_polls_
                                       samples_until_ready=lambda: None, seconds_until_ready=lambda: 0.0,
                                       packet_s=0.02)
     loop = types.SimpleNamespace(_states=[receiving], _cond=threading.Condition(), _features_s=0.001,
-                                 clock=ChunkClock(0.08))
+                                 clock=ChunkClock(0.08), tracks_readiness=False, _last_audio_at=now)
     assert InferenceLoop._plan_sleep(loop, None) == pytest.approx(now + 0.02, abs=0.005)
     loop._features_s = 0.05  # features and VAD of one wake-up took 50 ms: poll every 200 ms
     assert InferenceLoop._plan_sleep(loop, None) == pytest.approx(now + 0.2, abs=0.005)
     assert InferenceLoop._plan_sleep(loop, now + 0.01) == pytest.approx(now + 0.01)  # a tick comes first
-    receiving.last_audio_at = now - 1.0  # no audio for a second: no polls, commands wake it
+    loop._last_audio_at = receiving.last_audio_at = now - 1.0  # no audio for a second: no polls, commands wake it
     assert InferenceLoop._plan_sleep(loop, None) is None
 
 

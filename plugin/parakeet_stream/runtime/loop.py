@@ -47,7 +47,7 @@ class BaseStreamState:
 
     __slots__ = ("opts", "inbox", "backlog", "handle", "tracker", "vad", "total_samples", "submitted_samples",
                  "finalizing", "last_audio_at", "packet_s", "arrivals", "closed", "lag_s", "behind_since",
-                 "abandoned", "counted", "__dict__")
+                 "abandoned", "counted", "attached", "ready_at", "__dict__")
 
     def __init__(self, loop: InferenceLoop, opts: EndpointingOptions, vad: bool) -> None:
         self.opts = opts
@@ -67,6 +67,10 @@ class BaseStreamState:
         self.behind_since: float | None = None  # when it fell behind (None: keeping up)
         self.abandoned = False  # its owner closed it: released at the thread's next look, barrier or not
         self.counted = True  # counts against the engine's capacity
+        self.attached = False  # the inference thread has taken it on (``_attach_and_apply``)
+        # where on the stream's sample clock its next chunk is complete (None: unknown, any moment): the thread
+        # moves it when it takes a chunk; callers read it to decide whether their audio wakes the thread
+        self.ready_at: int | None = None
 
     def ready(self) -> bool:
         raise NotImplementedError
@@ -90,6 +94,9 @@ class InferenceLoop:
     """The thread that owns the model, and the streams it serves."""
 
     tracks_arrivals = False  # a subclass that records result latency (``_record_result_latency``) sets it
+    # a subclass whose streams always know how much audio their next chunk needs (``samples_until_ready`` never
+    # None, ``ready_at`` kept) sets it: then a wake-up looks only at the streams that changed, not at all of them
+    tracks_readiness = False
 
     def __init__(self, model, *, frame_s: float, batch_window_s: float = 0.0) -> None:
         self.model = model
@@ -102,13 +109,20 @@ class InferenceLoop:
         self.metrics = EngineMetrics()
         self._states: list[BaseStreamState] = []
         self._cond = threading.Condition()
-        self._dirty: dict[BaseStreamState, None] = {}
+        self._dirty: dict[BaseStreamState, None] = {}  # streams with commands not yet taken by the thread
         self._wake = False  # a command the thread must see before it sleeps on (guarded by _cond)
         self._wake_audio = False  # audio that must wake it (``_audio_wakes``)
-        # audio that wakes the thread before its planned time (``_plan_sleep``): stream -> submitted_samples at
-        # which its next chunk is complete; the thread wakes once ``_crossings`` of them have crossed (0: any audio)
+        # audio that wakes the thread before its planned time (``_plan_sleep``): with ``_chunk_wakes``, audio that
+        # completes its stream's next chunk (``ready_at``); else armed streams -> submitted_samples at which their
+        # next chunk is complete, the thread waking once ``_crossings`` of them have crossed (0: any audio)
+        self._chunk_wakes = False
         self._armed: dict[BaseStreamState, int] = {}
         self._crossings = 0
+        # (``tracks_readiness``) every stream whose chunk may be complete in samples: those given audio or a
+        # barrier since the last wake-up and those complete then; a wake-up looks at these only
+        self._complete: dict[BaseStreamState, None] = {}
+        self._held: dict[BaseStreamState, None] = {}  # streams whose commands wait behind a barrier
+        self._last_audio_at = 0.0  # time.monotonic() of the last packet applied, any stream
         self._jobs: collections.deque = collections.deque()
         self._arrivals: list[BaseStreamState] = []  # opened, not yet attached by the inference thread
         self._live = 0
@@ -206,8 +220,12 @@ class InferenceLoop:
             self._cond.notify()
 
     def _audio_wakes(self, state: BaseStreamState) -> bool:
-        """Whether this audio must wake the thread now (caller holds _cond): always, unless the thread armed
-        thresholds; then only once enough armed streams have completed a chunk."""
+        """Whether this audio must wake the thread now (caller holds _cond): always, unless the thread planned
+        otherwise (``_plan_sleep``); then once it completes its stream's chunk, or once enough armed streams have
+        completed theirs. (``ready_at`` and ``finalizing`` are the thread's, read here while it sleeps.)"""
+        if self._chunk_wakes:
+            at = state.ready_at
+            return not state.finalizing and (at is None or state.submitted_samples >= at)
         if not self._crossings:
             return True
         at = self._armed.get(state)
@@ -258,16 +276,17 @@ class InferenceLoop:
                 if self._stopping:
                     break
                 # awake: every command counts again until _plan_sleep arms thresholds
-                self._wake = self._wake_audio = False
+                self._wake = self._wake_audio = self._chunk_wakes = False
                 self._armed, self._crossings = {}, 0
                 for state in self._dirty:
                     state.backlog.extend(state.inbox)
                     state.inbox.clear()
-                self._dirty.clear()
+                touched, self._dirty = self._dirty, {}
                 jobs, self._jobs = list(self._jobs), collections.deque()
                 arrivals, self._arrivals = self._arrivals, []
-            for state in list(self._states):  # closes first: they free slots for the arrivals
-                if state.backlog or state.abandoned:
+            touched.update(self._held)
+            for state in touched:  # closes first: they free slots for the arrivals
+                if state.attached and (state.backlog or state.abandoned):
                     self._guard(state, self._apply_backlog, state)
             for state in arrivals:
                 if not (state.closed or state.abandoned):  # closed before attaching: it never takes a slot
@@ -294,8 +313,9 @@ class InferenceLoop:
         with self.metrics.lock:
             self.metrics.wakeups += 1
         t0 = time.perf_counter()
-        needs = [s.samples_until_ready() for s in self._states]
-        first = None if None in needs else [s for s, n in zip(self._states, needs) if n == 0]
+        first = None  # (unknown readiness: features for all streams first)
+        if self.tracks_readiness:
+            first = [s for s in self._complete if not s.closed and s.samples_until_ready() == 0]
         self._before_step(first)
         features_s = time.perf_counter() - t0
         # a stream whose chunk was not complete in samples cannot be ready: only ``first`` is looked at
@@ -313,12 +333,15 @@ class InferenceLoop:
             t0 = time.perf_counter()
             self._before_step()
             features_s += time.perf_counter() - t0
+            # still complete (audio for more than one chunk, or not stepped yet): looked at again next time
+            self._complete = {s: None for s in first if not s.closed and s.samples_until_ready() == 0}
         self._features_s = features_s
         now = time.monotonic()
         if self.tracks_arrivals and now - self._lag_checked_at >= LAG_CHECK_S:
             self._check_lag(now)
         self._log_lag_changes()
-        busy = tick is None and any(s.ready() or (s.backlog and not s.finalizing) for s in self._states)
+        busy = tick is None and any(s.ready() or (s.backlog and not s.finalizing)
+                                    for s in (self._states if first is None else first))
         return busy, None if busy else self._plan_sleep(tick)
 
     def _plan_sleep(self, tick: float | None) -> float | None:
@@ -332,32 +355,35 @@ class InferenceLoop:
         features and VAD current (a speech start is announced within ~20 ms), spaced under load to
         ``POLL_SPACING`` times the poll's own cost: per second of audio, features of 20 ms segments cost ~3x
         those of 160 ms (each recomputes its look-back frames and pays a per-stream cost). Commands always wake
-        it; a stream whose readiness is unknown (``samples_until_ready`` None) leaves every packet waking it."""
-        if tick is not None:
-            streams, crossings = self.clock.due_by(self._states, tick, time.monotonic()), None  # all of them
-        else:
-            streams, crossings = [s for s in self._states if not s.closed and not s.finalizing], 1
+        it; a stream whose readiness is unknown (``samples_until_ready`` None) leaves every packet waking it.
+        Without a tick nothing is armed per stream: each packet is compared with its own stream's ``ready_at``."""
         thresholds: dict[BaseStreamState, int] = {}
-        for s in streams:
-            missing = s.samples_until_ready()
-            if missing is None:
-                thresholds = {}
-                break
-            thresholds[s] = s.total_samples + missing
+        if tick is not None:
+            for s in self.clock.due_by(self._states, tick, time.monotonic()):  # all of them
+                missing = s.samples_until_ready()
+                if missing is None:
+                    thresholds = {}
+                    break
+                thresholds[s] = s.total_samples + missing
         with self._cond:
-            if thresholds:  # audio that came while the thread was busy counts against them, nothing else
-                self._armed, self._crossings, self._wake_audio = thresholds, crossings or len(thresholds), False
+            # audio that came while the thread was busy counts against them, nothing else
+            if tick is None and self.tracks_readiness:
+                self._chunk_wakes, self._wake_audio = True, False
+                self._wake_audio = any(self._audio_wakes(s) for s in self._dirty if s.inbox)
+            elif thresholds:
+                self._armed, self._crossings, self._wake_audio = thresholds, len(thresholds), False
                 for s, at in list(thresholds.items()):  # (_audio_wakes disarms what crossed)
                     if s.submitted_samples >= at and self._audio_wakes(s):
                         self._wake_audio = True
         now = time.monotonic()
-        receiving = any(s.last_audio_at >= now - 5 * POLL_S for s in self._states)
+        receiving = self._last_audio_at >= now - 5 * POLL_S
         poll = now + max(POLL_S, POLL_SPACING * self._features_s) if receiving else None
         return min((t for t in (tick, poll) if t is not None), default=None)
 
     def _attach_and_apply(self, state: BaseStreamState) -> None:
         self._attach(state)
         self._states.append(state)
+        state.attached = True
         self._apply_backlog(state)
 
     @staticmethod
@@ -402,9 +428,19 @@ class InferenceLoop:
                 self._begin_finalize(state, command.barrier)
             elif isinstance(command, Close):
                 self._release(state)
+        if state.closed:
+            return
+        if self.tracks_readiness:
+            self._complete[state] = None
+        if state.backlog:  # behind a barrier: applied once it has been decoded
+            self._held[state] = None
+        elif self._held:
+            self._held.pop(state, None)
 
     def _apply_audio(self, state: BaseStreamState, audio: QueuedAudio) -> None:
-        state.last_audio_at = audio.pushed_at[-1]
+        state.last_audio_at = at = audio.pushed_at[-1]
+        if at > self._last_audio_at:
+            self._last_audio_at = at
         state.packet_s = audio.last_size / MODEL_SAMPLE_RATE
         if self.tracks_arrivals:  # where its packets end, and when each was pushed
             state.arrivals.append(Arrival(state.total_samples, audio.ends, audio.pushed_at))
@@ -481,9 +517,12 @@ class InferenceLoop:
         pushed faster than real time (a file) until it waits."""
         self._lag_checked_at = now
         worst = 0.0
+        complete = self._complete if self.tracks_readiness else None  # (a stream not among them is mid-chunk)
         for state in self._states:
-            undecoded = state.processed_time < state.total_samples / MODEL_SAMPLE_RATE
-            pushed_at = _first_undecoded_push(state) if undecoded and state.samples_until_ready() == 0 else None
+            pushed_at = None
+            if complete is None or state in complete:
+                undecoded = state.processed_time < state.total_samples / MODEL_SAMPLE_RATE
+                pushed_at = _first_undecoded_push(state) if undecoded and state.samples_until_ready() == 0 else None
             if pushed_at is None:
                 self._note_lag(state, 0.0, now)
             elif now - pushed_at > state.lag_s:
@@ -508,6 +547,8 @@ class InferenceLoop:
         self._free(state)
         if state in self._states:
             self._states.remove(state)
+        self._complete.pop(state, None)
+        self._held.pop(state, None)
         with self._cond:
             self._uncount(state)
             self._dirty.pop(state, None)

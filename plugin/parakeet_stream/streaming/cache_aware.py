@@ -62,7 +62,7 @@ class StreamState(BaseStreamState):
 
     __slots__ = ("first_chunk", "chunk", "pre_cache", "drop_extra", "slot", "vad_queue", "_preprocessor", "_n_mels",
                  "epoch_start", "epoch_start_samples", "featurizer", "frames", "steps", "consumed", "n_enc",
-                 "decoder_state", "cut_at_next_word", "chunk_complete_at")
+                 "decoder_state", "cut_at_next_word")
 
     def __init__(self, sched: ChunkScheduler, opts: EndpointingOptions) -> None:
         super().__init__(sched, opts, vad=opts.vad)
@@ -100,7 +100,7 @@ class StreamState(BaseStreamState):
         stream read one number instead of the featurizer's and the frames' counters."""
         last = self.consumed + (self.first_chunk if self.steps == 0 else self.chunk) - 1
         f = self.featurizer
-        self.chunk_complete_at = self.epoch_start_samples + last * f.hop + f.half
+        self.ready_at = self.epoch_start_samples + last * f.hop + f.half
 
     @property
     def processed_time(self) -> float:
@@ -120,7 +120,7 @@ class StreamState(BaseStreamState):
         if self.finalizing:
             return True
         # (the first test is implied by the second, and cheaper: most streams of a scan fail it)
-        return (self.total_samples >= self.chunk_complete_at
+        return (self.total_samples >= self.ready_at
                 and self.frames.pending >= (self.first_chunk if self.steps == 0 else self.chunk))
 
     def samples_until_ready(self) -> int | None:
@@ -128,7 +128,7 @@ class StreamState(BaseStreamState):
         not what was received is featurized yet."""
         if self.finalizing:
             return 0
-        missing = self.chunk_complete_at - self.total_samples
+        missing = self.ready_at - self.total_samples
         return missing if missing > 0 else 0
 
     def next_chunk(self) -> Chunk | None:
@@ -154,6 +154,7 @@ class ChunkScheduler(InferenceLoop):
     """Steps every cache-aware stream that holds a full chunk, in batches."""
 
     tracks_arrivals = True
+    tracks_readiness = True
 
     def __init__(self, model, *, max_streams: int, frame_s: float, max_batch: int | None = None,
                  batch_window_s: float = 0.0, traced_step: bool = True) -> None:
