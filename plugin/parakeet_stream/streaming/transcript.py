@@ -47,43 +47,63 @@ class SegmentTranscript:
     """One segment's tokens grouped into timed words as they arrive.
 
     A word is a run of tokens from one that starts with ``▁`` to the next; words already finished are built
-    once, so each step costs the same however long the segment has grown. The text is the words joined by
+    once, and the open word keeps running figures (its ids, first and last frame, summed log-probabilities), so
+    each step costs the same however long the segment or the word has grown. The text is the words joined by
     single spaces (what SentencePiece decoding gives, without its doubled spaces around bare ``▁`` pieces).
     """
 
     def __init__(self, vocab: Vocabulary, frame_s: float, time_base: float) -> None:
         self.vocab = vocab
         self.frame_s = frame_s
-        self.time_base = time_base
+        self._time_base = time_base
         self._done: list[Word] = []
         self._done_text = ""
-        self._open: list[Token] = []
+        self._open: list[int] = []  # the open word's token ids
+        self._open_first = self._open_last = 0  # the frames of its first and last token
+        self._open_logs = 0.0  # the sum of its tokens' log-probabilities
+        self._open_word: Word | None = None  # built from them once per change (``_last``)
+
+    @property
+    def time_base(self) -> float:
+        return self._time_base
+
+    @time_base.setter
+    def time_base(self, value: float) -> None:
+        self._time_base = value
+        self._open_word = None
 
     def extend(self, tokens: list[Token]) -> None:
+        starts_word = self.vocab.starts_word
         for tok in tokens:
-            if self._open and self.vocab.starts_word[tok.id]:
+            if self._open and starts_word[tok.id]:
                 self._close_word()
-            self._open.append(tok)
+            if not self._open:
+                self._open_first = tok.frame
+            self._open.append(tok.id)
+            self._open_last = tok.frame
+            self._open_logs += math.log(max(tok.prob, 1e-12))
+            self._open_word = None
 
     def _close_word(self) -> None:
-        word = self._word(self._open)
+        word = self._last()
         if word is not None:
             self._done.append(word)
             self._done_text = f"{self._done_text} {word.text}" if self._done_text else word.text
         self._open = []
+        self._open_logs = 0.0
+        self._open_word = None
 
-    def _word(self, tokens: list[Token]) -> Word | None:
-        if len(tokens) == 1:  # (most open words: the same values as below, without the joins)
-            tok = tokens[0]
-            text = self.vocab.text((tok.id,))
-            conf = math.exp(math.log(max(tok.prob, 1e-12)))
-        else:
-            text = self.vocab.text([t.id for t in tokens])
-            conf = math.exp(sum(math.log(max(t.prob, 1e-12)) for t in tokens) / len(tokens))
-        if not text:
-            return None
-        return Word(text, round(self.time_base + tokens[0].frame * self.frame_s, 3),
-                    round(self.time_base + (tokens[-1].frame + 1) * self.frame_s, 3), round(conf, 4))
+    def _last(self) -> Word | None:
+        """The open word (None when it has no tokens, or its tokens spell nothing)."""
+        if self._open_word is None and self._open:
+            text = self.vocab.text(self._open)
+            if not text:
+                return None
+            base, frame_s = self._time_base, self.frame_s
+            self._open_word = Word(text, round(base + self._open_first * frame_s, 3),
+                                   round(base + (self._open_last + 1) * frame_s, 3),
+                                   round(math.exp(self._open_logs / len(self._open)), 4))
+        return self._open_word
 
     def words(self) -> tuple[Word, ...]:
         return self.snapshot()[1]
@@ -92,8 +112,8 @@ class SegmentTranscript:
         return self.snapshot()[0]
 
     def snapshot(self) -> tuple[str, tuple[Word, ...]]:
-        """The text and the words so far, decoding the open word once."""
-        last = self._word(self._open) if self._open else None
+        """The text and the words so far."""
+        last = self._last()
         if last is None:
             return self._done_text, tuple(self._done)
         text = f"{self._done_text} {last.text}" if self._done_text else last.text
