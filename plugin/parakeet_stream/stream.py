@@ -49,8 +49,9 @@ class EventChannel:
         """``None`` marks the end of the channel (after a terminal event or close)."""
         self.put_all((event,))
 
-    def put_all(self, events: Sequence[Event | None]) -> None:
-        """Events of one step, taken by readers together (one lock and one wake-up for them all)."""
+    def put_all(self, events: Sequence[Event | None], wakeups: Wakeups | None = None) -> None:
+        """Events of one step, taken by readers together (one lock and one wake-up for them all). Asyncio readers
+        are woken through ``wakeups`` when given (with the other streams' of the batch), else at once."""
         with self._cond:
             if self._closed:
                 return
@@ -62,8 +63,10 @@ class EventChannel:
             if self._blocked:
                 self._cond.notify_all()
             waiters, self._waiters = self._waiters, []
-        for loop, fut in waiters:
-            loop.call_soon_threadsafe(_wake, fut)
+        if waiters and wakeups is not None:
+            wakeups.add(waiters)
+        elif waiters:
+            Wakeups().add(waiters).send()
 
     def get(self, timeout: float | None) -> Event | None | bool:
         """The next event, ``None`` at end of channel, ``False`` on timeout."""
@@ -96,9 +99,32 @@ class EventChannel:
             await fut
 
 
-def _wake(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
+class Wakeups:
+    """Asyncio readers to wake, gathered while the inference thread hands over a batch's events: then one
+    ``call_soon_threadsafe`` per event loop (a write to its self-pipe, and the loop's wake-up) instead of one per
+    stream. A server reads a thousand streams on one loop."""
+
+    def __init__(self) -> None:
+        self._futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+
+    def add(self, waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]]) -> Wakeups:
+        for loop, fut in waiters:
+            self._futures.setdefault(loop, []).append(fut)
+        return self
+
+    def send(self) -> None:
+        pending, self._futures = self._futures, {}
+        for loop, futures in pending.items():
+            try:
+                loop.call_soon_threadsafe(_wake_all, futures)
+            except RuntimeError:  # the loop is closed: its readers are gone
+                pass
+
+
+def _wake_all(futures: list[asyncio.Future]) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(None)
 
 
 class Stream:
@@ -221,12 +247,12 @@ class Stream:
         return self._finished
 
     # -- output (called by the scheduler thread) ------------------------------------------------------------
-    def _emit_all(self, events: list[Event]) -> None:
+    def _emit_all(self, events: list[Event], wakeups: Wakeups | None = None) -> None:
         for i, event in enumerate(events):
             if isinstance(event, _TERMINAL):  # the channel ends with it
                 events = [*events[:i + 1], None]
                 break
-        self._events.put_all(events)
+        self._events.put_all(events, wakeups)
 
     # -- consumers -----------------------------------------------------------------------------------------
     def next_event(self, timeout: float | None = None) -> Event | None:

@@ -103,3 +103,45 @@ def test_a_batch_is_assembled_in_one_reused_buffer(zeroed):
     assert (b == 0.0).all() if zeroed else (b == 7.0).all()
     c = staging.array((8, 80, 25))  # larger: a new buffer
     assert not np.shares_memory(a, c) and c.shape == (8, 80, 25)
+
+
+def test_asyncio_readers_of_a_batch_are_woken_with_one_call_per_event_loop():
+    """Six streams read on one event loop and stepped together: every reader gets its stream's words, and the
+    inference thread wakes the loop once per batch it hands over (``Wakeups``), not once per stream."""
+    import asyncio
+
+    from tests.support import RELIABLE_SENTENCES, speech
+
+    sentences = RELIABLE_SENTENCES[:6]
+    audios = [speech(s) for s in sentences]
+    calls = []
+    engine = ps.Engine.load(ps.EngineConfig(model="espeak-demo-en", device="cpu", max_streams=8, lanes=1))
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: (calls.append(args), real(*args))[1]
+        streams = [engine.open_stream(endpointing=ps.EndpointingOptions(vad=False, trailing_blank_ms=None))
+                   for _ in audios]
+
+        async def read(stream) -> str:
+            return " ".join([e.text async for e in stream if isinstance(e, ps.Final)])
+
+        readers = [asyncio.create_task(read(s)) for s in streams]
+        await asyncio.sleep(0.05)  # every reader waits
+
+        def push_all() -> None:  # (on the inference thread: every stream's audio comes in one wake-up)
+            for stream, audio in zip(streams, audios):
+                stream.push(audio)
+                stream.finish()
+        await asyncio.to_thread(engine._scheduler.call, push_all)
+        return await asyncio.wait_for(asyncio.gather(*readers), 60)
+
+    try:
+        texts = asyncio.run(main())
+        m = engine.metrics()
+    finally:
+        engine.close()
+    assert texts == list(sentences)
+    assert m.streams_stepped / m.steps > 3  # stepped together
+    assert 0 < len(calls) <= m.steps + m.wakeups < m.streams_stepped

@@ -24,7 +24,7 @@ from ..endpointing import EndpointingOptions, VoiceActivity
 from ..events import Event, StreamFailed, Word
 from .clock import ChunkClock
 from .commands import Audio, Barrier, Close, Command, Finalize, Queued, QueuedAudio, SetEndpointing, SetKeyterms
-from ..stream import Stream
+from ..stream import Stream, Wakeups
 from ..streaming.keyterms import Keyterms, check_keyterms
 from .metrics import EngineMetrics
 from .threads import ThreadGovernor
@@ -123,6 +123,7 @@ class InferenceLoop:
         self._complete: dict[BaseStreamState, None] = {}
         self._held: dict[BaseStreamState, None] = {}  # streams whose commands wait behind a barrier
         self._last_audio_at = 0.0  # time.monotonic() of the last packet applied, any stream
+        self.wakeups = Wakeups()  # asyncio readers of the events handed over, woken together (``send_wakeups``)
         self._jobs: collections.deque = collections.deque()
         self._arrivals: list[BaseStreamState] = []  # opened, not yet attached by the inference thread
         self._live = 0
@@ -301,6 +302,7 @@ class InferenceLoop:
                     self._emit(state, [StreamFailed(f"engine error: {type(e).__name__}: {e}", e)])
                     self._release(state)
                 busy, wake_at = False, None
+            self.wakeups.send()
         for fn, fut in self._jobs:
             fut.set_exception(RuntimeError("engine is closed"))
 
@@ -562,7 +564,7 @@ class InferenceLoop:
 
     def _emit(self, state: BaseStreamState, events: list[Event]) -> None:
         if events and state.handle is not None and not state.handle.closed:
-            state.handle._emit_all(events)
+            state.handle._emit_all(events, self.wakeups)
 
     # -- offline decoding (Engine.transcribe, segmented mode) ------------------------------------------------
     def decode_batch(self, audios: list[np.ndarray]) -> list[list[Token]]:
