@@ -5,7 +5,8 @@ millisecond of latency there. The bundled demo model runs N streams on the CPU i
 stream; each round is stepped as one batch. Prints a markdown table and writes JSON.
 
     .venv/bin/python bench/stream_overhead.py [--streams 64,256,1024] [--rounds 20] [--threads 2]
-        [--device cpu|cuda] [--vad] [--baseline GIT_REF] [--repeats 3] [--out PATH]
+        [--device cpu|cuda] [--vad] [--async-readers] [--keep-freed-memory] [--baseline GIT_REF] [--repeats 3]
+        [--out PATH]
 
 ``--baseline`` runs the engine of another commit (a temporary git worktree) interleaved with this checkout's,
 each level in a fresh process, and reports the ratio of their medians.
@@ -17,13 +18,23 @@ stream-step and split by phase (``PHASES``, a second table); the JSON also gives
 (``model_features_s``: on the model's device by default, ``EngineConfig.features_device``). On the CPU the issue
 phase also holds freeing the step's large output tensors (glibc returns them with munmap; CUDA's caching
 allocator keeps them). A round's packets are pushed from a job on the inference thread itself (not timed), so no
-other thread holds the GIL while it works.
+other thread holds the GIL while it works, and the streams' events are read between rounds; with
+``--async-readers`` they are read as a server reads them, by one asyncio task per stream on one event loop in
+another thread (which then shares the GIL, as it does in a server).
+
+``--keep-freed-memory`` runs the children with glibc's malloc keeping freed memory for reuse (``KEEP_FREED_MEMORY``),
+as CUDA's caching allocator does on a GPU. With glibc's defaults, tensors above 32 MB are mapped and unmapped on
+every use: at 1 024 streams each step's output caches are unmapped in the issue phase (~10 us per stream-step on
+the 2-core VM), a cost of the CPU's allocator that a GPU host does not pay.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +42,9 @@ import numpy as np
 from interleaved import child_result, engine_module, load_engine, run_interleaved, write_result
 
 ROUND_S = 0.16
+# glibc tunables (read at process start): blocks of any size come from the heap and stay there once freed
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296",
+                     "MALLOC_ARENA_MAX": "1"}
 SENTENCES = ("set a timer for ten minutes", "call me at seven thirty tomorrow morning", "turn on the radio")
 
 
@@ -89,8 +103,23 @@ def speech_audio(seconds: float) -> np.ndarray:
     return np.tile(one, int(np.ceil(seconds * 16000 / one.shape[0])))[: int(seconds * 16000)]
 
 
+def read_on_event_loop(streams: list) -> threading.Thread:
+    """Every stream's events read to their end by its own asyncio task, all on one event loop in a new thread."""
+
+    async def read(stream) -> None:
+        async for _ in stream:
+            pass
+
+    async def read_all() -> None:
+        await asyncio.gather(*(read(s) for s in streams))
+
+    thread = threading.Thread(target=asyncio.run, args=(read_all(),), daemon=True)
+    thread.start()
+    return thread
+
+
 def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: bool = False,
-              boosted_share: float = 0.0, keyterms: tuple[str, ...] = ()) -> dict:
+              boosted_share: float = 0.0, keyterms: tuple[str, ...] = (), async_readers: bool = False) -> dict:
     """``boosted_share`` of the streams (every other one for 0.5) carry ``keyterms`` (``bench/keyterms.py``)."""
     import parakeet_stream as ps
 
@@ -104,6 +133,7 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
         boosted = set(range(0, n, round(1 / boosted_share))) if boosted_share else set()
         streams = [engine.open_stream(endpointing=opts, keyterms=keyterms if i in boosted else None)
                    for i in range(n)]
+        readers = read_on_event_loop(streams) if async_readers else None
         per_round = int(ROUND_S * 16000)
         warm = 3  # the first steps (first chunk, R=0 second step) are not the steady state: not counted
         stepped = 0
@@ -124,13 +154,15 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
             sched.call(push_round)
             while engine.metrics().streams_stepped < target:
                 time.sleep(0.005)
-            for s in streams:  # consumers keep up, as an adapter would
+            for s in streams if readers is None else ():  # consumers keep up, as an adapter would
                 while s.next_event(timeout=0) is not None:
                     pass
         steps = engine.metrics().streams_stepped - stepped
         calls = engine.metrics().steps - calls
         for s in streams:
             s.close()
+        if readers is not None:
+            readers.join(timeout=30)
     finally:
         engine.close()
     model = clock["model_features"] + clock["model_issue"] + clock["model_read"]
@@ -161,6 +193,10 @@ def main() -> int:
     p.add_argument("--out", default="bench/results/stream-overhead-cpu.json")
     p.add_argument("--device", default="cpu", help="where the demo model runs (cpu, cuda)")
     p.add_argument("--vad", action="store_true", help="streams with Silero VAD (its time is reported apart)")
+    p.add_argument("--async-readers", action="store_true",
+                   help="events read by an asyncio task per stream on one event loop, as a server reads them")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="children run with glibc keeping freed memory (KEEP_FREED_MEMORY), as CUDA's allocator does")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child is not None:
@@ -171,12 +207,15 @@ def main() -> int:
 
         torch.set_num_threads(args.threads)
         audio = speech_audio(ROUND_S * (args.rounds + 4) + 1.0)
-        print(json.dumps(run_level(args.child, args.rounds, audio, args.device, args.vad)))
+        print(json.dumps(run_level(args.child, args.rounds, audio, args.device, args.vad,
+                                   async_readers=args.async_readers)))
         return 0
+    if args.keep_freed_memory:
+        os.environ.update(KEEP_FREED_MEMORY)  # (the children inherit it)
 
     levels = [int(x) for x in args.streams.split(",")]
     child = ["--rounds", str(args.rounds), "--threads", str(args.threads), "--device", args.device] + \
-        (["--vad"] if args.vad else [])
+        (["--vad"] if args.vad else []) + (["--async-readers"] if args.async_readers else [])
     script = str(Path(__file__).resolve())
     commits, runs = run_interleaved(
         args.baseline, levels, args.repeats, lambda code, n: child_result(code, script, ["--child", str(n), *child]),
@@ -212,7 +251,8 @@ def main() -> int:
             rows[levels.index(n)].update({f"{side}_{phase}_us_per_stream_step": c
                                           for phase, c in zip((*PHASES, "rest"), cells)})
     write_result(args.out, "stream_overhead", commits, runs, rows, args.device, vad=args.vad, threads=args.threads,
-                 rounds=args.rounds, repeats=args.repeats)
+                 rounds=args.rounds, repeats=args.repeats, async_readers=args.async_readers,
+                 keep_freed_memory=args.keep_freed_memory)
     return 0
 
 
