@@ -40,7 +40,9 @@ class EventChannel:
 
     def __init__(self) -> None:
         self._items: collections.deque = collections.deque()
-        self._cond = threading.Condition()
+        # held as the bare lock (a C call; ``Condition.__enter__`` is Python): the writer takes it per stream-step
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._closed = False
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._blocked = 0  # readers blocked in ``get``
@@ -52,7 +54,7 @@ class EventChannel:
     def put_all(self, events: Sequence[Event | None], wakeups: Wakeups | None = None) -> None:
         """Events of one step, taken by readers together (one lock and one wake-up for them all). Asyncio readers
         are woken through ``wakeups`` when given (with the other streams' of the batch), else at once."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             for event in events:
@@ -70,7 +72,7 @@ class EventChannel:
 
     def get(self, timeout: float | None) -> Event | None | bool:
         """The next event, ``None`` at end of channel, ``False`` on timeout."""
-        with self._cond:
+        with self._lock:
             if not self._items:
                 if timeout is not None and timeout <= 0:
                     return False
@@ -88,7 +90,7 @@ class EventChannel:
     async def aget(self) -> Event | None:
         loop = asyncio.get_running_loop()
         while True:
-            with self._cond:
+            with self._lock:
                 if self._items:
                     item = self._items.popleft()
                     if item is None:
@@ -248,10 +250,9 @@ class Stream:
 
     # -- output (called by the scheduler thread) ------------------------------------------------------------
     def _emit_all(self, events: list[Event], wakeups: Wakeups | None = None) -> None:
-        for i, event in enumerate(events):
-            if isinstance(event, _TERMINAL):  # the channel ends with it
-                events = [*events[:i + 1], None]
-                break
+        """Hand over one step's events (a terminal event, if any, comes last: the channel ends with it)."""
+        if isinstance(events[-1], _TERMINAL):
+            events = [*events, None]
         self._events.put_all(events, wakeups)
 
     # -- consumers -----------------------------------------------------------------------------------------

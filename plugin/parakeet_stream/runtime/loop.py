@@ -89,6 +89,11 @@ class BaseStreamState:
         """Stream seconds the engine has dealt with (a streaming scheduler says how far it has decoded)."""
         return self.total_samples / MODEL_SAMPLE_RATE
 
+    @property
+    def processed_samples(self) -> int:
+        """``processed_time`` in 16 kHz samples."""
+        return self.total_samples
+
 
 class InferenceLoop:
     """The thread that owns the model, and the streams it serves."""
@@ -598,7 +603,7 @@ def _first_undecoded_push(state: BaseStreamState) -> float | None:
     """When the packet that the stream's results so far depend on last (the first to end at or after
     ``processed_time``) was pushed; None when nothing waits. Packets before it are dropped (a group at a time):
     results only move forward in stream time."""
-    need = round(state.processed_time * MODEL_SAMPLE_RATE)
+    need = state.processed_samples
     arrivals = state.arrivals
     while len(arrivals) > 1 and arrivals[0].start + arrivals[0].ends[-1] < need:
         arrivals.popleft()

@@ -114,6 +114,14 @@ class StreamState(BaseStreamState):
         samples = (self.consumed - 1) * self.featurizer.hop + self.featurizer.half
         return min(self.epoch_start + samples / MODEL_SAMPLE_RATE, self.total_samples / MODEL_SAMPLE_RATE)
 
+    @property
+    def processed_samples(self) -> int:
+        """``processed_time`` in samples, counted as integers (the lag and latency bookkeeping reads it per step)."""
+        if (self.finalizing and self.frames.pending == 0) or self.consumed == 0:
+            return round(self.processed_time * MODEL_SAMPLE_RATE)
+        done = self.epoch_start_samples + (self.consumed - 1) * self.featurizer.hop + self.featurizer.half
+        return done if done < self.total_samples else self.total_samples
+
     def ready(self) -> bool:
         if self.closed:
             return False
