@@ -376,12 +376,17 @@ def test_a_run_of_slots_in_order_is_read_as_a_view_and_any_other_batch_as_a_copy
 
     assert CacheSlots.span_of([3, 4, 5]) == slice(3, 6)
     assert CacheSlots.span_of([3, 5]) is None and CacheSlots.span_of([4, 3]) is None
-    slots = CacheSlots(tiny_model.encoder, 8, torch.float32, "cpu")
+    slots = CacheSlots(tiny_model.encoder, 8, torch.float32, "cpu", keys_values=True)
     taken = [slots.acquire() for _ in range(4)]
     assert taken == [0, 1, 2, 3]
-    slots.channel.normal_()
-    slots.time.normal_()
+    for cache in (slots.channel, slots.time, slots.keys, slots.values):
+        cache.normal_()
     index = torch.tensor([1, 2, 3])
     views, copies = slots.gather(index, CacheSlots.span_of([1, 2, 3])), slots.gather(index)
     assert all(torch.equal(v, c) for v, c in zip(views, copies))
     assert views[0].data_ptr() == slots.channel[:, 1].data_ptr() and copies[0].data_ptr() != views[0].data_ptr()
+    kv_views = slots.gather_keys_values(index, CacheSlots.span_of([1, 2, 3]))
+    kv_copies = slots.gather_keys_values(index)
+    assert all(torch.equal(v, c) for v, c in zip(kv_views, kv_copies))
+    assert kv_views[0].data_ptr() == slots.keys[:, 1].data_ptr() != kv_copies[0].data_ptr()
+    assert kv_views[1].data_ptr() == slots.values[:, 1].data_ptr() != kv_copies[1].data_ptr()

@@ -375,7 +375,7 @@ class InferenceLoop:
         with self._cond:
             # audio that came while the thread was busy counts against them, nothing else
             if tick is None and self.tracks_readiness:
-                self._chunk_wakes, self._wake_audio = True, False
+                self._chunk_wakes = True
                 self._wake_audio = any(self._audio_wakes(s) for s in self._dirty if s.inbox)
             elif thresholds:
                 self._armed, self._crossings, self._wake_audio = thresholds, len(thresholds), False

@@ -345,14 +345,15 @@ class ChunkScheduler(InferenceLoop):
         lengths = lengths.to(self.device)
         slots = [s.slot for s in states]
         index = torch.tensor(slots, dtype=torch.int64, device=self.device)
-        c_ch, c_t, c_len = self.slots.gather(index, self.slots.span_of(slots))
+        span = self.slots.span_of(slots)
+        c_ch, c_t, c_len = self.slots.gather(index, span)
         # [B, T, F] to the encoder's [B, F, T] as a view: its first op transposes it back, to a contiguous tensor
         x = torch.from_numpy(x).to(device=self.device, dtype=self.dtype).transpose(1, 2)
         steady = (not is_last and drop == self.chunk_geometry.drop_extra
                   and x.shape[2] == self.chunk_geometry.steady_width)
         with torch.inference_mode():
             if steady and self.steady_step is not None:
-                kv = self.slots.gather_keys_values(index) if self.kv is not None else ()
+                kv = self.slots.gather_keys_values(index, span) if self.kv is not None else ()
                 enc, enc_len, n_ch, n_t, n_len, *kv = self.steady_step(x, lengths, c_ch, c_t, c_len, *kv)
             else:
                 with self._eager_lock:  # NeMo sets and restores the encoder's streaming_cfg (``eager_step_lock``)

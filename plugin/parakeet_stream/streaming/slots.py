@@ -93,7 +93,12 @@ class CacheSlots:
         first = slots[0]
         return slice(first, first + len(slots)) if slots == list(range(first, first + len(slots))) else None
 
-    def gather_keys_values(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def gather_keys_values(self, index: torch.Tensor, span: slice | None = None) -> tuple[torch.Tensor,
+                                                                                          torch.Tensor]:
+        """The cached frames' keys and values of the slots ``index``: views where they are one run (as ``gather``;
+        twice the channel cache, so at a thousand streams the copy and its allocation were the step's largest)."""
+        if span is not None:
+            return self.keys[:, span], self.values[:, span]
         return self.keys.index_select(1, index), self.values.index_select(1, index)
 
     def scatter_keys_values(self, index: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
