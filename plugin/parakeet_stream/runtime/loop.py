@@ -128,7 +128,8 @@ class InferenceLoop:
         self._complete: dict[BaseStreamState, None] = {}
         self._held: dict[BaseStreamState, None] = {}  # streams whose commands wait behind a barrier
         self._last_audio_at = 0.0  # time.monotonic() of the last packet applied, any stream
-        self.wakeups = Wakeups()  # asyncio readers of the events handed over, woken together (``send_wakeups``)
+        # asyncio readers of the events handed over, woken together: after each batch and each wake-up
+        self._readers_to_wake = Wakeups()
         self._jobs: collections.deque = collections.deque()
         self._arrivals: list[BaseStreamState] = []  # opened, not yet attached by the inference thread
         self._live = 0
@@ -307,7 +308,7 @@ class InferenceLoop:
                     self._emit(state, [StreamFailed(f"engine error: {type(e).__name__}: {e}", e)])
                     self._release(state)
                 busy, wake_at = False, None
-            self.wakeups.send()
+            self._readers_to_wake.send()
         for fn, fut in self._jobs:
             fut.set_exception(RuntimeError("engine is closed"))
 
@@ -569,7 +570,7 @@ class InferenceLoop:
 
     def _emit(self, state: BaseStreamState, events: list[Event]) -> None:
         if events and state.handle is not None and not state.handle.closed:
-            state.handle._emit_all(events, self.wakeups)
+            state.handle._emit_all(events, self._readers_to_wake)
 
     # -- offline decoding (Engine.transcribe, segmented mode) ------------------------------------------------
     def decode_batch(self, audios: list[np.ndarray]) -> list[list[Token]]:

@@ -387,7 +387,7 @@ class ChunkScheduler(InferenceLoop):
             except Exception as e:
                 self._fail(state, e)
         self._record_result_latency(issued.states, time.monotonic())
-        self.wakeups.send()  # (before the next batch's work)
+        self._readers_to_wake.send()  # (before the next batch's work)
 
     def _decode(self, enc: torch.Tensor, enc_len: torch.Tensor, index: torch.Tensor,
                 carries: list) -> list[tuple[list[Token], object]]:
