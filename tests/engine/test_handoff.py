@@ -175,3 +175,32 @@ def test_a_wake_up_looks_only_at_the_streams_that_changed(tiny_model):
             s.close()
     finally:
         engine.close()
+
+
+def test_readers_on_two_event_loops_are_woken_with_one_call_each():
+    """A batch's readers may wait on several event loops (two servers in one process): each loop gets one
+    call for all of its readers, and a loop closed meanwhile is skipped (its readers are gone)."""
+    import asyncio
+
+    from parakeet_stream.stream import Wakeups
+
+    loops = [asyncio.new_event_loop() for _ in range(3)]
+    calls = []
+    for i, loop in enumerate(loops):
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args, i=i, real=real: (calls.append(i), real(*args))[1]
+    futures = {i: [loops[i].create_future() for _ in range(4)] for i in range(3)}
+    wakeups = Wakeups()
+    for k in range(4):
+        wakeups.add([(loops[i], futures[i][k]) for i in range(3)])
+    loops[2].close()
+    wakeups.send()
+    for i in (0, 1):
+        loops[i].run_until_complete(asyncio.sleep(0))
+    assert sorted(calls) == [0, 1, 2]  # one each (the closed loop's call raised and was skipped)
+    assert all(f.done() for i in (0, 1) for f in futures[i])
+    assert not any(f.done() for f in futures[2])
+    wakeups.send()  # sent once: nothing left
+    assert sorted(calls) == [0, 1, 2]
+    for loop in loops[:2]:
+        loop.close()
