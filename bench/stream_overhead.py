@@ -5,8 +5,8 @@ millisecond of latency there. The bundled demo model runs N streams on the CPU i
 stream; each round is stepped as one batch. Prints a markdown table and writes JSON.
 
     .venv/bin/python bench/stream_overhead.py [--streams 64,256,1024] [--rounds 20] [--threads 2]
-        [--device cpu|cuda] [--vad] [--async-readers] [--keep-freed-memory] [--baseline GIT_REF] [--repeats 3]
-        [--out PATH]
+        [--device cpu|cuda] [--vad] [--async-readers] [--pcm16] [--keep-freed-memory] [--baseline GIT_REF]
+        [--repeats 3] [--out PATH]
 
 ``--baseline`` runs the engine of another commit (a temporary git worktree) interleaved with this checkout's,
 each level in a fresh process, and reports the ratio of their medians.
@@ -17,8 +17,10 @@ Silero VAD with ``--vad`` (its network and its per-stream Python, together), and
 stream-step and split by phase (``PHASES``, a second table); the JSON also gives the preprocessor's own time
 (``model_features_s``: on the model's device by default, ``EngineConfig.features_device``). On the CPU the issue
 phase also holds freeing the step's large output tensors (glibc returns them with munmap; CUDA's caching
-allocator keeps them). A round's packets are pushed from a job on the inference thread itself (not timed), so no
-other thread holds the GIL while it works, and the streams' events are read between rounds; with
+allocator keeps them). A round's packets are pushed from a job on the inference thread itself (timed apart:
+``push_us_per_packet``, what each of a server's 50 pushes a second per stream costs under the GIL; ``--pcm16``
+pushes 16-bit PCM bytes as a WebSocket server receives them), so no other thread holds the GIL while the thread
+works, and the streams' events are read between rounds; with
 ``--async-readers`` they are read as a server reads them, by one asyncio task per stream on one event loop in
 another thread (which then shares the GIL, as it does in a server).
 
@@ -119,8 +121,10 @@ def read_on_event_loop(streams: list) -> threading.Thread:
 
 
 def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: bool = False,
-              boosted_share: float = 0.0, keyterms: tuple[str, ...] = (), async_readers: bool = False) -> dict:
-    """``boosted_share`` of the streams (every other one for 0.5) carry ``keyterms`` (``bench/keyterms.py``)."""
+              boosted_share: float = 0.0, keyterms: tuple[str, ...] = (), async_readers: bool = False,
+              pcm16: bool = False) -> dict:
+    """``boosted_share`` of the streams (every other one for 0.5) carry ``keyterms`` (``bench/keyterms.py``);
+    ``pcm16``: packets pushed as 16-bit PCM bytes, as a WebSocket server receives them (else float32 arrays)."""
     import parakeet_stream as ps
 
     # one lane: the cost measured is one inference thread's per stream-step
@@ -135,6 +139,7 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
                    for i in range(n)]
         readers = read_on_event_loop(streams) if async_readers else None
         per_round = int(ROUND_S * 16000)
+        pushes = {"s": 0.0, "packets": 0}  # the counted rounds' pushes (on the inference thread, not in its clock)
         warm = 3  # the first steps (first chunk, R=0 second step) are not the steady state: not counted
         stepped = 0
         for r in range(rounds + warm):
@@ -144,12 +149,19 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
                 sched.call(lambda: instrument(sched, clock))
                 stepped, calls = engine.metrics().streams_stepped, engine.metrics().steps
             block = audio[(r * per_round) % (audio.shape[0] - per_round):][:per_round]
+            packets = [block[k:k + 320] for k in range(0, per_round, 320)]
+            if pcm16:
+                packets = [(p * 32767).astype("<i2").tobytes() for p in packets]
             target = engine.metrics().streams_stepped + n
 
-            def push_round() -> None:  # on the inference thread: no other thread contends for the GIL meanwhile
+            def push_round(counted: bool = r >= warm) -> None:  # on the inference thread: no other thread
+                t0 = time.perf_counter()                       # contends for the GIL meanwhile
                 for s in streams:
-                    for k in range(0, per_round, 320):
-                        s.push(block[k:k + 320])
+                    for packet in packets:
+                        s.push(packet)
+                if counted:
+                    pushes["s"] += time.perf_counter() - t0
+                    pushes["packets"] += len(streams) * len(packets)
 
             sched.call(push_round)
             while engine.metrics().streams_stepped < target:
@@ -180,7 +192,8 @@ def run_level(n: int, rounds: int, audio: np.ndarray, device: str = "cpu", vad: 
             "vad_s": round(clock["vad"], 4), "other_s": round(other, 4),
             "other_us_per_stream_step": round(other / steps * 1e6, 2),
             "thread_us_per_stream_step": round(clock["thread"] / steps * 1e6, 2),
-            "other_ms_per_round": round(other / rounds * 1e3, 3), **phases}
+            "other_ms_per_round": round(other / rounds * 1e3, 3),
+            "push_us_per_packet": round(pushes["s"] / pushes["packets"] * 1e6, 2), **phases}
 
 
 def main() -> int:
@@ -195,6 +208,8 @@ def main() -> int:
     p.add_argument("--vad", action="store_true", help="streams with Silero VAD (its time is reported apart)")
     p.add_argument("--async-readers", action="store_true",
                    help="events read by an asyncio task per stream on one event loop, as a server reads them")
+    p.add_argument("--pcm16", action="store_true",
+                   help="packets pushed as 16-bit PCM bytes, as a WebSocket server receives them")
     p.add_argument("--keep-freed-memory", action="store_true",
                    help="children run with glibc keeping freed memory (KEEP_FREED_MEMORY), as CUDA's allocator does")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
@@ -208,14 +223,15 @@ def main() -> int:
         torch.set_num_threads(args.threads)
         audio = speech_audio(ROUND_S * (args.rounds + 4) + 1.0)
         print(json.dumps(run_level(args.child, args.rounds, audio, args.device, args.vad,
-                                   async_readers=args.async_readers)))
+                                   async_readers=args.async_readers, pcm16=args.pcm16)))
         return 0
     if args.keep_freed_memory:
         os.environ.update(KEEP_FREED_MEMORY)  # (the children inherit it)
 
     levels = [int(x) for x in args.streams.split(",")]
     child = ["--rounds", str(args.rounds), "--threads", str(args.threads), "--device", args.device] + \
-        (["--vad"] if args.vad else []) + (["--async-readers"] if args.async_readers else [])
+        (["--vad"] if args.vad else []) + (["--async-readers"] if args.async_readers else []) + \
+        (["--pcm16"] if args.pcm16 else [])
     script = str(Path(__file__).resolve())
     commits, runs = run_interleaved(
         args.baseline, levels, args.repeats, lambda code, n: child_result(code, script, ["--child", str(n), *child]),
@@ -242,16 +258,18 @@ def main() -> int:
         print(f"| {n} | " + " | ".join(cells) + " |")
         rows.append(row)
     print()
-    print("| streams | side | " + " | ".join(f"{phase} µs" for phase in (*PHASES, "rest")) + " |")
-    print("|---|---" + "|---" * (len(PHASES) + 1) + "|")
+    print("| streams | side | " + " | ".join(f"{phase} µs" for phase in (*PHASES, "rest")) + " | push µs / packet |")
+    print("|---|---" + "|---" * (len(PHASES) + 2) + "|")
     for n in levels:
         for side in sides:
             cells = [med(side, n, f"{phase}_us_per_stream_step") for phase in (*PHASES, "rest")]
-            print(f"| {n} | {side} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+            push = med(side, n, "push_us_per_packet")
+            print(f"| {n} | {side} | " + " | ".join(f"{c:.1f}" for c in (*cells, push)) + " |")
             rows[levels.index(n)].update({f"{side}_{phase}_us_per_stream_step": c
                                           for phase, c in zip((*PHASES, "rest"), cells)})
+            rows[levels.index(n)][f"{side}_push_us_per_packet"] = push
     write_result(args.out, "stream_overhead", commits, runs, rows, args.device, vad=args.vad, threads=args.threads,
-                 rounds=args.rounds, repeats=args.repeats, async_readers=args.async_readers,
+                 rounds=args.rounds, repeats=args.repeats, async_readers=args.async_readers, pcm16=args.pcm16,
                  keep_freed_memory=args.keep_freed_memory)
     return 0
 

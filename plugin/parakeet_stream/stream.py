@@ -19,12 +19,15 @@ from .audio import Resampler, to_float32
 from .endpointing import EndpointingOptions, updated_options
 from .errors import StreamClosedError
 from .events import Event, StreamEnded, StreamFailed
-from .runtime.commands import Audio, Barrier, Close, Command, Finalize, SetEndpointing, SetKeyterms
+from .runtime.commands import Barrier, Close, Command, Finalize, SetEndpointing, SetKeyterms
 from .streaming.keyterms import Keyterms
 
 
 class StreamHost(Protocol):
     """What a stream needs from the inference loop that serves it (``runtime.loop.InferenceLoop``)."""
+
+    def submit_audio(self, state, samples: np.ndarray) -> None:
+        """Queue 16 kHz float32 samples for the stream whose loop-side state is ``state``, in order."""
 
     def submit(self, state, command: Command) -> None:
         """Queue ``command`` for the stream whose loop-side state is ``state``, in order."""
@@ -157,7 +160,7 @@ class Stream:
             self._input_samples += samples.shape[0]
             resampled = self._resampler.process(samples)
             if resampled.shape[0]:
-                self._scheduler.submit(self._state, Audio(resampled))
+                self._scheduler.submit_audio(self._state, resampled)
 
     def flush(self) -> None:
         """Finalize the current segment now and keep the stream open for more audio."""
@@ -215,7 +218,7 @@ class Stream:
     def _drain_resampler(self) -> None:
         tail = self._resampler.process(np.zeros(0, np.float32), last=True)
         if tail.shape[0]:
-            self._scheduler.submit(self._state, Audio(tail))
+            self._scheduler.submit_audio(self._state, tail)
         self._resampler = Resampler(self.sample_rate)  # a flushed resampler cannot continue
 
     def _check_open(self, what: str) -> None:

@@ -20,11 +20,6 @@ class Barrier(str, enum.Enum):
 
 
 @dataclass(frozen=True)
-class Audio:
-    samples: np.ndarray  # float32 at the model's rate
-
-
-@dataclass(frozen=True)
 class Finalize:
     barrier: Barrier
 
@@ -44,7 +39,7 @@ class Close:
     """The owner is gone: free the stream's slot now, even behind a barrier still being decoded."""
 
 
-Command = Union[Audio, Finalize, SetEndpointing, SetKeyterms, Close]
+Command = Union[Finalize, SetEndpointing, SetKeyterms, Close]  # (audio has its own path: ``submit_audio``)
 
 
 @dataclass(frozen=True)

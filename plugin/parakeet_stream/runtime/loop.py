@@ -23,7 +23,7 @@ from ..audio import MODEL_SAMPLE_RATE
 from ..endpointing import EndpointingOptions, VoiceActivity
 from ..events import Event, StreamFailed, Word
 from .clock import ChunkClock
-from .commands import Audio, Barrier, Close, Command, Finalize, Queued, QueuedAudio, SetEndpointing, SetKeyterms
+from .commands import Barrier, Close, Command, Finalize, Queued, QueuedAudio, SetEndpointing, SetKeyterms
 from ..stream import Stream, Wakeups
 from ..streaming.keyterms import Keyterms, check_keyterms
 from .metrics import EngineMetrics
@@ -113,7 +113,9 @@ class InferenceLoop:
         self.device, self.dtype = param.device, param.dtype
         self.metrics = EngineMetrics()
         self._states: list[BaseStreamState] = []
-        self._cond = threading.Condition()
+        # (taken bare where callers only queue, 50 times a second per stream: ``Condition.__enter__`` is Python)
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._dirty: dict[BaseStreamState, None] = {}  # streams with commands not yet taken by the thread
         self._wake = False  # a command the thread must see before it sleeps on (guarded by _cond)
         self._wake_audio = False  # audio that must wake it (``_audio_wakes``)
@@ -205,25 +207,31 @@ class InferenceLoop:
             self.metrics.streams_opened += 1
         return handle
 
+    def submit_audio(self, state: BaseStreamState, samples: np.ndarray) -> None:
+        """Queue 16 kHz float32 samples (the caller's to give: they are not copied before they are joined). The
+        thread sees them at its planned wake-up, with everything else that came by then, unless they decide
+        something (``_audio_wakes``)."""
+        with self._lock:
+            self._dirty[state] = None
+            last = state.inbox[-1] if state.inbox else None
+            if type(last) is QueuedAudio:  # joined to the packets still waiting (see QueuedAudio)
+                last.join(samples, time.monotonic())
+            else:
+                state.inbox.append(QueuedAudio(samples, time.monotonic()))
+            state.submitted_samples += samples.shape[0]
+            if self._audio_wakes(state):
+                self._wake_audio = True
+                self._cond.notify()
+
     def submit(self, state: BaseStreamState, command: Command) -> None:
-        with self._cond:
+        """Queue a command; it wakes the thread."""
+        with self._lock:
             if isinstance(command, Close):
                 self._uncount(state)
                 state.abandoned = True
             self._dirty[state] = None
-            if isinstance(command, Audio):
-                last = state.inbox[-1] if state.inbox else None
-                if type(last) is QueuedAudio:  # joined to the packets still waiting (see QueuedAudio)
-                    last.join(command.samples, time.monotonic())
-                else:
-                    state.inbox.append(QueuedAudio(command.samples, time.monotonic()))
-                state.submitted_samples += command.samples.shape[0]
-                if not self._audio_wakes(state):
-                    return  # the thread sees it at its planned wake-up, with everything else that came by then
-                self._wake_audio = True
-            else:
-                state.inbox.append(Queued(command, time.monotonic()))
-                self._wake = True
+            state.inbox.append(Queued(command, time.monotonic()))
+            self._wake = True
             self._cond.notify()
 
     def _audio_wakes(self, state: BaseStreamState) -> bool:
