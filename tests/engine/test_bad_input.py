@@ -156,3 +156,17 @@ def test_a_stream_closed_while_its_finish_is_decoded_gives_its_slot_to_the_next_
         assert events[-3].text == "set a timer for ten minutes"
     finally:
         engine.close()
+
+
+def test_every_int16_sample_becomes_the_float_it_always_was():
+    """PCM16 as bytes or as an int16 array: each of the 65 536 values becomes value / 32768 in float32, exactly."""
+    import numpy as np
+
+    from parakeet_stream.audio import to_float32
+
+    every = np.arange(-32768, 32768, dtype=np.int16)
+    expected = (every.astype(np.float64) / 32768.0).astype(np.float32)
+    for converted in (to_float32(every.astype("<i2").tobytes()), to_float32(every),
+                      to_float32(memoryview(bytearray(every.astype("<i2").tobytes())))):
+        assert converted.dtype == np.float32
+        assert np.array_equal(converted, expected)
