@@ -235,7 +235,7 @@ class InferenceLoop:
             self._cond.notify()
 
     def _audio_wakes(self, state: BaseStreamState) -> bool:
-        """Whether this audio must wake the thread now (caller holds _cond): always, unless the thread planned
+        """Whether this audio must wake the thread now (caller holds the loop's lock): always, unless the thread planned
         otherwise (``_plan_sleep``); then once it completes its stream's chunk, or once enough armed streams have
         completed theirs. (``ready_at`` and ``finalizing`` are the thread's, read here while it sleeps.)"""
         if self._chunk_wakes:
@@ -335,7 +335,8 @@ class InferenceLoop:
         self._before_step(first)
         features_s = time.perf_counter() - t0
         # a stream whose chunk was not complete in samples cannot be ready: only ``first`` is looked at
-        ready = [s for s in (self._states if first is None else first) if s.ready()]
+        candidates = self._states if first is None else first
+        ready = [s for s in candidates if s.ready()]
         tick = self.clock.next_step(ready, self._states)
         if ready and tick is None:
             if self.threads is not None:
@@ -356,8 +357,7 @@ class InferenceLoop:
         if self.tracks_arrivals and now - self._lag_checked_at >= LAG_CHECK_S:
             self._check_lag(now)
         self._log_lag_changes()
-        busy = tick is None and any(s.ready() or (s.backlog and not s.finalizing)
-                                    for s in (self._states if first is None else first))
+        busy = tick is None and any(s.ready() or (s.backlog and not s.finalizing) for s in candidates)
         return busy, None if busy else self._plan_sleep(tick)
 
     def _plan_sleep(self, tick: float | None) -> float | None:
