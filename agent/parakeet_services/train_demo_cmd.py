@@ -40,6 +40,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--pron-noise", type=float, default=0.0,
                    help="fraction of training utterances spoken with pronunciation noise (see "
                         "train_demo/pronunciation.py)")
+    p.add_argument("--flite-share", type=float, default=None,
+                   help="fraction of training utterances spoken by flite instead of espeak-ng (default: "
+                        "voices.FLITE_SHARE, 0.3)")
+    p.add_argument("--opus-share", type=float, default=None,
+                   help="fraction of training files heard through Opus as a WebRTC call carries them (default: "
+                        "synth.OPUS_SHARE, 0.25)")
     p.add_argument("--max-steps", type=int, default=5000, help="train until the global step reaches this")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this training session")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -79,12 +85,14 @@ def run(args: argparse.Namespace) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     if "synth" in args.stages:
+        shares = {k: v for k, v in (("flite_share", args.flite_share), ("opus_share", args.opus_share))
+                  if v is not None}
         if args.data and synth.has_data(data):
             log(f"data: using pre-synthesized {data}")
         else:
             try:
                 synth.synthesize(data, args.n_train, args.n_test, procs=args.procs, seed=args.seed,
-                                 pron_noise=args.pron_noise, log=log)
+                                 pron_noise=args.pron_noise, log=log, **shares)
             except SynthesizerMissingError as e:
                 log(f"error: {e}")
                 return 2

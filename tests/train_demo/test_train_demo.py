@@ -200,7 +200,21 @@ def test_sessions_recorded_before_pronunciation_noise_existed_reproduce_without_
 
     old = dict(options=dict(data="/gone/data", max_steps=20000))
     assert session_data(old, dict(n_train=16000, n_test=100, seed=1234, pron_noise=0.5)) == dict(
-        n_train=16000, n_test=100, seed=1234, pron_noise=0.0, version=1)
+        n_train=16000, n_test=100, seed=1234, pron_noise=0.0, version=1, flite_share=0.0, opus_share=0.0)
+
+
+def test_data_made_before_the_shares_were_settings_has_its_versions_shares():
+    from parakeet_services.train_demo.card import session_command
+    from parakeet_services.train_demo.synth import data_settings
+
+    made = dict(n_train=16000, n_test=100, seed=1234, pron_noise=0.5)
+    assert data_settings({**made, "version": 3}) == {**made, "version": 3, "flite_share": 0.0, "opus_share": 0.0}
+    assert data_settings({**made, "version": 5}) == {**made, "version": 5, "flite_share": 0.3, "opus_share": 0.0}
+    assert data_settings({**made, "version": 6}) == {**made, "version": 6, "flite_share": 0.3, "opus_share": 0.25}
+    # version 3's data is re-made by today's code with both shares at 0
+    assert session_command(dict(max_steps=20000, device="cpu"), data_settings({**made, "version": 3})) == (
+        "parakeet-stream train-demo --out OUT --n-train 16000 --n-test 100 --seed 1234 --pron-noise 0.5 "
+        "--flite-share 0.0 --opus-share 0.0 --stages synth,train --max-steps 20000 --device cpu")
 
 
 def test_eou_summary_counts_latency_cuts_and_utterances_never_ended():
@@ -300,6 +314,26 @@ def test_a_training_file_is_opus_coded_only_when_drawn_and_says_at_which_bitrate
     assert {k: v for k, v in coded.items() if k != "opus_bitrate"} == plain
     a, b = sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0]
     assert len(a) == len(b) and not (a == b).all()
+
+
+def test_the_shares_of_flite_voices_and_opus_coding_are_settings_of_the_data(tmp_path):
+    """``--flite-share 0 --opus-share 0`` makes espeak-ng-only, uncoded training data (as data version 3 was) with
+    the same test set and the same first training sentences as the default shares; data.json records them."""
+    from parakeet_services.train_demo import synth
+
+    plain = synth.synthesize(tmp_path / "plain", n_train=12, n_test=1, procs=1, log=lambda m: None,
+                             flite_share=0.0, opus_share=0.0)
+    assert (plain["flite_share"], plain["opus_share"]) == (0.0, 0.0)
+    assert (plain["train"]["flite"], plain["train"]["opus"]) == (0, 0)
+    rows = synth.load_manifest(tmp_path / "plain", "train")
+    assert not any(voices.is_flite(r["voice"]) for r in rows)
+    every = synth.synthesize(tmp_path / "every", n_train=12, n_test=1, procs=1, log=lambda m: None,
+                             flite_share=1.0, opus_share=1.0)
+    assert (every["train"]["flite"], every["train"]["opus"]) == (12, 12)
+    assert [r["text"] for r in synth.load_manifest(tmp_path / "every", "train")] == [r["text"] for r in rows]
+    assert (tmp_path / "every" / "test_manifest.json").read_text() == \
+        (tmp_path / "plain" / "test_manifest.json").read_text()
+    assert synth.data_settings(json.loads((tmp_path / "plain" / "data.json").read_text()))["flite_share"] == 0.0
 
 
 def test_without_pyav_no_training_file_is_opus_coded_and_the_log_says_so(tmp_path, monkeypatch):

@@ -82,6 +82,9 @@ def session_command(options: dict, data: dict) -> str:
              "--n-test", str(data.get("n_test")), "--seed", str(data.get("seed"))]
     if data.get("pron_noise"):
         parts += ["--pron-noise", str(data["pron_noise"])]
+    for key, default in (("flite_share", FLITE_SHARE), ("opus_share", OPUS_SHARE)):
+        if data.get(key, default) != default:
+            parts += ["--" + key.replace("_", "-"), str(data[key])]
     parts += ["--stages", "synth,train"]
     if options.get("init_from"):
         parts += ["--init-from", Path(options["init_from"]).name]
@@ -139,10 +142,10 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
         + ("; every transcript ends with `<EOU>`" if recipe.get("eou") else "")
         + (f"; {data['train']['joined']} files hold two sentences with a {PAUSE_S[0]}-{PAUSE_S[1]} s pause "
            f"between, each ended by `<EOU>`" if data["train"].get("joined") else ""),
-        *([f"- {data['train']['flite']} training utterances (a share of {FLITE_SHARE}) spoken by flite instead: "
+        *([f"- {data['train']['flite']} training utterances (a share of {data.get('flite_share', FLITE_SHARE)}) spoken by flite instead: "
            f"{', '.join(TRAIN_FLITE_VOICES)}, durations stretched 0.7-1.5x, pitch moved up to 2/3 of an octave, "
            f"no pronunciation noise"] if data["train"].get("flite") else []),
-        *([f"- {data['train']['opus']} training files (a share of {OPUS_SHARE}) heard through Opus as a WebRTC call "
+        *([f"- {data['train']['opus']} training files (a share of {data.get('opus_share', OPUS_SHARE)}) heard through Opus as a WebRTC call "
            f"carries them: resampled to 48 kHz, coded in 20 ms frames at "
            f"{'/'.join(str(b // 1000) for b in OPUS_BITRATES)} kbit/s (libopus, VoIP mode), decoded"]
           if data["train"].get("opus") else []),

@@ -240,31 +240,40 @@ def make_test_jobs(test_texts: list[str], wav_dir: Path) -> tuple[list[SynthJob]
 
 def data_settings(stats: dict) -> dict:
     """The numbers that decide a data set, from its ``data.json``: equal settings make identical data. A data set
-    made before ``pron_noise`` existed had none, and one made before ``version`` existed is version 1."""
-    defaults = dict(pron_noise=0.0, version=1)
-    return {k: stats.get(k, defaults.get(k)) for k in ("n_train", "n_test", "seed", "pron_noise", "version")}
+    made before ``pron_noise`` existed had none, one made before ``version`` existed is version 1, and one made
+    before the shares were settings had its version's (flite from version 5, Opus from version 6)."""
+    version = stats.get("version", 1)
+    defaults = dict(pron_noise=0.0, version=1, flite_share=voices_mod.FLITE_SHARE if version >= 5 else 0.0,
+                    opus_share=OPUS_SHARE if version >= 6 else 0.0)
+    return {k: stats.get(k, defaults.get(k))
+            for k in ("n_train", "n_test", "seed", "pron_noise", "version", "flite_share", "opus_share")}
 
 
 def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: int = 2, seed: int = 1234,
-               pron_noise: float = 0.0, log: Callable[[str], None] | None = None) -> dict:
+               pron_noise: float = 0.0, log: Callable[[str], None] | None = None, *,
+               flite_share: float = voices_mod.FLITE_SHARE, opus_share: float = OPUS_SHARE) -> dict:
     """Make (or keep, when ``data.json`` says it was made with the same numbers) the data set in ``data_dir``.
 
     ``n_test`` held-out sentences are each spoken once per voice group (``voices.GROUPS``), so the groups' WERs
-    differ only by who speaks; training utterances are spoken by ``voices.TRAINING_VOICES`` only, a fraction
-    ``pron_noise`` of them with pronunciation noise (never the test set)."""
+    differ only by who speaks; training utterances are spoken by ``voices.TRAINING_VOICES`` (a fraction
+    ``flite_share`` by flite's training voices instead), a fraction ``pron_noise`` of them with pronunciation
+    noise and a fraction ``opus_share`` of the files Opus-coded (never the test set). The test set depends on
+    ``n_test`` and ``seed`` only, and the first training sentences on ``seed`` only: a larger ``n_train`` adds
+    new sentences after the same ones."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     data = Path(data_dir)
     stats_path = data / "data.json"
-    wanted = dict(n_train=n_train, n_test=n_test, seed=seed, pron_noise=pron_noise, version=DATA_VERSION)
+    wanted = dict(n_train=n_train, n_test=n_test, seed=seed, pron_noise=pron_noise, version=DATA_VERSION,
+                  flite_share=flite_share, opus_share=opus_share)
     if stats_path.exists():
         stats = json.loads(stats_path.read_text())
         if data_settings(stats) == wanted:
             log(f"data: reusing {data} ({stats['train']['utterances']} train, {stats['test']['utterances']} test)")
             return stats
     synthesizer_binary("espeak-ng")
-    synthesizer_binary("flite")
-    opus_share = OPUS_SHARE if opus_available() else 0.0
-    if not opus_share:
+    synthesizer_binary("flite")  # (a test group speaks with flite's voices whatever the training share)
+    if opus_share > 0 and not opus_available():
+        opus_share = 0.0
         log("data: PyAV (pip install av) is missing: no training file is Opus-coded (data.json records how many are)")
     t0 = time.time()
     train_texts, test_texts = sentences_mod.split_sentences(n_train, n_test, seed=seed)
@@ -274,7 +283,7 @@ def synthesize(data_dir: str | os.PathLike, n_train: int, n_test: int, procs: in
     test_jobs, groups = make_test_jobs(test_texts, data / "test")
     join, engine = random.Random(seed + 1), random.Random(seed + 2)
     train_jobs = [SynthJob(i, t, seed * 1_000_003 + i, str((data / "train" / f"{i:06d}.wav").resolve()),
-                           voices_mod.TRAIN_FLITE_VOICES if engine.random() < voices_mod.FLITE_SHARE
+                           voices_mod.TRAIN_FLITE_VOICES if engine.random() < flite_share
                            else voices_mod.TRAINING_VOICES, pron_noise,
                            follow=join.choice(train_texts) if join.random() < JOINED else "", opus=opus_share)
                   for i, t in enumerate(train_texts)]
