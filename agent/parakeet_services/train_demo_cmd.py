@@ -67,6 +67,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--init-from", default=None,
                    help="a fresh run starts from this .nemo's weights (same recipe; token pieces matched by name, "
                         "so a tokenizer with new pieces such as <EOU> is fine)")
+    p.add_argument("--no-spec-augment", dest="spec_augment", action="store_false",
+                   help="train this session without SpecAugment (the recipe's masks of mel channels and frames)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N test utterances")
     p.set_defaults(run=run)
 
@@ -109,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
                                   threads=args.threads, checkpoint_every_steps=args.checkpoint_every_steps,
                                   checkpoint_every_min=args.checkpoint_every_min, log_every_steps=args.log_every,
                                   eval_every_min=args.eval_every_min, decay_steps=args.decay_steps,
-                                  decay_lr=args.decay_lr, init_from=args.init_from)
+                                  decay_lr=args.decay_lr, init_from=args.init_from,
+                                  spec_augment=args.spec_augment)
         result = train.train(opts, log=log)
         print(json.dumps(dict(stage="train", start_step=result.start_step, global_step=result.global_step,
                               resumed=result.resumed, seconds=round(result.seconds, 1), device=result.device,

@@ -40,12 +40,14 @@ def demo_run(tmp_path_factory) -> dict:
                report=json.loads((out / "eval.json").read_text()),
                card=(out / "MODEL_CARD.md").read_text(), threads=(threads, torch.get_num_threads()))
     run["second_ckpt"] = (out / "checkpoints" / "last.ckpt").read_bytes()
+    run["second_model"] = (out / "model.nemo").read_bytes()
     # the third: a decay session from model.nemo alone, as after a GPU run whose checkpoint stayed on the host,
-    # on new data: the same sentences, half of the training ones with pronunciation noise
+    # on new data: the same sentences, half of the training ones with pronunciation noise; without SpecAugment
     shutil.rmtree(out / "checkpoints")
     shutil.rmtree(out / "tokenizer")
     assert main(["train-demo", "--out", str(out), "--data", str(out / "data-pn"), *SMOKE_ARGS, "--stages",
-                 "synth,train,card", "--pron-noise", "0.5", "--decay-steps", "4", "--decay-lr", "0.001"]) == 0
+                 "synth,train,card", "--pron-noise", "0.5", "--decay-steps", "4", "--decay-lr", "0.001",
+                 "--no-spec-augment"]) == 0
     run.update(decay_state=json.loads((out / "train_state.json").read_text()), pn_data=out / "data-pn",
                decay_card=(out / "MODEL_CARD.md").read_text())
     return run

@@ -14,6 +14,16 @@ from parakeet_services.train_demo import sentences, voices
 from parakeet_services.train_demo.evaluate import word_error_rate
 
 
+def _saved_config(nemo_path: Path) -> dict:
+    import tarfile
+
+    import yaml
+
+    with tarfile.open(nemo_path) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("model_config.yaml"))
+        return yaml.safe_load(tar.extractfile(member).read())
+
+
 def _manifest(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -178,7 +188,15 @@ def test_decay_session_continues_from_the_saved_model_and_anneals_the_learning_r
     assert "steps 3 -> 7" in demo_run["decay_card"]
     card = demo_run["decay_card"]
     assert ("  3. `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --pron-noise 0.5 --stages "
-            "synth,train --decay-steps 4 --decay-lr 0.001 --batch-size 4 --device cpu`") in card
+            "synth,train --decay-steps 4 --decay-lr 0.001 --batch-size 4 --no-spec-augment --device cpu`") in card
+    assert [s["options"]["spec_augment"] for s in sessions] == [True, True, False]
+    # the decay session's model was built without SpecAugment (an empty section of NeMo's config), the sessions
+    # before it with the recipe's
+    assert _saved_config(demo_run["out"] / "model.nemo")["spec_augment"] is None
+    (demo_run["out"] / "second.nemo").write_bytes(demo_run["second_model"])
+    assert _saved_config(demo_run["out"] / "second.nemo")["spec_augment"] == dict(
+        _target_="nemo.collections.asr.modules.SpectrogramAugmentation", freq_masks=2, freq_width=20, time_masks=5,
+        time_width=0.05)
     # the earlier sessions trained on the clean data, and their commands say so
     assert ("  2. `parakeet-stream train-demo --out OUT --n-train 8 --n-test 2 --seed 1234 --stages synth,train "
             "--max-steps 3 --batch-size 4 --device cpu`") in card

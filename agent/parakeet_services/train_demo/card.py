@@ -98,6 +98,8 @@ def session_command(options: dict, data: dict) -> str:
         parts += ["--minutes", str(options["minutes"])]
     if options.get("batch_size"):
         parts += ["--batch-size", str(options["batch_size"])]
+    if options.get("spec_augment") is False:
+        parts += ["--no-spec-augment"]
     parts += ["--device", str(options.get("device", "auto"))]
     return " ".join(parts)
 

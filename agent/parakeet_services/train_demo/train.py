@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -55,6 +56,9 @@ class TrainOptions:
     # ``decay_steps`` more steps. The constant-rate phase learns fast; the decay is where WER settles.
     decay_steps: int | None = None
     decay_lr: float | None = None  # None: the recipe's lr
+    # SpecAugment (the recipe's masks) in this session; off, the model hears every frame and channel. A session
+    # records it, so the card's command repeats it.
+    spec_augment: bool = True
     # A fresh run (no checkpoint yet) may start from another trained model's weights instead of random ones;
     # rows of the vocabulary-sized layers are matched by token piece, so the tokenizers may differ (a new piece
     # such as <EOU> starts from the blank's row, a little less likely).
@@ -351,6 +355,8 @@ def _numpy_compat_for_numba_cuda() -> None:
 def train(opts: TrainOptions, recipe: Recipe = Recipe(), log: Callable[[str], None] | None = None) -> TrainResult:
     """Train (or continue training) the recipe on ``opts.data`` into ``opts.out``; blocks for the whole run."""
     log = log or _log_default
+    if not opts.spec_augment:
+        recipe = dataclasses.replace(recipe, spec_augment=None)
     out = Path(opts.out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     t_start = time.time()
