@@ -145,8 +145,8 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
         + (f"; {data['train']['joined']} files hold two sentences with a {PAUSE_S[0]}-{PAUSE_S[1]} s pause "
            f"between, each ended by `<EOU>`" if data["train"].get("joined") else ""),
         *([f"- {data['train']['flite']} training utterances (a share of {data.get('flite_share', FLITE_SHARE)}) "
-           f"spoken by flite instead: {', '.join(TRAIN_FLITE_VOICES)}, durations stretched 0.7-1.5x, pitch moved up to 2/3 of an octave, "
-           f"no pronunciation noise"] if data["train"].get("flite") else []),
+           f"spoken by flite instead: {', '.join(TRAIN_FLITE_VOICES)}, durations stretched 0.7-1.5x, pitch moved "
+           f"up to 2/3 of an octave, no pronunciation noise"] if data["train"].get("flite") else []),
         *([f"- {data['train']['opus']} training files (a share of {data.get('opus_share', OPUS_SHARE)}) heard "
            f"through Opus as a WebRTC call carries them: resampled to 48 kHz, coded in 20 ms frames at "
            f"{'/'.join(str(b // 1000) for b in OPUS_BITRATES)} kbit/s (libopus, VoIP mode), decoded"]
