@@ -113,6 +113,7 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
     size_mb = model_path.stat().st_size / 1e6 if model_path.exists() else float("nan")
     recipe = state.get("recipe") or Recipe().as_dict()
     sessions = state.get("sessions", [])
+    settings = data_settings(data)  # (its shares: those of its version where data.json predates them)
     lines = [
         f"# Model card: {name}",
         "",
@@ -144,10 +145,10 @@ def render(*, name: str, model_path: Path, data: dict, state: dict, report: dict
         + ("; every transcript ends with `<EOU>`" if recipe.get("eou") else "")
         + (f"; {data['train']['joined']} files hold two sentences with a {PAUSE_S[0]}-{PAUSE_S[1]} s pause "
            f"between, each ended by `<EOU>`" if data["train"].get("joined") else ""),
-        *([f"- {data['train']['flite']} training utterances (a share of {data.get('flite_share', FLITE_SHARE)}) "
+        *([f"- {data['train']['flite']} training utterances (a share of {settings['flite_share']}) "
            f"spoken by flite instead: {', '.join(TRAIN_FLITE_VOICES)}, durations stretched 0.7-1.5x, pitch moved "
            f"up to 2/3 of an octave, no pronunciation noise"] if data["train"].get("flite") else []),
-        *([f"- {data['train']['opus']} training files (a share of {data.get('opus_share', OPUS_SHARE)}) heard "
+        *([f"- {data['train']['opus']} training files (a share of {settings['opus_share']}) heard "
            f"through Opus as a WebRTC call carries them: resampled to 48 kHz, coded in 20 ms frames at "
            f"{'/'.join(str(b // 1000) for b in OPUS_BITRATES)} kbit/s (libopus, VoIP mode), decoded"]
           if data["train"].get("opus") else []),
