@@ -24,6 +24,7 @@ from .errors import CapacityError, ModelLoadError
 from .events import Word
 from .models import (ModelInfo, chunk_sizes_ms, frame_seconds, is_cache_aware, load_nemo_model,
                      resolve_device, resolve_dtype, select_chunk)
+from .runtime.memory import keep_freed_memory
 from .runtime.metrics import EngineMetrics
 from .streaming.keyterms import Keyterms
 from .acceleration.kv_cache import install_key_value_cache, key_value_cache_of
@@ -56,6 +57,8 @@ class Engine:
         self.config = config
         import torch
 
+        if resolve_device(config.device) == "cpu":
+            keep_freed_memory()  # before the inference threads choose their malloc arena
         # read here: a count another engine's thread set becomes torch's default for threads created after it
         most = config.num_threads if isinstance(config.num_threads, int) else torch.get_num_threads()
         ready: concurrent.futures.Future = concurrent.futures.Future()
