@@ -29,7 +29,10 @@ class EngineConfig:
     ``nemo_step``: step with NeMo's own eager ``cache_aware_stream_step`` (what per-stream services run: the
     benchmark's baseline). ``features_device``: where log-mel features are computed, in fp32, for streaming and
     offline alike (so streamed text stays the offline text): ``"auto"`` on the model's device (on a GPU, a thousand
-    streams' features are one small kernel launch instead of a CPU core's work), ``"cpu"`` on the CPU."""
+    streams' features are one small kernel launch instead of a CPU core's work), ``"cpu"`` on the CPU.
+    ``keep_freed_memory``: on the CPU, glibc's malloc keeps freed memory for the next step's tensors, as CUDA's
+    caching allocator does (``runtime/memory.py``: the model's steps at high batch take ~2.4x less time, and the
+    process keeps its peak memory); a setting of the whole process, made by the first CPU engine that asks."""
 
     model: str = DEFAULT_MODEL
     device: str = "auto"
@@ -42,6 +45,7 @@ class EngineConfig:
     nemo_step: bool = False
     lanes: int | None = None
     features_device: str = "auto"
+    keep_freed_memory: bool = True
 
     def __post_init__(self) -> None:
         if self.max_streams < 1:

@@ -57,7 +57,7 @@ class Engine:
         self.config = config
         import torch
 
-        if resolve_device(config.device) == "cpu":
+        if config.keep_freed_memory and resolve_device(config.device) == "cpu":
             keep_freed_memory()  # before the inference threads choose their malloc arena
         # read here: a count another engine's thread set becomes torch's default for threads created after it
         most = config.num_threads if isinstance(config.num_threads, int) else torch.get_num_threads()

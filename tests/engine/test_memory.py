@@ -56,6 +56,28 @@ def test_keep_freed_memory_serves_large_blocks_from_the_heap():
     assert "freed memory kept for reuse" in out.stderr
 
 
+ENGINES = f"""
+import sys
+sys.path.insert(0, {str(ROOT / 'tests')!r})
+from engine.test_memory import mapped_blocks_while_allocating
+import parakeet_stream as ps
+from parakeet_stream.testing import build_random_model
+for keep in (False, True):
+    engine = ps.Engine.from_model(build_random_model, ps.EngineConfig(model="tiny", device="cpu", keep_freed_memory=keep))
+    print(mapped_blocks_while_allocating())
+    engine.close()
+"""
+
+
+def test_an_engine_keeps_freed_memory_unless_told_not_to():
+    """In a fresh process: an engine with ``keep_freed_memory=False`` leaves glibc's defaults; the next, with the
+    default, changes them for the process."""
+    out = subprocess.run([sys.executable, "-c", ENGINES], capture_output=True, text=True, cwd=ROOT,
+                         env={"PYTHONPATH": f"{ROOT / 'plugin'}:{ROOT}", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "0"]
+
+
 def test_a_cpu_engine_keeps_freed_memory(demo_engine):
     assert demo_engine.info.device == "cpu"
     assert mapped_blocks_while_allocating() == 0
