@@ -27,7 +27,9 @@ another thread (which then shares the GIL, as it does in a server).
 ``--keep-freed-memory`` runs the children with glibc's malloc keeping freed memory for reuse (``KEEP_FREED_MEMORY``),
 as CUDA's caching allocator does on a GPU. With glibc's defaults, tensors above 32 MB are mapped and unmapped on
 every use: at 1 024 streams each step's output caches are unmapped in the issue phase (~10 us per stream-step on
-the 2-core VM), a cost of the CPU's allocator that a GPU host does not pay.
+the 2-core VM), a cost of the CPU's allocator that a GPU host does not pay. An engine with
+``EngineConfig.keep_freed_memory`` (the default since ``d7a5484``) sets the same itself; the flag is for baseline
+engines from before.
 """
 from __future__ import annotations
 

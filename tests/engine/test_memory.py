@@ -63,7 +63,8 @@ from engine.test_memory import mapped_blocks_while_allocating
 import parakeet_stream as ps
 from parakeet_stream.testing import build_random_model
 for keep in (False, True):
-    engine = ps.Engine.from_model(build_random_model, ps.EngineConfig(model="tiny", device="cpu", keep_freed_memory=keep))
+    config = ps.EngineConfig(model="tiny", device="cpu", keep_freed_memory=keep)
+    engine = ps.Engine.from_model(build_random_model, config)
     print(mapped_blocks_while_allocating())
     engine.close()
 """
