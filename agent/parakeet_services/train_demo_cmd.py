@@ -67,6 +67,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--init-from", default=None,
                    help="a fresh run starts from this .nemo's weights (same recipe; token pieces matched by name, "
                         "so a tokenizer with new pieces such as <EOU> is fine)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="encoder layers (default: the run's, else the recipe's 4); more than the model a session "
+                        "starts from (--init-from, or OUT/model.nemo with --decay-steps) adds layers on top that "
+                        "start as near-identities")
     p.add_argument("--no-spec-augment", dest="spec_augment", action="store_false",
                    help="train this session without SpecAugment (the recipe's masks of mel channels and frames)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N test utterances")
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
                                   checkpoint_every_min=args.checkpoint_every_min, log_every_steps=args.log_every,
                                   eval_every_min=args.eval_every_min, decay_steps=args.decay_steps,
                                   decay_lr=args.decay_lr, init_from=args.init_from,
-                                  spec_augment=args.spec_augment)
+                                  spec_augment=args.spec_augment, layers=args.layers)
         result = train.train(opts, log=log)
         print(json.dumps(dict(stage="train", start_step=result.start_step, global_step=result.global_step,
                               resumed=result.resumed, seconds=round(result.seconds, 1), device=result.device,

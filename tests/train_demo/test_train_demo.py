@@ -404,6 +404,81 @@ def test_a_new_model_starts_from_a_trained_one_matching_token_pieces(tmp_path):
     assert lines[0].startswith(f"train: initialised from {source_path} ({shared} of 128 pieces shared; new: <EOU>")
 
 
+def test_a_model_grown_by_two_layers_computes_what_it_did(tmp_path):
+    """``--layers``: layers added on top of a trained model start as near-identities (their residual branches'
+    last projections zeroed, the old last LayerNorm moved to the new last layer), so the grown encoder gives the
+    old one's output; the new layers' other weights are random, so they learn from the first step."""
+    import dataclasses
+
+    from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel
+
+    from parakeet_services.train_demo import train
+    from parakeet_services.train_demo.recipe import Recipe, build_config, train_tokenizer
+    texts, _ = sentences.split_sentences(3000, 10, seed=3)
+    manifest = tmp_path / "m.json"
+    manifest.write_text("")
+    tok = train_tokenizer(texts, str(tmp_path / "tok"), 128, eou=True)
+    torch.manual_seed(0)
+    source = EncDecHybridRNNTCTCBPEModel(cfg=build_config(Recipe(), tok, str(manifest))).eval()
+    with torch.no_grad():  # a trained model's last LayerNorm is not the identity
+        source.encoder.layers[3].norm_out.weight.uniform_(0.5, 1.5)
+        source.encoder.layers[3].norm_out.bias.uniform_(-0.5, 0.5)
+    source_path = tmp_path / "source.nemo"
+    source.save_to(str(source_path))
+    grown = EncDecHybridRNNTCTCBPEModel(cfg=build_config(dataclasses.replace(Recipe(), n_layers=6), tok,
+                                                         str(manifest))).eval()
+    lines: list[str] = []
+    train._init_weights(grown, source_path, lines.append)
+    assert lines[0] == "train: 2 encoder layers added on top of the source.nemo's, starting as near-identities"
+    audio = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (2, 32000)).astype(np.float32))
+    lengths = torch.tensor([32000, 24000])
+    outputs = []
+    with torch.no_grad():
+        for m in (source, grown):
+            features, n = m.preprocessor(input_signal=audio, length=lengths)
+            outputs.append(m.encoder(audio_signal=features, length=n)[0])
+    assert outputs[0].shape == outputs[1].shape
+    assert (outputs[0] - outputs[1]).abs().max().item() < 1e-4 * outputs[0].abs().max().item()
+    state = grown.state_dict()
+    assert not state["encoder.layers.5.self_attn.linear_out.weight"].any()
+    assert not state["encoder.layers.4.feed_forward2.linear2.bias"].any()
+    assert state["encoder.layers.5.self_attn.linear_q.weight"].abs().sum() > 0
+    assert torch.equal(state["encoder.layers.5.norm_out.weight"], source.encoder.layers[3].norm_out.weight)
+    assert torch.equal(state["encoder.layers.3.norm_out.weight"], torch.ones(144))
+
+
+def test_layers_can_be_added_to_a_run_but_not_removed_or_added_to_a_checkpoint_being_resumed():
+    import pytest
+
+    from parakeet_services.train_demo import train
+    from parakeet_services.train_demo.recipe import Recipe
+
+    state = {"recipe": Recipe().as_dict()}
+    opts = train.TrainOptions(out="o", data="d", layers=6)
+    assert train._with_layers(Recipe(), opts, state, resuming=False).n_layers == 6
+    assert train._with_layers(Recipe(), train.TrainOptions(out="o", data="d"), {}, resuming=False).n_layers == 4
+    state6 = {"recipe": {**Recipe().as_dict(), "n_layers": 6}}  # a later session keeps the grown model's layers
+    assert train._with_layers(Recipe(), train.TrainOptions(out="o", data="d"), state6, resuming=True).n_layers == 6
+    with pytest.raises(ValueError, match="--layers 3: this run's model has 4 encoder layers; layers can be added, "
+                                         "not removed"):
+        train._with_layers(Recipe(), train.TrainOptions(out="o", data="d", layers=3), state, resuming=False)
+    with pytest.raises(ValueError, match="--layers 6: the checkpoint being resumed has 4 encoder layers; grow the "
+                                         r"model in a --decay-steps session \(it starts from OUT/model.nemo\)"):
+        train._with_layers(Recipe(), opts, state, resuming=True)
+
+
+def test_a_session_that_grew_the_model_says_so_in_its_command():
+    from parakeet_services.train_demo.card import session_command
+
+    data = {"n_train": 32000, "n_test": 100, "seed": 1234, "pron_noise": 0.5, "version": 6, "flite_share": 0.0,
+            "opus_share": 0.0}
+    options = {"decay_steps": 2000, "decay_lr": 0.001, "spec_augment": False, "layers": 6, "device": "cpu"}
+    assert session_command(options, data) == (
+        "parakeet-stream train-demo --out OUT --n-train 32000 --n-test 100 --seed 1234 --pron-noise 0.5 "
+        "--flite-share 0.0 --opus-share 0.0 --stages synth,train --decay-steps 2000 --decay-lr 0.001 "
+        "--no-spec-augment --layers 6 --device cpu")
+
+
 def test_the_training_curve_evaluates_every_held_out_group_in_equal_shares():
     from parakeet_services.train_demo.train import in_training_eval_rows
 

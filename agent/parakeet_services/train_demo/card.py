@@ -100,6 +100,8 @@ def session_command(options: dict, data: dict) -> str:
         parts += ["--batch-size", str(options["batch_size"])]
     if options.get("spec_augment") is False:
         parts += ["--no-spec-augment"]
+    if options.get("layers"):
+        parts += ["--layers", str(options["layers"])]
     parts += ["--device", str(options.get("device", "auto"))]
     return " ".join(parts)
 

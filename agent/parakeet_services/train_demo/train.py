@@ -63,6 +63,10 @@ class TrainOptions:
     # rows of the vocabulary-sized layers are matched by token piece, so the tokenizers may differ (a new piece
     # such as <EOU> starts from the blank's row, a little less likely).
     init_from: str | None = None
+    # Encoder layers of the model (None: the run's, else the recipe's). More than the model this session starts
+    # from has (``init_from``, or OUT/model.nemo in a decay session) grows it: the layers added on top start as
+    # near-identities (``grow_layers``), so training continues from what the model already does.
+    layers: int | None = None
 
 
 @dataclass
@@ -302,14 +306,59 @@ def _tokenizer_from_nemo(path: Path, tok_dir: Path) -> None:
         raise ValueError(f"{path} holds no SentencePiece tokenizer")
 
 
-def _load_weights(model, path: Path) -> None:
-    """Weights of a saved run (same recipe, same tokenizer directory) into a freshly built model."""
+def _load_weights(model, path: Path, log: Callable[[str], None]) -> None:
+    """Weights of a saved run (same recipe but perhaps fewer layers, same tokenizer directory) into a freshly
+    built model."""
+    import torch
     from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel
 
     saved = EncDecHybridRNNTCTCBPEModel.restore_from(str(path), map_location="cpu")
     if saved.tokenizer.vocab != model.tokenizer.vocab:
         raise ValueError(f"{path} was trained with another tokenizer than {model.cfg.tokenizer.dir}")
-    model.load_state_dict(saved.state_dict())
+    new_state, old_state = model.state_dict(), saved.state_dict()
+    with torch.no_grad():
+        for key, value in new_state.items():
+            if key in old_state:
+                value.copy_(old_state[key])
+        _log_growth(grow_layers(new_state, old_state), path, log)
+    model.load_state_dict(new_state)
+
+
+# the last projection of each residual branch of a conformer layer: zeroed, the branch adds nothing
+BRANCH_OUTPUTS = ("feed_forward1.linear2.", "self_attn.linear_out.", "conv.pointwise_conv2.", "feed_forward2.linear2.")
+
+
+def encoder_layers(state: dict) -> int:
+    return len({key.split(".")[2] for key in state if key.startswith("encoder.layers.")})
+
+
+def grow_layers(new_state: dict, old_state: dict) -> int:
+    """Make the encoder layers of ``new_state`` beyond those of ``old_state`` (already copied into it) start as
+    near-identities, and return how many there are. Each conformer layer adds four residual branches to its input
+    and ends with a LayerNorm: with the branches' last projections zeroed a new layer only normalises. So the old
+    last layer's output LayerNorm moves to the new last layer and the layers from the old last on normalise
+    without scale or shift: the input of the new last norm is then already normalised, and the model computes
+    what the old one did (up to LayerNorm's epsilon). The new layers' other weights keep their random
+    initialisation, so their branches learn from the first step."""
+    old_n, new_n = encoder_layers(old_state), encoder_layers(new_state)
+    if new_n <= old_n:
+        return 0
+    for key, value in new_state.items():
+        parts = key.split(".", 3)
+        if key.startswith("encoder.layers.") and int(parts[2]) >= old_n and parts[3].startswith(BRANCH_OUTPUTS):
+            value.zero_()
+    last = f"encoder.layers.{old_n - 1}.norm_out."
+    for i in range(old_n - 1, new_n - 1):
+        new_state[f"encoder.layers.{i}.norm_out.weight"].fill_(1.0)
+        new_state[f"encoder.layers.{i}.norm_out.bias"].zero_()
+    new_state[f"encoder.layers.{new_n - 1}.norm_out.weight"].copy_(old_state[last + "weight"])
+    new_state[f"encoder.layers.{new_n - 1}.norm_out.bias"].copy_(old_state[last + "bias"])
+    return new_n - old_n
+
+
+def _log_growth(added: int, path: Path, log: Callable[[str], None]) -> None:
+    if added:
+        log(f"train: {added} encoder layers added on top of the {path.name}'s, starting as near-identities")
 
 
 VOCAB_LAYERS = ("decoder.prediction.embed.", "joint.joint_net.2.", "ctc_decoder.decoder_layers.0.")
@@ -328,6 +377,8 @@ def _init_weights(model, path: Path, log: Callable[[str], None]) -> None:
     new_state, old_state = model.state_dict(), saved.state_dict()
     with torch.no_grad():
         for key, value in new_state.items():
+            if key not in old_state:  # a layer the old model lacks (``grow_layers``)
+                continue
             old = old_state[key]
             if key.startswith(VOCAB_LAYERS):
                 rows = torch.stack([old[i] if i >= 0 else old[-1] for i in source])
@@ -336,7 +387,9 @@ def _init_weights(model, path: Path, log: Callable[[str], None]) -> None:
                 value.copy_(rows)
             else:
                 value.copy_(old)
+        added = grow_layers(new_state, old_state)
     model.load_state_dict(new_state)
+    _log_growth(added, path, log)
     new = [p for p, i in zip(new_pieces, source) if i < 0]
     log(f"train: initialised from {path} ({len(new_pieces) - len(new)} of {len(new_pieces)} pieces shared; "
         f"new: {', '.join(new) or 'none'})")
@@ -371,12 +424,29 @@ def train(opts: TrainOptions, recipe: Recipe = Recipe(), log: Callable[[str], No
         torch.set_num_threads(threads_before)
 
 
+def _with_layers(recipe: Recipe, opts: TrainOptions, state: dict, *, resuming: bool) -> Recipe:
+    """The recipe with the run's encoder layers: those recorded, or ``opts.layers`` where a session asks for
+    more (a fresh run, or a decay session, which grows OUT/model.nemo); never fewer, and not while resuming a
+    checkpoint (its optimizer state is for the layers it has)."""
+    recorded = state.get("recipe", {}).get("n_layers")
+    layers = opts.layers or recorded or recipe.n_layers
+    if recorded is not None and layers != recorded:
+        if layers < recorded:
+            raise ValueError(f"--layers {layers}: this run's model has {recorded} encoder layers; layers can be "
+                             "added, not removed")
+        if resuming:
+            raise ValueError(f"--layers {layers}: the checkpoint being resumed has {recorded} encoder layers; grow "
+                             "the model in a --decay-steps session (it starts from OUT/model.nemo)")
+    return dataclasses.replace(recipe, n_layers=layers)
+
+
 def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: Path, t_start: float, *,
            accelerator: str) -> TrainResult:
     import torch
 
     state = read_state(out)
     decay = opts.decay_steps is not None
+    recipe = _with_layers(recipe, opts, state, resuming=not decay and last_checkpoint(out) is not None)
     if decay and not (out / "model.nemo").exists():
         raise FileNotFoundError(f"--decay-steps continues from {out / 'model.nemo'}, which does not exist")
     ckpt = None if decay else last_checkpoint(out)
@@ -424,7 +494,7 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
         if accelerator == "cpu":  # NeMo's CPU RNNT loss is Python per lattice cell: ~8x slower steps
             use_batched_rnnt_loss(model)
         if decay:
-            _load_weights(model, out / "model.nemo")
+            _load_weights(model, out / "model.nemo", log)
         elif opts.init_from and not ckpt:
             _init_weights(model, Path(opts.init_from), log)
     n_params = sum(p.numel() for p in model.parameters())
@@ -436,6 +506,7 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
            else f"from the weights of {opts.init_from}" if opts.init_from else "from scratch")
         + f", target step {opts.max_steps}")
     state.setdefault("recipe", recipe.as_dict())
+    state["recipe"]["n_layers"] = recipe.n_layers  # (a session may have grown the model)
     state.setdefault("sessions", [])
     state.update(num_params=n_params, train_utterances=len(train_rows), data=str(Path(opts.data).resolve()),
                  train_hours=round(sum(r["duration"] for r in train_rows) / 3600, 3), batch_size=bs)
