@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Everything a short GPU lease is for, in one command that ends inside a time budget:
 #   RESULTS=DIR [BUDGET_S=540] [TRAIN_MIN=0] [DECAY_STEPS=1500] [LEVELS=128,256,512,1024] [MAX_BATCH_VARIANTS=256]
-#   [PROCESSES=2,4]
+#   [PROCESSES=2,4] [TRAIN_ARGS="--layers 8"]
 #   bash scripts/gpu_session.sh
 # 1. with TRAIN_MIN > 0 (e.g. 4), trains the demo model first (scripts/train_demo_gpu.sh: synthesis, TRAIN_MIN
-#    minutes of training, DECAY_STEPS of annealing, evaluation, card); the bundled model is done, so by default not;
+#    minutes of training, DECAY_STEPS of annealing, evaluation, card; TRAIN_ARGS: more train-demo arguments, such as
+#    --layers 8 for a deeper model from scratch); the bundled model is done, so by default not;
 # 2. checks that streaming gives the offline text on the GPU (bench/streamed_vs_offline.py, the demo model), measures
 #    the inference thread's per-stream Python with the demo model on the GPU and Silero VAD (bench/stream_overhead.py),
 #    then runs the GPU benchmark (bench/gpu.sh: xl bf16 @ 160 ms at LEVELS, the engine cut into pipelined batches of
@@ -23,7 +24,7 @@ mkdir -p "$RESULTS"
 LOG="$RESULTS/session.log"
 if [ "${TRAIN_MIN:-0}" != "0" ]; then
     RUN_DIR=${RUN_DIR:-/tmp/train-demo-run} COPY_TO="$RESULTS" DECAY_STEPS=${DECAY_STEPS:-1500} \
-        bash scripts/train_demo_gpu.sh --minutes "$TRAIN_MIN" --max-steps 20000 2>&1 \
+        bash scripts/train_demo_gpu.sh --minutes "$TRAIN_MIN" --max-steps 20000 ${TRAIN_ARGS:-} 2>&1 \
         | grep --line-buffered -v '^synth .*[1-9] %' | tee -a "$LOG"
     rm -f "$RESULTS/gpu.txt"
     echo "== training done at ${SECONDS}s" | tee -a "$LOG"
