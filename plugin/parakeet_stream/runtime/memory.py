@@ -1,12 +1,13 @@
 """How the engine's process reuses the memory of its step tensors on the CPU.
 
-Every step of N streams allocates its outputs anew (encoder output, new caches: tens of megabytes at a thousand
-streams) and frees the last step's. glibc's malloc serves blocks above its mmap threshold with a fresh ``mmap``
-and gives them back with ``munmap`` when freed, so each step pays for mapping, page-faulting and unmapping them
-again: ~10 us per stream-step at 1 024 streams on a 2-core VM (``bench/stream_overhead.py``). CUDA's caching
-allocator keeps freed blocks for the next step; ``keep_freed_memory`` makes glibc do the same for a CPU engine:
-large blocks come from the heap and stay there once freed, so the process's resident memory stays at its peak
-(the step's working set, which the next step needs again anyway).
+Every step of N streams allocates its outputs anew (encoder output, new caches: hundreds of megabytes at a thousand
+streams of the demo model) and frees the last step's. glibc's malloc serves blocks above its mmap threshold with a
+fresh ``mmap`` and gives them back with ``munmap`` when freed, so each step pays for mapping, page-faulting and
+unmapping them again: ~14 us of the inference thread per stream-step at 1 024 streams on a 2-core VM, and the
+model's own steps take 2.4x as long (``bench/stream_overhead.py``). CUDA's caching allocator keeps freed blocks for
+the next step; ``keep_freed_memory`` makes glibc do the same for a CPU engine: large blocks come from the heap and
+stay there once freed, so the process's resident memory stays at its peak (the step's working set, which the next
+step needs again anyway).
 """
 from __future__ import annotations
 
