@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from stream_overhead import ROUND_S, SENTENCES, Timed, speech_audio  # noqa: F401 (SENTENCES: what is spoken)
+from stream_overhead import ROUND_S, Timed, speech_audio
 
 SIDES = {"kept": True, "glibc": False}
 

@@ -446,10 +446,10 @@ def _train(opts: TrainOptions, recipe: Recipe, log: Callable[[str], None], out: 
 
     state = read_state(out)
     decay = opts.decay_steps is not None
-    recipe = _with_layers(recipe, opts, state, resuming=not decay and last_checkpoint(out) is not None)
     if decay and not (out / "model.nemo").exists():
         raise FileNotFoundError(f"--decay-steps continues from {out / 'model.nemo'}, which does not exist")
     ckpt = None if decay else last_checkpoint(out)
+    recipe = _with_layers(recipe, opts, state, resuming=ckpt is not None)
     start_step = int(state.get("global_step", 0)) if decay else checkpoint_step(ckpt) if ckpt else 0
     if decay:
         opts.max_steps = start_step + opts.decay_steps
