@@ -32,7 +32,7 @@ class KnownModel:
 KNOWN_MODELS: dict[str, KnownModel] = {
     m.name: m
     for m in (
-        KnownModel("espeak-demo-en", "bundled 2.35 M demo model trained by `parakeet-stream train-demo`: "
+        KnownModel("espeak-demo-en", "bundled 3.35 M demo model trained by `parakeet-stream train-demo`: "
                    "espeak-ng English voices, closed ~720-word vocabulary (numbers, times, dates, commands, "
                    "names); ends each utterance with <EOU>; no download", (160,), 160, "cpu",
                    ASSETS / "espeak-demo-en.nemo"),

@@ -52,11 +52,11 @@ def test_transcribe_live_view_prints_timed_finals():
     out = run("transcribe", "examples/sample.wav")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "[  0.64-  2.24] set a timer for ten minutes",
-        "    words: set[0.64-0.72] a[0.72-0.80] timer[0.88-1.20] for[1.28-1.36] ten[1.60-1.76] minutes[1.84-2.24]",
+        "[  0.56-  2.24] set a timer for ten minutes",
+        "    words: set[0.56-0.72] a[0.72-0.80] timer[0.88-1.20] for[1.28-1.36] ten[1.60-1.76] minutes[1.84-2.24]",
         "[  3.84-  6.08] call me at seven thirty tomorrow morning",
         "    words: call[3.84-4.00] me[4.08-4.16] at[4.24-4.32] seven[4.64-4.72] thirty[4.96-5.20] "
-        "tomorrow[5.28-5.68] morning[5.76-6.08]",
+        "tomorrow[5.28-5.68] morning[5.84-6.08]",
     ]
 
 

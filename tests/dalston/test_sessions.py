@@ -16,11 +16,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 TIMER = "set a timer for twenty minutes"
 CALL = "call me at five thirty tomorrow"
+# Sentences the bundled demo model transcribes word for word in espeak-ng's en-us voice at 175 words per minute
+# (the ``speech`` fixture; re-check them when the model changes, as tests/support.py's). Not here, for instance:
+# "please check the report today" ("their report": the two sound alike in espeak-ng voices).
 SENTENCES = [
     "set a timer for twenty minutes", "call me at five thirty tomorrow", "my phone number is one two three four",
     "turn on the lights in the kitchen", "the code is seven eight nine", "meet me at the station at nine",
     "send a message to john and say i will be late", "the meeting is on monday at ten",
-    "please check the report today", "turn off the radio in the office", "set an alarm for seven tomorrow morning",
+    "please read the report today", "turn off the radio in the office", "set an alarm for seven tomorrow morning",
     "i need three tickets next week", "call mary at eleven", "it costs fifty dollars and ten cents",
     "room twelve on floor three", "the temperature is twenty degrees today",
 ]

@@ -8,7 +8,7 @@ ParakeetModels = Literal[
     "nvidia/nemotron-speech-streaming-en-0.6b",
     # 114 M hybrid RNNT/CTC, chunks 80/160/560/1120 ms; the CPU choice
     "nvidia/stt_en_fastconformer_hybrid_large_streaming_multi",
-    # 2.35 M demo bundled with parakeet-stream: espeak-ng voices, closed vocabulary (tests, offline demo)
+    # 3.35 M demo bundled with parakeet-stream: espeak-ng voices, closed vocabulary (tests, offline demo)
     "espeak-demo-en",
 ]
 
