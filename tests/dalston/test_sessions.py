@@ -17,7 +17,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 TIMER = "set a timer for twenty minutes"
 CALL = "call me at five thirty tomorrow"
 # Sentences the bundled demo model transcribes word for word in espeak-ng's en-us voice at 175 words per minute
-# (the ``speech`` fixture; re-check them when the model changes, as tests/support.py's). Not here, for instance:
+# (the ``speech`` fixture; re-check them when the model changes: bench/sentences_of_tests.py). Not here, for instance:
 # "please check the report today" ("their report": the two sound alike in espeak-ng voices).
 SENTENCES = [
     "set a timer for twenty minutes", "call me at five thirty tomorrow", "my phone number is one two three four",
