@@ -70,6 +70,11 @@ def measure(model: str, sentences: list[str]) -> dict:
     return out
 
 
+def parse_models(text: str) -> dict[str, str]:
+    """``--models``: a comma list of model names or .nemo paths, each optionally LABEL=MODEL -> {label: model}."""
+    return dict(m.split("=", 1) if "=" in m else (m, m) for m in text.split(","))
+
+
 def main() -> None:
     from parakeet_services.train_demo import sentences as sentences_mod
 
@@ -82,7 +87,7 @@ def main() -> None:
     _, held_out = sentences_mod.split_sentences(0, 100, seed=1234)  # the test set's sentences: no model trained on them
     sentences = [*LITERALS * 3, *held_out[: args.held_out]]
     t0 = time.time()
-    models = dict(m.split("=", 1) if "=" in m else (m, m) for m in args.models.split(","))
+    models = parse_models(args.models)
     results = {label: measure(model, sentences) for label, model in models.items()}
     conditions = list(next(iter(results.values())))
     print(f"WER % ({len(sentences)} sentences: the {len(LITERALS)} test literals x 3, {args.held_out} held-out)\n")

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from long_stream_wer import parse_models
 
 SR = 16000
 VOICES = ("en-us", "en-gb", "en")
@@ -62,7 +63,7 @@ def main() -> None:
     cases = {f"{voice} {rate} | {text}": (text, voice, rate) for text in sentences for voice in VOICES
              for rate in RATES}
     audio = {key: spoken(*case) for key, case in cases.items()}
-    models = dict(m.split("=", 1) if "=" in m else (m, m) for m in args.models.split(","))
+    models = parse_models(args.models)
     heard = {label: transcripts(model, audio) for label, model in models.items()}
     wrong = {label: sorted(k for k, text in out.items() if text != cases[k][0]) for label, out in heard.items()}
     base, *others = models

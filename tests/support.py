@@ -58,8 +58,8 @@ def collect(stream, timeout: float = 60.0) -> list:
 
 # Sentences the bundled demo model transcribes word for word in the en-us, en-gb and en espeak-ng voices at 160
 # and 175 words per minute (checked with Engine.transcribe; for a new model, bench/sentences_of_tests.py lists
-# what changes). Not here, for instance: "can you call john for me" ("call goo" in en-gb), "remind me on friday"
-# ("remind me to on friday"), "play some music" ("play som").
+# what changes in those of four words or more). Not here, for instance: "can you call john for me" ("call goo"
+# in en-gb), "remind me on friday" ("remind me to on friday"), "play some music" ("play som").
 RELIABLE_SENTENCES = (
     "call me at seven thirty", "two three four", "set a timer for ten minutes", "please open the window",
     "turn on the lights", "call me at seven thirty tomorrow morning", "turn on the radio",
